@@ -1,0 +1,1 @@
+"""HTTP and WebSocket wiring, settings, health and the command line of c360."""

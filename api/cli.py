@@ -1,0 +1,160 @@
+"""The `c360` command line: serve, migrate, seed, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from api.embedded import embedded_stores, uses_simulator
+from api.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    with embedded_stores(settings) as resolved:
+        # Workers read their settings from the environment: hand them the embedded URLs.
+        for name in ("mongo_url", "loyalty_url", "tracking_url"):
+            os.environ[f"C360_{name.upper()}"] = str(getattr(resolved, name))
+        print(f"c360 serving on http://{args.host}:{args.port}/graphql", file=sys.stderr)
+        uvicorn.run(
+            "api.app:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop="uvloop",
+            http="httptools",
+            ws="websockets",
+            log_level=args.log_level,
+            access_log=args.access_log,
+        )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from migrations.runner import upgrade
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url())
+    print("database schema is up to date", file=sys.stderr)
+    return 0
+
+
+async def _seed_async(args: argparse.Namespace, settings: Settings) -> int:
+    from sources.mongo.client import create_client
+    from sources.seed.loader import customer_count, seed
+    from sources.sql.engine import create_engine
+    from sources.thirdparty.simulator import VendorStore
+
+    engine = create_engine(settings.resolved_database_url())
+    assert settings.mongo_url is not None
+    mongo = create_client(settings.mongo_url, timeout=30)
+    vendors = VendorStore(settings.data_dir / "vendors.sqlite") if args.simulator else None
+    try:
+        existing = await customer_count(engine)
+        if existing:
+            if args.if_empty:
+                print(f"store already holds {existing} customers; not seeding", file=sys.stderr)
+                return 0
+            print(
+                f"store already holds {existing} customers; seed an empty store "
+                "(or pass --if-empty to skip quietly)",
+                file=sys.stderr,
+            )
+            return 1
+        if vendors is None:
+            print("vendor URLs are configured: loyalty and shipment data are not seeded",
+                  file=sys.stderr)
+        started = time.perf_counter()
+        counts = await seed(
+            engine=engine, db=mongo[settings.mongo_database], vendors=vendors,
+            customers=args.customers, seed=args.seed, progress=not args.quiet,
+        )
+        elapsed = time.perf_counter() - started
+        summary = ", ".join(f"{v:,} {k}" for k, v in counts.items())
+        print(f"seeded in {elapsed:.1f}s: {summary}", file=sys.stderr)
+        return 0
+    finally:
+        if vendors is not None:
+            vendors.close()
+        await mongo.close()
+        await engine.dispose()
+
+
+def _seed(args: argparse.Namespace) -> int:
+    settings = Settings()
+    args.simulator = uses_simulator(settings)
+    # Seed the embedded MongoDB in place; the simulator's data file is written directly.
+    with embedded_stores(settings.model_copy(update={"loyalty_url": "-", "tracking_url": "-"})
+                         if args.simulator else settings) as resolved:
+        return asyncio.run(_seed_async(args, resolved))
+
+
+def _export_schema(args: argparse.Namespace) -> int:
+    from resolvers.schema import create_schema
+
+    sdl = create_schema().as_str() + "\n"
+    if args.output:
+        Path(args.output).write_text(sdl, encoding="utf-8")
+    else:
+        sys.stdout.write(sdl)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="c360",
+        description="c360: a GraphQL customer-360 service. Settings come from C360_* "
+        "environment variables and a .env file.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the GraphQL API (uvicorn, uvloop, httptools)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                       help="log each request (default on)")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the SQL schema (Alembic)")
+    migrate.set_defaults(run=_migrate)
+
+    seed = commands.add_parser("seed", help="load the deterministic synthetic dataset")
+    seed.add_argument("--customers", type=int, default=1000,
+                      help="how many customers to generate (default 1000)")
+    seed.add_argument("--seed", type=int, default=360, help="random seed (default 360)")
+    seed.add_argument("--if-empty", action="store_true",
+                      help="do nothing, successfully, when customers already exist")
+    seed.add_argument("--quiet", action="store_true", help="no progress bar")
+    seed.set_defaults(run=_seed)
+
+    export = commands.add_parser("export-schema", help="print the schema as SDL (schema.graphql)")
+    export.add_argument("--output", "-o", help="write to this file instead of stdout")
+    export.set_defaults(run=_export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `c360` command."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

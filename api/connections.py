@@ -1,0 +1,73 @@
+"""The live connections to every store, opened once per process and shared by all requests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.settings import Settings
+from sources.mongo.client import create_client as create_mongo_client
+from sources.mongo.queries import Database
+from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
+from sources.sql.engine import create_engine, create_sessionmaker
+from sources.thirdparty.client import create_client as create_vendor_client
+
+
+@dataclass
+class Connections:
+    """Engines, clients and the round-trip counters behind them."""
+
+    settings: Settings
+    round_trips: RoundTrips
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    mongo: AsyncMongoClient[dict[str, Any]]
+    db: Database
+    loyalty: httpx.AsyncClient
+    tracking: httpx.AsyncClient
+
+
+@contextlib.asynccontextmanager
+async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
+    """Open every store's connection for the settings in force; close them on exit.
+
+    The settings must name every store (embedded ones are started by the caller and their
+    URLs filled in first, see `api.embedded`).
+    """
+    if not (settings.mongo_url and settings.loyalty_url and settings.tracking_url):
+        raise ValueError("open_connections needs resolved settings: start the embedded stores first")
+    round_trips = RoundTrips()
+    engine = create_engine(settings.resolved_database_url(), round_trips=round_trips)
+    mongo = create_mongo_client(
+        settings.mongo_url, timeout=settings.mongo_timeout, round_trips=round_trips
+    )
+    loyalty = create_vendor_client(
+        settings.loyalty_url, vendor=LOYALTY, timeout=settings.loyalty_timeout,
+        round_trips=round_trips,
+    )
+    tracking = create_vendor_client(
+        settings.tracking_url, vendor=TRACKING, timeout=settings.tracking_timeout,
+        round_trips=round_trips,
+    )
+    try:
+        yield Connections(
+            settings=settings,
+            round_trips=round_trips,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            mongo=mongo,
+            db=mongo[settings.mongo_database],
+            loyalty=loyalty,
+            tracking=tracking,
+        )
+    finally:
+        await loyalty.aclose()
+        await tracking.aclose()
+        await mongo.close()
+        await engine.dispose()

@@ -1,0 +1,51 @@
+"""The per-request context every resolver receives: settings, connections and fresh loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.connections import Connections
+from api.settings import Settings
+from sources.mongo.loaders import MongoLoaders, create_mongo_loaders
+from sources.sql.loaders import SqlLoaders, create_sql_loaders
+from sources.thirdparty.loaders import VendorLoaders, create_vendor_loaders
+
+
+@dataclass(frozen=True, slots=True)
+class Loaders:
+    """Every loader of one request; built fresh so nothing is cached across requests."""
+
+    sql: SqlLoaders
+    mongo: MongoLoaders
+    vendor: VendorLoaders
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    settings: Settings
+    connections: Connections
+    loaders: Loaders
+
+
+def create_loaders(connections: Connections) -> Loaders:
+    """Loaders for one request; aiodataloader binds to the running loop, so never share them."""
+    settings = connections.settings
+    return Loaders(
+        sql=create_sql_loaders(connections.sessions, settings.sql_timeout),
+        mongo=create_mongo_loaders(connections.db, settings.mongo_timeout),
+        vendor=create_vendor_loaders(
+            connections.loyalty,
+            connections.tracking,
+            loyalty_timeout=settings.loyalty_timeout,
+            tracking_timeout=settings.tracking_timeout,
+        ),
+    )
+
+
+def create_context(connections: Connections) -> Context:
+    """The context of one GraphQL operation."""
+    return Context(
+        settings=connections.settings,
+        connections=connections,
+        loaders=create_loaders(connections),
+    )

@@ -1,0 +1,69 @@
+"""Every setting of c360, read from C360_* environment variables and a .env file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, PositiveFloat, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Flat C360_* settings; an unset store URL means the embedded stand-in for that store."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="C360_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(default=Path("var"), description="Where the embedded stores live.")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default SQLite under data_dir.",
+    )
+    mongo_url: str | None = Field(
+        default=None, description="MongoDB URL; default an embedded SecantusDB process."
+    )
+    mongo_database: str = "c360"
+    redis_url: str | None = Field(default=None, description="Redis URL (cache and events).")
+
+    loyalty_url: str | None = Field(
+        default=None, description="Loyalty API base URL; default the bundled simulator."
+    )
+    tracking_url: str | None = Field(
+        default=None, description="Carrier tracking API base URL; default the bundled simulator."
+    )
+
+    sql_timeout: PositiveFloat = 2.0
+    mongo_timeout: PositiveFloat = 2.0
+    loyalty_timeout: PositiveFloat = 1.0
+    tracking_timeout: PositiveFloat = 1.0
+
+    simulator_latency_ms: float = Field(default=0.0, ge=0)
+    simulator_failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+    page_default: int = Field(default=20, ge=1)
+    page_max: int = Field(default=100, ge=1)
+
+    @field_validator("database_url", "mongo_url", "redis_url", "loyalty_url", "tracking_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    def resolved_database_url(self) -> str:
+        """The SQL URL in force: the configured one, or the SQLite file under data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'c360.sqlite').resolve()}"
+
+    def source_timeout(self, source: str) -> float:
+        """The per-call timeout of one source, in seconds."""
+        timeout: float = getattr(self, f"{source}_timeout")
+        return timeout

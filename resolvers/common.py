@@ -1,0 +1,106 @@
+"""Types and helpers shared by every domain: money, page info, page arguments, input errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+
+from api.context import Context
+from sources.paging import CursorError, Page, PageKey, Position, decode_cursor, encode_cursor
+
+Info = strawberry.Info[Context, Any]
+
+# ISO 4217 minor-unit exponents that differ from the usual two decimals.
+_EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "TND": 3}
+
+
+class UserInputError(GraphQLError):
+    """A request the client can fix: the message says how."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+@strawberry.type(description="An amount of money in one currency.")
+class Money:
+    amount: str = strawberry.field(
+        description="The amount as a decimal string, exact to the currency's minor unit."
+    )
+    currency: str = strawberry.field(description="ISO 4217 currency code, e.g. EUR.")
+
+    @classmethod
+    def from_minor(cls, minor: int, currency: str) -> Money:
+        exponent = _EXPONENTS.get(currency, 2)
+        return cls(amount=str(Decimal(minor).scaleb(-exponent)), currency=currency)
+
+
+@strawberry.type(description="Where a page of a connection sits in the whole list.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether more items follow this page.")
+    has_previous_page: bool = strawberry.field(
+        description="Whether items precede this page (true whenever `after` was given)."
+    )
+    start_cursor: str | None = strawberry.field(description="Cursor of the first item on the page.")
+    end_cursor: str | None = strawberry.field(
+        description="Cursor of the last item: pass it as `after` for the next page."
+    )
+
+    @classmethod
+    def of(cls, page: Page[Any], key: PageKey) -> tuple[PageInfo, list[str]]:
+        """The page info of a loaded page, with the cursor of each of its items."""
+        cursors = [encode_cursor(p) for p in page.positions]
+        info = cls(
+            has_next_page=page.has_next,
+            has_previous_page=key.after is not None,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+        return info, cursors
+
+
+def page_key(
+    info: Info,
+    owner: int,
+    first: int | None,
+    after: str | None,
+    *,
+    filters: tuple[str, ...] = (),
+    valid_id: Callable[[str], bool],
+) -> PageKey:
+    """Validate page arguments against the configured cap and build the loader key.
+
+    `valid_id` checks the id inside a cursor, so a cursor of another connection is refused
+    here with a clear message rather than failing in the source.
+    """
+    settings = info.context.settings
+    size = settings.page_default if first is None else first
+    if not 0 <= size <= settings.page_max:
+        raise UserInputError(f"`first` must be between 0 and {settings.page_max}; got {size}.")
+    position: Position | None = None
+    if after is not None:
+        try:
+            position = decode_cursor(after)
+            if not valid_id(position.id):
+                raise CursorError(after)
+        except CursorError as error:
+            raise UserInputError(
+                "`after` is not a cursor from this connection; pass an `endCursor` or `cursor` "
+                "value unchanged."
+            ) from error
+    return PageKey(owner=owner, first=size, after=position, filters=filters)
+
+
+def parse_id(value: strawberry.ID | str) -> int | None:
+    """A numeric id from a GraphQL ID, or None when it cannot name any record."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
+
+
+__all__ = ["Info", "Money", "PageInfo", "UserInputError", "page_key", "parse_id"]

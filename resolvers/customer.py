@@ -1,0 +1,148 @@
+"""The customer: contact data and addresses (SQL), and every other source hung beneath it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import strawberry
+from bson import ObjectId
+
+from resolvers.common import Info, page_key
+from resolvers.engagement import InteractionConnection, Profile, Ticket
+from resolvers.enums import AddressKind, CustomerStatus, InteractionType, OrderStatus, TicketStatus
+from resolvers.order import OrderConnection
+from resolvers.vendor import LoyaltyMembership
+from sources.sql.records import AddressRecord, CustomerRecord
+
+FirstArg = Annotated[
+    int | None,
+    strawberry.argument(description="Page size: default 20, at most 100 (C360_PAGE_MAX)."),
+]
+AfterArg = Annotated[
+    str | None,
+    strawberry.argument(description="Return items after this cursor (a previous `endCursor`)."),
+]
+
+
+@strawberry.type(description="A postal address of the customer.")
+class Address:
+    kind: AddressKind = strawberry.field(description="What the address is used for.")
+    line1: str = strawberry.field(description="First street line.")
+    line2: str | None = strawberry.field(description="Second street line.")
+    city: str = strawberry.field(description="City or town.")
+    region: str | None = strawberry.field(description="State, county or province.")
+    postal_code: str = strawberry.field(description="Postal code.")
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2 country code.")
+    updated_at: dt.datetime = strawberry.field(description="When the address last changed.")
+
+    @classmethod
+    def from_record(cls, record: AddressRecord) -> Address:
+        return cls(
+            kind=AddressKind(record.kind),
+            line1=record.line1,
+            line2=record.line2,
+            city=record.city,
+            region=record.region,
+            postal_code=record.postal_code,
+            country=record.country,
+            updated_at=record.updated_at,
+        )
+
+
+@strawberry.type(
+    description="A customer: who they are (SQL system of record) and everything known about "
+    "them from the engagement store and third-party APIs. Fields backed by a source other than "
+    "SQL are nullable: when that source fails, they are null and an error names the path."
+)
+class Customer:
+    record: strawberry.Private[CustomerRecord]
+    id: strawberry.ID = strawberry.field(description="Customer id.")
+    first_name: str = strawberry.field(description="Given name.")
+    last_name: str = strawberry.field(description="Family name.")
+    email: str = strawberry.field(description="Email address, normalised to lower case.")
+    phone: str | None = strawberry.field(description="Phone number in E.164 form.")
+    birth_date: dt.date | None = strawberry.field(description="Date of birth, when known.")
+    status: CustomerStatus = strawberry.field(description="ACTIVE, or MERGED into another.")
+    created_at: dt.datetime = strawberry.field(description="When the record was created.")
+    updated_at: dt.datetime = strawberry.field(description="When the record last changed.")
+
+    @strawberry.field(description="Full name: given name then family name.")
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    @strawberry.field(description="Postal addresses, one per kind at most.")
+    async def addresses(self, info: Info) -> list[Address]:
+        records = await info.context.loaders.sql.addresses_by_customer_id.load(self.record.id)
+        return [Address.from_record(r) for r in records or []]
+
+    @strawberry.field(description="The customer's orders, newest first.")
+    async def orders(
+        self,
+        info: Info,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        status: Annotated[
+            OrderStatus | None, strawberry.argument(description="Only orders in this status.")
+        ] = None,
+    ) -> OrderConnection:
+        filters = (status.value,) if status else ()
+        key = page_key(info, self.record.id, first, after, filters=filters, valid_id=str.isdigit)
+        page = await info.context.loaders.sql.order_page_by_customer.load(key)
+        assert page is not None
+        return OrderConnection.from_page(page, key)
+
+    @strawberry.field(description="Engagement profile; null when the customer has none.")
+    async def profile(self, info: Info) -> Profile | None:
+        record = await info.context.loaders.mongo.profile_by_customer_id.load(self.record.id)
+        return Profile.from_record(record) if record else None
+
+    @strawberry.field(description="Interaction timeline, newest first.")
+    async def timeline(
+        self,
+        info: Info,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        types: Annotated[
+            list[InteractionType] | None,
+            strawberry.argument(description="Only interactions of these types."),
+        ] = None,
+    ) -> InteractionConnection | None:
+        filters = tuple(sorted(t.value for t in types or ()))
+        key = page_key(
+            info, self.record.id, first, after, filters=filters, valid_id=ObjectId.is_valid
+        )
+        page = await info.context.loaders.mongo.timeline_page_by_customer.load(key)
+        return InteractionConnection.from_page(page, key) if page else None
+
+    @strawberry.field(description="Support tickets, newest first.")
+    async def tickets(
+        self,
+        info: Info,
+        status: Annotated[
+            TicketStatus | None, strawberry.argument(description="Only tickets in this status.")
+        ] = None,
+    ) -> list[Ticket] | None:
+        key = (self.record.id, status.value if status else None)
+        records = await info.context.loaders.mongo.tickets_by_customer.load(key)
+        return [Ticket.from_record(r) for r in records] if records is not None else None
+
+    @strawberry.field(description="Loyalty membership; null when not a member.")
+    async def loyalty(self, info: Info) -> LoyaltyMembership | None:
+        record = await info.context.loaders.vendor.loyalty_by_customer_id.load(self.record.id)
+        return LoyaltyMembership.from_record(record) if record else None
+
+    @classmethod
+    def from_record(cls, record: CustomerRecord) -> Customer:
+        return cls(
+            record=record,
+            id=strawberry.ID(str(record.id)),
+            first_name=record.first_name,
+            last_name=record.last_name,
+            email=record.email,
+            phone=record.phone,
+            birth_date=record.birth_date,
+            status=CustomerStatus(record.status),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )

@@ -1,0 +1,150 @@
+"""Types backed by the engagement store: profile, timeline and tickets."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+
+from resolvers.common import Money, PageInfo
+from resolvers.enums import Channel, IdentityType, InteractionType, TicketPriority, TicketStatus
+from sources.mongo.records import InteractionRecord, ProfileRecord, TicketRecord
+from sources.paging import Page, PageKey
+
+
+@strawberry.type(description="A named value: a profile trait or an interaction attribute.")
+class KeyValue:
+    key: str = strawberry.field(description="The name.")
+    value: str = strawberry.field(description="The value, as text.")
+
+
+@strawberry.type(description="How the customer likes to be contacted.")
+class Preferences:
+    channels: list[Channel] = strawberry.field(description="Preferred channels, most preferred first.")
+    language: str | None = strawberry.field(description="Preferred language (BCP 47 tag).")
+
+
+@strawberry.type(description="The customer's consent for contact over one channel.")
+class Consent:
+    channel: Channel = strawberry.field(description="The channel the consent is for.")
+    granted: bool = strawberry.field(description="True when granted, false when withdrawn.")
+    updated_at: dt.datetime = strawberry.field(description="When it was last granted or withdrawn.")
+
+
+@strawberry.type(description="An identifier of the customer in another system.")
+class Identity:
+    type: IdentityType = strawberry.field(description="Which system the identifier belongs to.")
+    value: str = strawberry.field(description="The identifier itself.")
+
+
+@strawberry.type(description="The customer's engagement profile (CDP document).")
+class Profile:
+    traits: list[KeyValue] = strawberry.field(description="Free-form traits, by name.")
+    segments: list[str] = strawberry.field(description="Marketing and service segments.")
+    preferences: Preferences = strawberry.field(description="Contact preferences.")
+    consents: list[Consent] = strawberry.field(description="Consent per channel.")
+    identities: list[Identity] = strawberry.field(description="Known identifiers elsewhere.")
+    lifetime_value: Money = strawberry.field(description="Computed lifetime value.")
+    last_seen_at: dt.datetime | None = strawberry.field(
+        description="When the customer was last seen on any channel."
+    )
+
+    @classmethod
+    def from_record(cls, record: ProfileRecord) -> Profile:
+        return cls(
+            traits=[KeyValue(key=k, value=v) for k, v in sorted(record.traits.items())],
+            segments=record.segments,
+            preferences=Preferences(
+                channels=[Channel(c) for c in record.preferred_channels], language=record.language
+            ),
+            consents=[
+                Consent(channel=Channel(c.channel), granted=c.granted, updated_at=c.updated_at)
+                for c in record.consents
+            ],
+            identities=[Identity(type=IdentityType(i.type), value=i.value) for i in record.identities],
+            lifetime_value=Money.from_minor(record.lifetime_value_minor, record.currency),
+            last_seen_at=record.last_seen_at,
+        )
+
+
+@strawberry.type(description="One entry of the customer's interaction timeline.")
+class Interaction:
+    id: strawberry.ID = strawberry.field(description="Unique id of the interaction.")
+    type: InteractionType = strawberry.field(description="What happened.")
+    channel: Channel = strawberry.field(description="Where it happened.")
+    occurred_at: dt.datetime = strawberry.field(description="When it happened.")
+    attributes: list[KeyValue] = strawberry.field(description="Details, by name.")
+
+    @classmethod
+    def from_record(cls, record: InteractionRecord) -> Interaction:
+        return cls(
+            id=strawberry.ID(record.id),
+            type=InteractionType(record.type),
+            channel=Channel(record.channel),
+            occurred_at=record.occurred_at,
+            attributes=[KeyValue(key=k, value=v) for k, v in sorted(record.attributes.items())],
+        )
+
+
+@strawberry.type(description="An interaction with the cursor that points at it.")
+class InteractionEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this entry.")
+    node: Interaction = strawberry.field(description="The interaction.")
+
+
+@strawberry.type(description="A page of the timeline, newest first.")
+class InteractionConnection:
+    edges: list[InteractionEdge] = strawberry.field(description="The entries of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+
+    @classmethod
+    def from_page(cls, page: Page[InteractionRecord], key: PageKey) -> InteractionConnection:
+        page_info, cursors = PageInfo.of(page, key)
+        return cls(
+            edges=[
+                InteractionEdge(cursor=c, node=Interaction.from_record(r))
+                for c, r in zip(cursors, page.items, strict=True)
+            ],
+            page_info=page_info,
+        )
+
+
+@strawberry.type(description="One change in a ticket's handling.")
+class TicketEvent:
+    at: dt.datetime = strawberry.field(description="When it changed.")
+    status: TicketStatus = strawberry.field(description="The status it changed to.")
+    note: str | None = strawberry.field(description="What the handler wrote.")
+
+
+@strawberry.type(description="A contact-center or field-service ticket.")
+class Ticket:
+    id: strawberry.ID = strawberry.field(description="Ticket id.")
+    subject: str = strawberry.field(description="What the ticket is about.")
+    status: TicketStatus = strawberry.field(description="Where it is in its handling.")
+    priority: TicketPriority = strawberry.field(description="How urgent it is.")
+    channel: Channel = strawberry.field(description="Where it was opened.")
+    assignee: str | None = strawberry.field(description="Who handles it, when assigned.")
+    eta: dt.datetime | None = strawberry.field(
+        description="When a technician or an answer is expected, when promised."
+    )
+    created_at: dt.datetime = strawberry.field(description="When it was opened.")
+    updated_at: dt.datetime = strawberry.field(description="When it last changed.")
+    history: list[TicketEvent] = strawberry.field(description="Its changes, oldest first.")
+
+    @classmethod
+    def from_record(cls, record: TicketRecord) -> Ticket:
+        return cls(
+            id=strawberry.ID(record.id),
+            subject=record.subject,
+            status=TicketStatus(record.status),
+            priority=TicketPriority(record.priority),
+            channel=Channel(record.channel),
+            assignee=record.assignee,
+            eta=record.eta,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            history=[
+                TicketEvent(at=h.at, status=TicketStatus(h.status), note=h.note)
+                for h in record.history
+            ],
+        )

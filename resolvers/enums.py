@@ -1,0 +1,99 @@
+"""The enumerations of the graph; their values are the strings the stores keep."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+
+@strawberry.enum(description="Whether a customer record is live or merged into another.")
+class CustomerStatus(Enum):
+    ACTIVE = "ACTIVE"
+    MERGED = "MERGED"
+
+
+@strawberry.enum(description="What an address is used for.")
+class AddressKind(Enum):
+    HOME = "HOME"
+    BILLING = "BILLING"
+    SHIPPING = "SHIPPING"
+
+
+@strawberry.enum(description="Where an order is in its life, from placed to delivered.")
+class OrderStatus(Enum):
+    PLACED = "PLACED"
+    PAID = "PAID"
+    FULFILLING = "FULFILLING"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+    RETURNED = "RETURNED"
+
+
+@strawberry.enum(description="The channel through which something happened.")
+class Channel(Enum):
+    WEB = "WEB"
+    MOBILE = "MOBILE"
+    STORE = "STORE"
+    CONTACT_CENTER = "CONTACT_CENTER"
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+    PHONE = "PHONE"
+    PUSH = "PUSH"
+    POST = "POST"
+    FIELD_SERVICE = "FIELD_SERVICE"
+
+
+@strawberry.enum(description="What kind of interaction a timeline entry records.")
+class InteractionType(Enum):
+    PAGE_VIEW = "PAGE_VIEW"
+    PRODUCT_VIEW = "PRODUCT_VIEW"
+    CART_UPDATED = "CART_UPDATED"
+    CART_ABANDONED = "CART_ABANDONED"
+    ORDER_PLACED = "ORDER_PLACED"
+    CALL = "CALL"
+    CHAT = "CHAT"
+    EMAIL = "EMAIL"
+    STORE_VISIT = "STORE_VISIT"
+    APP_OPEN = "APP_OPEN"
+
+
+@strawberry.enum(description="Where a support ticket is in its handling.")
+class TicketStatus(Enum):
+    OPEN = "OPEN"
+    PENDING = "PENDING"
+    RESOLVED = "RESOLVED"
+
+
+@strawberry.enum(description="How urgent a ticket is.")
+class TicketPriority(Enum):
+    LOW = "LOW"
+    NORMAL = "NORMAL"
+    HIGH = "HIGH"
+    URGENT = "URGENT"
+
+
+@strawberry.enum(description="A kind of identifier that names the customer in another system.")
+class IdentityType(Enum):
+    WEB_ANONYMOUS_ID = "WEB_ANONYMOUS_ID"
+    DEVICE_ID = "DEVICE_ID"
+    LOYALTY_NUMBER = "LOYALTY_NUMBER"
+    CRM_ID = "CRM_ID"
+
+
+@strawberry.enum(description="A loyalty program tier, lowest first.")
+class LoyaltyTier(Enum):
+    BRONZE = "BRONZE"
+    SILVER = "SILVER"
+    GOLD = "GOLD"
+    PLATINUM = "PLATINUM"
+
+
+@strawberry.enum(description="Where a shipment is, as the carrier reports it.")
+class ShipmentStatus(Enum):
+    LABEL_CREATED = "LABEL_CREATED"
+    IN_TRANSIT = "IN_TRANSIT"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    DELIVERED = "DELIVERED"
+    EXCEPTION = "EXCEPTION"

@@ -1,0 +1,56 @@
+"""Types backed by the third-party APIs: loyalty membership and carrier shipments."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+
+from resolvers.enums import LoyaltyTier, ShipmentStatus
+from sources.thirdparty.records import LoyaltyRecord, ShipmentRecord
+
+
+@strawberry.type(description="The customer's membership of the loyalty program (loyalty API).")
+class LoyaltyMembership:
+    member_number: str = strawberry.field(description="The member number printed on the card.")
+    tier: LoyaltyTier = strawberry.field(description="Current tier.")
+    points: int = strawberry.field(description="Points balance available to spend.")
+    enrolled_at: dt.datetime = strawberry.field(description="When the customer joined.")
+
+    @classmethod
+    def from_record(cls, record: LoyaltyRecord) -> LoyaltyMembership:
+        return cls(
+            member_number=record.member_number,
+            tier=LoyaltyTier(record.tier),
+            points=record.points,
+            enrolled_at=record.enrolled_at,
+        )
+
+
+@strawberry.type(description="One scan of a parcel by the carrier.")
+class ScanEvent:
+    at: dt.datetime = strawberry.field(description="When the scan happened.")
+    location: str = strawberry.field(description="Where the parcel was scanned.")
+    description: str = strawberry.field(description="What the carrier says happened.")
+
+
+@strawberry.type(description="A parcel as the carrier tracks it (carrier tracking API).")
+class Shipment:
+    tracking_number: str = strawberry.field(description="The carrier's tracking number.")
+    carrier: str = strawberry.field(description="The carrier's name.")
+    status: ShipmentStatus = strawberry.field(description="Latest status from the carrier.")
+    eta: dt.datetime | None = strawberry.field(
+        description="Estimated delivery time; null once delivered or when unknown."
+    )
+    events: list[ScanEvent] = strawberry.field(description="Scan history, oldest first.")
+
+    @classmethod
+    def from_record(cls, record: ShipmentRecord) -> Shipment:
+        return cls(
+            tracking_number=record.tracking_number,
+            carrier=record.carrier,
+            status=ShipmentStatus(record.status),
+            eta=record.eta,
+            events=[ScanEvent(at=e.at, location=e.location, description=e.description)
+                    for e in record.events],
+        )

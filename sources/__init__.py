@@ -1,0 +1,1 @@
+"""One adapter per store; loaders live beside the source they batch."""

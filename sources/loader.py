@@ -1,0 +1,85 @@
+"""The one by-key DataLoader factory every source uses, with its timeout and error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from aiodataloader import DataLoader
+from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
+from sqlalchemy.exc import DBAPIError, InterfaceError
+
+from sources.errors import SourceError, SourceTimeoutError, SourceUnavailableError
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+log = logging.getLogger(__name__)
+
+BatchFn = Callable[[Sequence[K]], Awaitable[Sequence[V | None]]]
+
+# What each driver raises when its server is down, refuses or drops the connection.
+_TIMEOUTS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    httpx.TimeoutException,
+    NetworkTimeout,
+    ExecutionTimeout,
+)
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ConnectionFailure,
+    AutoReconnect,
+    httpx.TransportError,
+    httpx.HTTPStatusError,
+    InterfaceError,
+    OSError,
+)
+
+
+def source_error(source: str, error: BaseException) -> SourceError | None:
+    """The SourceError for a driver failure, or None when it is not an outage (a bug)."""
+    if isinstance(error, SourceError):
+        return error
+    if isinstance(error, _TIMEOUTS):
+        return SourceTimeoutError(source, repr(error))
+    if isinstance(error, _UNAVAILABLE):
+        return SourceUnavailableError(source, repr(error))
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return SourceUnavailableError(source, repr(error))
+    if isinstance(error, DBAPIError) and isinstance(error.orig, OSError | ConnectionError):
+        return SourceUnavailableError(source, repr(error))
+    return None
+
+
+async def call_source(source: str, timeout: float, call: Awaitable[V]) -> V:
+    """Await one source call within its timeout, turning outages into SourceError."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await call
+    except Exception as error:
+        mapped = source_error(source, error)
+        if mapped is None:
+            raise
+        log.warning("source %s failed: %s", source, mapped.detail)
+        raise mapped from error
+
+
+def keyed_loader(source: str, timeout: float, batch: BatchFn[K, V]) -> DataLoader[K, V | None]:
+    """A per-request loader: one batched source call per tick, `None` for missing keys.
+
+    A failed batch fails each of its keys with its own error instance, so the error lands on
+    every field that asked and nowhere else.
+    """
+
+    async def load(keys: Sequence[K]) -> list[Any]:
+        try:
+            values = await call_source(source, timeout, batch(keys))
+        except SourceError as error:
+            return [type(error)(error.source, error.detail) for _ in keys]
+        if len(values) != len(keys):
+            raise RuntimeError(f"{source} batch returned {len(values)} values for {len(keys)} keys")
+        return list(values)
+
+    return DataLoader(load)

@@ -1,0 +1,1 @@
+"""The MongoDB engagement store: profiles, the interaction timeline and tickets."""

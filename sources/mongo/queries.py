@@ -1,0 +1,102 @@
+"""Batched reads of the engagement store: each function is one round trip for many keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from sources.mongo.records import InteractionRecord, ProfileRecord, TicketRecord
+from sources.paging import Page, PageKey, PageRow, Position, group_pages
+
+Database = AsyncDatabase[dict[str, Any]]
+
+INDEXES: dict[str, list[list[tuple[str, int]]]] = {
+    # The timeline is read newest first per customer, optionally by type.
+    "interactions": [[("customer_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)]],
+    "tickets": [[("customer_id", ASCENDING), ("status", ASCENDING)]],
+    # Lookups by identity (loyalty number, device id, ...) land on the profile.
+    "profiles": [[("identities.type", ASCENDING), ("identities.value", ASCENDING)]],
+}
+
+
+async def ensure_indexes(*, db: Database) -> None:
+    """Create the indexes the queries below rely on (idempotent)."""
+    for collection, indexes in INDEXES.items():
+        for keys in indexes:
+            await db[collection].create_index(keys)
+
+
+async def profiles_by_customer_ids(
+    *, db: Database, ids: Sequence[int]
+) -> list[ProfileRecord | None]:
+    """Profiles in key order, None for a customer without one."""
+    found: dict[int, ProfileRecord] = {}
+    async for doc in db.profiles.find({"_id": {"$in": list(set(ids))}}):
+        found[doc["_id"]] = ProfileRecord.from_document(doc)
+    return [found.get(i) for i in ids]
+
+
+async def tickets_by_customer_ids(
+    *, db: Database, keys: Sequence[tuple[int, str | None]]
+) -> list[list[TicketRecord]]:
+    """Each (customer id, status or None for all) key's tickets, newest first."""
+    ids = list({customer_id for customer_id, _ in keys})
+    by_customer: dict[int, list[TicketRecord]] = {}
+    cursor = db.tickets.find({"customer_id": {"$in": ids}}).sort(
+        [("customer_id", ASCENDING), ("created_at", DESCENDING)]
+    )
+    async for doc in cursor:
+        by_customer.setdefault(doc["customer_id"], []).append(TicketRecord.from_document(doc))
+    return [
+        [t for t in by_customer.get(customer_id, []) if status is None or t.status == status]
+        for customer_id, status in keys
+    ]
+
+
+async def timeline_pages(
+    *, db: Database, keys: Sequence[PageKey]
+) -> list[Page[InteractionRecord]]:
+    """A page of each customer's interactions, newest first; `filters` are the types kept.
+
+    One aggregation per group of keys sharing page arguments: `$topN` per customer keeps the
+    server from sending more than a page (plus one, for hasNextPage) for anyone.
+    """
+
+    async def run(owners: list[int], template: PageKey) -> list[PageRow[InteractionRecord]]:
+        match: dict[str, Any] = {"customer_id": {"$in": owners}}
+        if template.filters:
+            match["type"] = {"$in": list(template.filters)}
+        if template.after is not None:
+            at, last_id = template.after.at, ObjectId(template.after.id)
+            match["$or"] = [
+                {"occurred_at": {"$lt": at}},
+                {"occurred_at": at, "_id": {"$lt": last_id}},
+            ]
+        pipeline = [
+            {"$match": match},
+            {
+                "$group": {
+                    "_id": "$customer_id",
+                    "top": {
+                        "$topN": {
+                            "n": template.first + 1,
+                            "sortBy": {"occurred_at": -1, "_id": -1},
+                            "output": "$$ROOT",
+                        }
+                    },
+                }
+            },
+        ]
+        rows: list[PageRow[InteractionRecord]] = []
+        async for group in await db.interactions.aggregate(pipeline):
+            for doc in group["top"]:
+                record = InteractionRecord.from_document(doc)
+                position = Position(at=record.occurred_at, id=record.id)
+                rows.append(PageRow(record.customer_id, record, position))
+        return rows
+
+    return await group_pages(keys, run, counted=False)

@@ -1,0 +1,45 @@
+"""The async SQLAlchemy engine, with its round-trip counter hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from sources.roundtrips import SQL, RoundTrips
+
+
+def create_engine(url: str | URL, *, round_trips: RoundTrips | None = None) -> AsyncEngine:
+    """An engine for SQLite (aiosqlite) or PostgreSQL (asyncpg), counting each statement."""
+    url = make_url(url)
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, **kwargs)
+    sync_engine = engine.sync_engine
+
+    if url.get_backend_name() == "sqlite":
+
+        @event.listens_for(sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets readers run while the seeder or a mutation writes.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    if round_trips is not None:
+
+        @event.listens_for(sync_engine, "before_cursor_execute")
+        def _count(*_args: Any) -> None:
+            round_trips.record(SQL)
+
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded values after commit (records are copied out anyway)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

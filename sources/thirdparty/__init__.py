@@ -1,0 +1,1 @@
+"""Third-party HTTP APIs (loyalty, carrier tracking) and the simulator that stands in for them."""
