@@ -41,11 +41,14 @@ def create_client(
     """A client that fails fast when the server is away, so a query is not held up by it."""
     listeners = [_RoundTripListener(round_trips)] if round_trips is not None else []
     timeout_ms = int(timeout * 1000)
+    # Finding no server gives up before the call's own timeout, so an unreachable MongoDB
+    # reports SOURCE_UNAVAILABLE rather than SOURCE_TIMEOUT.
+    selection_ms = max(timeout_ms // 2, 1)
     return AsyncMongoClient(
         url,
         tz_aware=True,
         event_listeners=listeners,
-        serverSelectionTimeoutMS=timeout_ms,
+        serverSelectionTimeoutMS=selection_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=timeout_ms,
     )

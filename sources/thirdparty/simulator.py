@@ -95,9 +95,10 @@ def create_simulator_app(
         return None
 
     async def batch(request: Request, vendor: str, table: str, field: str, out: str) -> JSONResponse:
+        # Read the body first: a client that gave up during the simulated latency is gone.
+        body = await request.json()
         if failed := await inject(vendor):
             return failed
-        body = await request.json()
         keys = body.get(field)
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             return JSONResponse({"error": f"{field} must be a list of strings"}, status_code=400)

@@ -1,0 +1,190 @@
+"""Session fixtures: real stores, disposable, one set per SQL backend (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
+
+from api.app import create_app
+from api.connections import Connections
+from api.settings import Settings
+from migrations.runner import upgrade
+from sources.mongo.client import create_client as create_mongo_client
+from sources.net import free_port
+from sources.seed.loader import seed
+from sources.sql.engine import create_engine
+from sources.thirdparty.simulator import VendorStore, running_simulator
+from tests import services
+
+SEEDED_CUSTOMERS = 30
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MongoDB when C360_TEST_MONGO_URL is set, else a fresh embedded SecantusDB."""
+    if services.MONGO_URL:
+        yield services.MONGO_URL
+        return
+    from sources.mongo.embedded import embedded_mongo
+
+    with embedded_mongo(tmp_path_factory.mktemp("mongo") / "data") as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class Simulator:
+    url: str
+    store_path: Path
+
+    def set_faults(self, vendor: str | None, *, latency_ms: float = 0, failure_rate: float = 0) -> None:
+        """Make a vendor slow or failing (None: both vendors)."""
+        response = httpx.put(
+            f"{self.url}/_simulator/faults",
+            json={"vendor": vendor, "latencyMs": latency_ms, "failureRate": failure_rate},
+        )
+        response.raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    store_path = tmp_path_factory.mktemp("vendors") / "vendors.sqlite"
+    with running_simulator(store_path) as url:
+        yield Simulator(url, store_path)
+
+
+@pytest.fixture
+def vendor_faults(simulator: Simulator) -> Iterator[Simulator]:
+    """The simulator, restored to healthy after the test whatever it injected."""
+    yield simulator
+    simulator.set_faults(None)
+
+
+@pytest.fixture(scope="session")
+def vendor_store(simulator: Simulator) -> Iterator[VendorStore]:
+    store = VendorStore(simulator.store_path)
+    yield store
+    store.close()
+
+
+def _asyncpg_url(url: str) -> str:
+    parsed = make_url(url)
+    return str(parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False))
+
+
+@contextlib.asynccontextmanager
+async def _postgres_database() -> AsyncIterator[str]:
+    """A freshly created PostgreSQL database, dropped afterwards."""
+    if not services.POSTGRES_URL:
+        services.unavailable("PostgreSQL", "C360_TEST_POSTGRES_URL is not set")
+    admin_url = _asyncpg_url(services.POSTGRES_URL or "")
+    name = f"c360_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OSError as error:
+        await admin.dispose()
+        services.unavailable("PostgreSQL", f"cannot connect: {error}")
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def sql_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated, empty SQL database: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sql") / "c360.sqlite"
+        url = f"sqlite+aiosqlite:///{path}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+        return
+    async with _postgres_database() as url:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def settings(
+    sql_url: str, mongo_url: str, simulator: Simulator, vendor_store: VendorStore,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Settings]:
+    """Settings over seeded stores: SQL per backend, its own MongoDB database, the simulator."""
+    resolved = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path_factory.mktemp("data"),
+        database_url=sql_url,
+        mongo_url=mongo_url,
+        mongo_database=f"c360_test_{uuid.uuid4().hex[:12]}",
+        loyalty_url=simulator.url,
+        tracking_url=simulator.url,
+        tracking_timeout=0.5,
+        loyalty_timeout=0.5,
+        mongo_timeout=1.0,
+    )
+    engine = create_engine(sql_url)
+    mongo = create_mongo_client(mongo_url, timeout=30)
+    try:
+        await seed(
+            engine=engine, db=mongo[resolved.mongo_database], vendors=vendor_store,
+            customers=SEEDED_CUSTOMERS, progress=False,
+        )
+        yield resolved
+        await mongo.drop_database(resolved.mongo_database)
+    finally:
+        await mongo.close()
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The app with its lifespan running (connections open)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def connections(app: Starlette) -> Connections:
+    opened: Connections = app.state.connections
+    return opened
+
+
+@pytest.fixture(scope="session")
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process HTTP client of the app (no sockets)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def live_server(app: Starlette) -> AsyncIterator[str]:
+    """The app served by uvicorn on a real local port; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task

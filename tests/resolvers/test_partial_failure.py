@@ -1,0 +1,134 @@
+"""A failing source nulls only its own fields, with one coded error per failed path."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+from api.app import create_app
+from api.connections import Connections
+from api.settings import Settings
+from sources.net import free_port
+from sources.thirdparty.simulator import VendorStore
+from tests.builders import build_customer
+from tests.conftest import Simulator
+from tests.queries import AGENT_QUERY
+
+
+async def agent(client: httpx.AsyncClient, cid: int) -> dict[str, Any]:
+    response = await client.post("/graphql", json={"query": AGENT_QUERY, "variables": {"id": str(cid)}})
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def assert_no_internals(body: dict[str, Any]) -> None:
+    text = str(body)
+    for leak in ("Traceback", "File \"", "127.0.0.1", "Error(", "pymongo", "httpx"):
+        assert leak not in text, f"{leak!r} leaked into {text[:300]}"
+
+
+async def test_carrier_api_down_nulls_only_shipments(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
+    vendor_faults: Simulator,
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=3)
+    vendor_faults.set_faults("tracking", failure_rate=1.0)
+
+    body = await agent(client, cid)
+
+    customer = body["data"]["customer"]
+    edges = customer["orders"]["edges"]
+    assert [e["node"]["shipment"] for e in edges] == [None, None, None]
+    assert customer["loyalty"] == {"tier": "GOLD", "points": 100}
+    assert customer["profile"] and customer["timeline"] and customer["addresses"]
+    assert all(e["node"]["lines"] for e in edges)
+    assert sorted(e["path"][3] for e in body["errors"]) == [0, 1, 2]
+    for error in body["errors"]:
+        assert error["path"][-1] == "shipment"
+        assert error["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": "tracking"}
+        assert error["message"] == "tracking is unavailable"
+    assert_no_internals(body)
+
+
+async def test_carrier_api_too_slow_times_out_per_source(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
+    vendor_faults: Simulator, settings: Settings,
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=2)
+    vendor_faults.set_faults("tracking", latency_ms=settings.tracking_timeout * 1000 + 1500)
+
+    body = await agent(client, cid)
+
+    assert [e["node"]["shipment"] for e in body["data"]["customer"]["orders"]["edges"]] == [None, None]
+    assert len(body["errors"]) == 2
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"SOURCE_TIMEOUT"}
+    assert body["data"]["customer"]["loyalty"] is not None
+    assert_no_internals(body)
+
+
+async def test_loyalty_api_down_nulls_only_loyalty(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
+    vendor_faults: Simulator,
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=1)
+    vendor_faults.set_faults("loyalty", failure_rate=1.0)
+
+    body = await agent(client, cid)
+
+    assert body["data"]["customer"]["loyalty"] is None
+    assert body["data"]["customer"]["orders"]["edges"][0]["node"]["shipment"] is not None
+    [error] = body["errors"]
+    assert error["path"] == ["customer", "loyalty"]
+    assert error["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+
+
+@contextlib.asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app: Starlette = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as http:
+            yield http
+
+
+async def test_mongodb_unreachable_nulls_engagement_fields(settings: Settings) -> None:
+    nowhere = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    async with app_client(settings.model_copy(update={"mongo_url": nowhere, "mongo_timeout": 0.6})) as http:
+        body = await agent(http, 5)
+        ready = await http.get("/readyz")
+
+    customer = body["data"]["customer"]
+    assert customer["id"] == "5" and customer["orders"]["totalCount"] >= 0
+    assert customer["profile"] is None and customer["timeline"] is None and customer["tickets"] is None
+    paths = sorted(tuple(e["path"]) for e in body["errors"])
+    assert paths == [("customer", "profile"), ("customer", "tickets"), ("customer", "timeline")]
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"SOURCE_UNAVAILABLE"}
+    assert_no_internals(body)
+    assert ready.status_code == 503
+    assert ready.json()["stores"]["mongo"]["status"] == "down"
+    assert ready.json()["stores"]["sql"]["status"] == "up"
+
+
+async def test_unexpected_errors_are_masked_and_logged(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
+    caplog: Any,
+) -> None:
+    # A profile the code cannot read (an unknown channel) is a bug, not an outage.
+    cid = await build_customer(
+        connections, vendor_store,
+        profile={"preferences": {"channels": ["CARRIER_PIGEON"]}},
+    )
+    body = await agent(client, cid)
+
+    [error] = body["errors"]
+    assert error["path"] == ["customer", "profile"]
+    assert error["message"] == "Unexpected error."
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert body["data"]["customer"]["profile"] is None
+    assert_no_internals(body)
+    assert "CARRIER_PIGEON" in caplog.text  # the full error is in the log
