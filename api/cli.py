@@ -72,12 +72,18 @@ async def _seed_async(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         if vendors is None:
-            print("vendor URLs are configured: loyalty and shipment data are not seeded",
-                  file=sys.stderr)
+            print(
+                "vendor URLs are configured: loyalty and shipment data are not seeded",
+                file=sys.stderr,
+            )
         started = time.perf_counter()
         counts = await seed(
-            engine=engine, db=mongo[settings.mongo_database], vendors=vendors,
-            customers=args.customers, seed=args.seed, progress=not args.quiet,
+            engine=engine,
+            db=mongo[settings.mongo_database],
+            vendors=vendors,
+            customers=args.customers,
+            seed=args.seed,
+            progress=not args.quiet,
         )
         elapsed = time.perf_counter() - started
         summary = ", ".join(f"{v:,} {k}" for k, v in counts.items())
@@ -94,8 +100,11 @@ def _seed(args: argparse.Namespace) -> int:
     settings = Settings()
     args.simulator = uses_simulator(settings)
     # Seed the embedded MongoDB in place; the simulator's data file is written directly.
-    with embedded_stores(settings.model_copy(update={"loyalty_url": "-", "tracking_url": "-"})
-                         if args.simulator else settings) as resolved:
+    with embedded_stores(
+        settings.model_copy(update={"loyalty_url": "-", "tracking_url": "-"})
+        if args.simulator
+        else settings
+    ) as resolved:
         return asyncio.run(_seed_async(args, resolved))
 
 
@@ -124,19 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
-    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
-                       help="log each request (default on)")
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log each request (default on)",
+    )
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the SQL schema (Alembic)")
     migrate.set_defaults(run=_migrate)
 
     seed = commands.add_parser("seed", help="load the deterministic synthetic dataset")
-    seed.add_argument("--customers", type=int, default=1000,
-                      help="how many customers to generate (default 1000)")
+    seed.add_argument(
+        "--customers", type=int, default=1000, help="how many customers to generate (default 1000)"
+    )
     seed.add_argument("--seed", type=int, default=360, help="random seed (default 360)")
-    seed.add_argument("--if-empty", action="store_true",
-                      help="do nothing, successfully, when customers already exist")
+    seed.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="do nothing, successfully, when customers already exist",
+    )
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
     seed.set_defaults(run=_seed)
 

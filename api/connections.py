@@ -41,18 +41,24 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     URLs filled in first, see `api.embedded`).
     """
     if not (settings.mongo_url and settings.loyalty_url and settings.tracking_url):
-        raise ValueError("open_connections needs resolved settings: start the embedded stores first")
+        raise ValueError(
+            "open_connections needs resolved settings: start the embedded stores first"
+        )
     round_trips = RoundTrips()
     engine = create_engine(settings.resolved_database_url(), round_trips=round_trips)
     mongo = create_mongo_client(
         settings.mongo_url, timeout=settings.mongo_timeout, round_trips=round_trips
     )
     loyalty = create_vendor_client(
-        settings.loyalty_url, vendor=LOYALTY, timeout=settings.loyalty_timeout,
+        settings.loyalty_url,
+        vendor=LOYALTY,
+        timeout=settings.loyalty_timeout,
         round_trips=round_trips,
     )
     tracking = create_vendor_client(
-        settings.tracking_url, vendor=TRACKING, timeout=settings.tracking_timeout,
+        settings.tracking_url,
+        vendor=TRACKING,
+        timeout=settings.tracking_timeout,
         round_trips=round_trips,
     )
     try:

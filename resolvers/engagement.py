@@ -20,7 +20,9 @@ class KeyValue:
 
 @strawberry.type(description="How the customer likes to be contacted.")
 class Preferences:
-    channels: list[Channel] = strawberry.field(description="Preferred channels, most preferred first.")
+    channels: list[Channel] = strawberry.field(
+        description="Preferred channels, most preferred first."
+    )
     language: str | None = strawberry.field(description="Preferred language (BCP 47 tag).")
 
 
@@ -61,7 +63,9 @@ class Profile:
                 Consent(channel=Channel(c.channel), granted=c.granted, updated_at=c.updated_at)
                 for c in record.consents
             ],
-            identities=[Identity(type=IdentityType(i.type), value=i.value) for i in record.identities],
+            identities=[
+                Identity(type=IdentityType(i.type), value=i.value) for i in record.identities
+            ],
             lifetime_value=Money.from_minor(record.lifetime_value_minor, record.currency),
             last_seen_at=record.last_seen_at,
         )

@@ -49,7 +49,7 @@ class OrderLine:
         record = await info.context.loaders.sql.product_by_sku.load(self.record.sku)
         return Product.from_record(record) if record else None
 
-    @strawberry.field(description="quantity × unitPrice.")
+    @strawberry.field(description="quantity times unitPrice.")
     def subtotal(self) -> Money:
         return Money.from_minor(self.record.quantity * self.record.unit_price_minor, self.currency)
 

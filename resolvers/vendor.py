@@ -51,6 +51,8 @@ class Shipment:
             carrier=record.carrier,
             status=ShipmentStatus(record.status),
             eta=record.eta,
-            events=[ScanEvent(at=e.at, location=e.location, description=e.description)
-                    for e in record.events],
+            events=[
+                ScanEvent(at=e.at, location=e.location, description=e.description)
+                for e in record.events
+            ],
         )

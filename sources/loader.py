@@ -53,10 +53,10 @@ def source_error(source: str, error: BaseException) -> SourceError | None:
     return None
 
 
-async def call_source(source: str, timeout: float, call: Awaitable[V]) -> V:
-    """Await one source call within its timeout, turning outages into SourceError."""
+async def call_source(source: str, limit: float, call: Awaitable[V]) -> V:
+    """Await one source call within `limit` seconds, turning outages into SourceError."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit):
             return await call
     except Exception as error:
         mapped = source_error(source, error)

@@ -47,7 +47,9 @@ class Simulator:
     url: str
     store_path: Path
 
-    def set_faults(self, vendor: str | None, *, latency_ms: float = 0, failure_rate: float = 0) -> None:
+    def set_faults(
+        self, vendor: str | None, *, latency_ms: float = 0, failure_rate: float = 0
+    ) -> None:
         """Make a vendor slow or failing (None: both vendors)."""
         response = httpx.put(
             f"{self.url}/_simulator/faults",
@@ -104,7 +106,9 @@ async def _postgres_database() -> AsyncIterator[str]:
         await admin.dispose()
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 async def sql_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
@@ -122,7 +126,10 @@ async def sql_url(
 
 @pytest.fixture(scope="session")
 async def settings(
-    sql_url: str, mongo_url: str, simulator: Simulator, vendor_store: VendorStore,
+    sql_url: str,
+    mongo_url: str,
+    simulator: Simulator,
+    vendor_store: VendorStore,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Settings]:
     """Settings over seeded stores: SQL per backend, its own MongoDB database, the simulator."""
@@ -142,8 +149,11 @@ async def settings(
     mongo = create_mongo_client(mongo_url, timeout=30)
     try:
         await seed(
-            engine=engine, db=mongo[resolved.mongo_database], vendors=vendor_store,
-            customers=SEEDED_CUSTOMERS, progress=False,
+            engine=engine,
+            db=mongo[resolved.mongo_database],
+            vendors=vendor_store,
+            customers=SEEDED_CUSTOMERS,
+            progress=False,
         )
         yield resolved
         await mongo.drop_database(resolved.mongo_database)

@@ -22,8 +22,6 @@ query Agent($id: ID!) {{
 
 def many_customers_query(count: int) -> str:
     """The agent view of `count` customers in one document, one alias each."""
-    aliases = "\n".join(
-        f'  c{n}: customer(id: $id{n}) {{ {AGENT_FIELDS} }}' for n in range(count)
-    )
+    aliases = "\n".join(f"  c{n}: customer(id: $id{n}) {{ {AGENT_FIELDS} }}" for n in range(count))
     variables = ", ".join(f"$id{n}: ID!" for n in range(count))
     return f"query Many({variables}) {{\n{aliases}\n}}"

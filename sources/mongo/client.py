@@ -16,7 +16,16 @@ from sources.roundtrips import MONGO, RoundTrips
 
 # Driver housekeeping, not reads or writes the graph asked for.
 _HOUSEKEEPING = frozenset(
-    {"hello", "ismaster", "isMaster", "ping", "endSessions", "saslStart", "saslContinue", "buildinfo"}
+    {
+        "hello",
+        "ismaster",
+        "isMaster",
+        "ping",
+        "endSessions",
+        "saslStart",
+        "saslContinue",
+        "buildinfo",
+    }
 )
 
 

@@ -42,13 +42,22 @@ def embedded_mongo(storage_path: Path, *, startup_timeout: float = 30.0) -> Iter
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "secantus",
-                "--host", "127.0.0.1", "--port", str(port),
-                "--storage-path", str(storage_path), "--log-level", "WARNING",
+                sys.executable,
+                "-m",
+                "secantus",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(storage_path),
+                "--log-level",
+                "WARNING",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     try:
@@ -61,6 +70,15 @@ def embedded_mongo(storage_path: Path, *, startup_timeout: float = 30.0) -> Iter
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _die_with_parent() -> None:
+    # If c360 is killed outright, the server must not outlive it holding the data lock.
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _wait_until_answering(
@@ -81,7 +99,9 @@ def _wait_until_answering(
         finally:
             client.close()
     process.kill()
-    raise EmbeddedMongoError(f"the embedded MongoDB did not answer within {timeout}s; see {log_path}")
+    raise EmbeddedMongoError(
+        f"the embedded MongoDB did not answer within {timeout}s; see {log_path}"
+    )
 
 
 def remove_storage(storage_path: Path) -> None:

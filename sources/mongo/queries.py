@@ -16,7 +16,9 @@ Database = AsyncDatabase[dict[str, Any]]
 
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     # The timeline is read newest first per customer, optionally by type.
-    "interactions": [[("customer_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)]],
+    "interactions": [
+        [("customer_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)]
+    ],
     "tickets": [[("customer_id", ASCENDING), ("status", ASCENDING)]],
     # Lookups by identity (loyalty number, device id, ...) land on the profile.
     "profiles": [[("identities.type", ASCENDING), ("identities.value", ASCENDING)]],
@@ -57,9 +59,7 @@ async def tickets_by_customer_ids(
     ]
 
 
-async def timeline_pages(
-    *, db: Database, keys: Sequence[PageKey]
-) -> list[Page[InteractionRecord]]:
+async def timeline_pages(*, db: Database, keys: Sequence[PageKey]) -> list[Page[InteractionRecord]]:
     """A page of each customer's interactions, newest first; `filters` are the types kept.
 
     One aggregation per group of keys sharing page arguments: `$topN` per customer keeps the

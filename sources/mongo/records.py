@@ -110,6 +110,7 @@ class TicketRecord:
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             history=[
-                TicketEventRecord(h["at"], h["status"], h.get("note")) for h in doc.get("history", [])
+                TicketEventRecord(h["at"], h["status"], h.get("note"))
+                for h in doc.get("history", [])
             ],
         )

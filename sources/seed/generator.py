@@ -25,36 +25,63 @@ LAST_NAMES = (
     "Novak Okafor Petrov Quinn Rossi Santos Tanaka Umar Varga Weber Xu Young Zimmermann"
 ).split()
 CITIES = (
-    ("London", "England", "GB", "EC1A"), ("Manchester", "England", "GB", "M1"),
-    ("Berlin", "Berlin", "DE", "10115"), ("Hamburg", "Hamburg", "DE", "20095"),
-    ("Paris", "Ile-de-France", "FR", "75001"), ("Lyon", "Auvergne-Rhone-Alpes", "FR", "69001"),
-    ("Madrid", "Madrid", "ES", "28001"), ("Amsterdam", "North Holland", "NL", "1011"),
-    ("Dublin", "Leinster", "IE", "D01"), ("Milan", "Lombardy", "IT", "20121"),
+    ("London", "England", "GB", "EC1A"),
+    ("Manchester", "England", "GB", "M1"),
+    ("Berlin", "Berlin", "DE", "10115"),
+    ("Hamburg", "Hamburg", "DE", "20095"),
+    ("Paris", "Ile-de-France", "FR", "75001"),
+    ("Lyon", "Auvergne-Rhone-Alpes", "FR", "69001"),
+    ("Madrid", "Madrid", "ES", "28001"),
+    ("Amsterdam", "North Holland", "NL", "1011"),
+    ("Dublin", "Leinster", "IE", "D01"),
+    ("Milan", "Lombardy", "IT", "20121"),
 )
 STREETS = "High Street|Station Road|Church Lane|Mill Road|Park Avenue|Market Square".split("|")
 CATEGORIES = ("shoes", "outerwear", "knitwear", "accessories", "bags", "home", "sport")
 ADJECTIVES = "Classic Urban Alpine Coastal Everyday Trail Studio Heritage Light Merino".split()
 NOUNS = "Sneaker Boot Parka Jacket Sweater Scarf Beanie Tote Backpack Throw Legging Cap".split()
 ORDER_STATUSES = (
-    ("DELIVERED", 55), ("SHIPPED", 10), ("FULFILLING", 5), ("PAID", 5), ("PLACED", 5),
-    ("CANCELLED", 10), ("RETURNED", 10),
+    ("DELIVERED", 55),
+    ("SHIPPED", 10),
+    ("FULFILLING", 5),
+    ("PAID", 5),
+    ("PLACED", 5),
+    ("CANCELLED", 10),
+    ("RETURNED", 10),
 )
 ORDER_CHANNELS = (("WEB", 50), ("MOBILE", 30), ("STORE", 15), ("CONTACT_CENTER", 5))
 INTERACTIONS = (
-    ("PAGE_VIEW", "WEB", 40), ("PRODUCT_VIEW", "MOBILE", 20), ("CART_UPDATED", "WEB", 10),
-    ("CART_ABANDONED", "WEB", 5), ("APP_OPEN", "MOBILE", 10), ("EMAIL", "EMAIL", 6),
-    ("CALL", "CONTACT_CENTER", 3), ("CHAT", "WEB", 3), ("STORE_VISIT", "STORE", 3),
+    ("PAGE_VIEW", "WEB", 40),
+    ("PRODUCT_VIEW", "MOBILE", 20),
+    ("CART_UPDATED", "WEB", 10),
+    ("CART_ABANDONED", "WEB", 5),
+    ("APP_OPEN", "MOBILE", 10),
+    ("EMAIL", "EMAIL", 6),
+    ("CALL", "CONTACT_CENTER", 3),
+    ("CHAT", "WEB", 3),
+    ("STORE_VISIT", "STORE", 3),
 )
 SEGMENTS = (
-    "high-value", "frequent-buyer", "lapsed", "newsletter", "outdoor", "sale-hunter",
-    "new-customer", "vip-service",
+    "high-value",
+    "frequent-buyer",
+    "lapsed",
+    "newsletter",
+    "outdoor",
+    "sale-hunter",
+    "new-customer",
+    "vip-service",
 )
 CONSENT_CHANNELS = ("EMAIL", "SMS", "PHONE", "PUSH", "POST")
 TIERS = (("BRONZE", 50), ("SILVER", 30), ("GOLD", 15), ("PLATINUM", 5))
 CARRIERS = ("UPS", "DHL", "DPD")
 TICKET_SUBJECTS = (
-    "Where is my parcel?", "Wrong size delivered", "Refund not received", "Change address",
-    "Damaged item", "Technician visit", "Loyalty points missing",
+    "Where is my parcel?",
+    "Wrong size delivered",
+    "Refund not received",
+    "Change address",
+    "Damaged item",
+    "Technician visit",
+    "Loyalty points missing",
 )
 
 
@@ -97,14 +124,16 @@ class Generator:
         rng = self.rng
         rows = []
         for n in range(1, self.PRODUCTS + 1):
-            rows.append({
-                "sku": f"SKU-{n:05d}",
-                "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {n}",
-                "category": rng.choice(CATEGORIES),
-                "price_minor": rng.randrange(500, 40000, 100) - 1,
-                "currency": "EUR",
-                "stock": rng.randint(0, 500),
-            })
+            rows.append(
+                {
+                    "sku": f"SKU-{n:05d}",
+                    "name": f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {n}",
+                    "category": rng.choice(CATEGORIES),
+                    "price_minor": rng.randrange(500, 40000, 100) - 1,
+                    "currency": "EUR",
+                    "stock": rng.randint(0, 500),
+                }
+            )
         return rows
 
     def _object_id(self, at: dt.datetime) -> ObjectId:
@@ -127,41 +156,49 @@ class Generator:
         rng = self.rng
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         created = self.anchor - dt.timedelta(days=rng.randint(30, 3 * 365))
-        out.customers.append({
-            "id": cid,
-            "first_name": first,
-            "last_name": last,
-            "email": f"{first}.{last}.{cid}@example.com".lower(),
-            "phone": f"+4477{cid:08d}",
-            "birth_date": dt.date(rng.randint(1950, 2005), rng.randint(1, 12), rng.randint(1, 28)),
-            "status": "ACTIVE",
-            "merged_into": None,
-            "created_at": created,
-            "updated_at": created,
-        })
+        out.customers.append(
+            {
+                "id": cid,
+                "first_name": first,
+                "last_name": last,
+                "email": f"{first}.{last}.{cid}@example.com".lower(),
+                "phone": f"+4477{cid:08d}",
+                "birth_date": dt.date(
+                    rng.randint(1950, 2005), rng.randint(1, 12), rng.randint(1, 28)
+                ),
+                "status": "ACTIVE",
+                "merged_into": None,
+                "created_at": created,
+                "updated_at": created,
+            }
+        )
         city, region, country, postal = rng.choice(CITIES)
         for kind in rng.sample(("HOME", "BILLING", "SHIPPING"), rng.randint(1, 3)):
-            out.addresses.append({
-                "customer_id": cid,
-                "kind": kind,
-                "line1": f"{rng.randint(1, 200)} {rng.choice(STREETS)}",
-                "line2": None if rng.random() < 0.7 else f"Flat {rng.randint(1, 40)}",
-                "city": city,
-                "region": region,
-                "postal_code": postal,
-                "country": country,
-                "updated_at": created,
-            })
+            out.addresses.append(
+                {
+                    "customer_id": cid,
+                    "kind": kind,
+                    "line1": f"{rng.randint(1, 200)} {rng.choice(STREETS)}",
+                    "line2": None if rng.random() < 0.7 else f"Flat {rng.randint(1, 40)}",
+                    "city": city,
+                    "region": region,
+                    "postal_code": postal,
+                    "country": country,
+                    "updated_at": created,
+                }
+            )
         lifetime = self._orders(cid, created, out)
         member = rng.random() < 0.6
         if member:
-            out.members.append({
-                "customerId": str(cid),
-                "memberNumber": f"LOY{cid:08d}",
-                "tier": _weighted(rng, TIERS)[0],
-                "points": rng.randint(0, 20000),
-                "enrolledAt": self._before_anchor(created).isoformat(),
-            })
+            out.members.append(
+                {
+                    "customerId": str(cid),
+                    "memberNumber": f"LOY{cid:08d}",
+                    "tier": _weighted(rng, TIERS)[0],
+                    "points": rng.randint(0, 20000),
+                    "enrolledAt": self._before_anchor(created).isoformat(),
+                }
+            )
         last_seen = self._interactions(cid, created, out)
         if rng.random() < 0.95:
             out.profiles.append(self._profile(cid, created, member, lifetime, last_seen))
@@ -180,44 +217,55 @@ class Generator:
                 product = rng.choice(self.products)
                 quantity = rng.randint(1, 3)
                 total += quantity * product["price_minor"]
-                out.order_lines.append({
-                    "order_id": oid,
-                    "line_number": line_number,
-                    "sku": product["sku"],
-                    "quantity": quantity,
-                    "unit_price_minor": product["price_minor"],
-                })
+                out.order_lines.append(
+                    {
+                        "order_id": oid,
+                        "line_number": line_number,
+                        "sku": product["sku"],
+                        "quantity": quantity,
+                        "unit_price_minor": product["price_minor"],
+                    }
+                )
             tracking = None
             if status in ("SHIPPED", "DELIVERED", "RETURNED"):
                 tracking = f"1Z{oid:012d}"
                 out.shipments.append(self._shipment(tracking, placed, status))
             if status not in ("CANCELLED", "RETURNED"):
                 lifetime += total
-            out.orders.append({
-                "id": oid,
-                "customer_id": cid,
-                "number": f"ORD-{oid:08d}",
-                "status": status,
-                "channel": _weighted(rng, ORDER_CHANNELS)[0],
-                "total_minor": total,
-                "currency": "EUR",
-                "tracking_number": tracking,
-                "placed_at": placed,
-                "updated_at": placed + dt.timedelta(hours=rng.randint(0, 96)),
-            })
+            out.orders.append(
+                {
+                    "id": oid,
+                    "customer_id": cid,
+                    "number": f"ORD-{oid:08d}",
+                    "status": status,
+                    "channel": _weighted(rng, ORDER_CHANNELS)[0],
+                    "total_minor": total,
+                    "currency": "EUR",
+                    "tracking_number": tracking,
+                    "placed_at": placed,
+                    "updated_at": placed + dt.timedelta(hours=rng.randint(0, 96)),
+                }
+            )
         return lifetime
 
     def _shipment(self, tracking: str, placed: dt.datetime, status: str) -> Row:
         rng = self.rng
         delivered = status != "SHIPPED"
-        shipment_status = "DELIVERED" if delivered else rng.choice(("IN_TRANSIT", "OUT_FOR_DELIVERY"))
+        shipment_status = (
+            "DELIVERED" if delivered else rng.choice(("IN_TRANSIT", "OUT_FOR_DELIVERY"))
+        )
         events = []
         at = placed + dt.timedelta(hours=rng.randint(6, 48))
         for description in ("Label created", "Picked up", "In transit", "Delivered")[
             : 4 if delivered else rng.randint(2, 3)
         ]:
-            events.append({"at": at.isoformat(), "location": rng.choice(CITIES)[0],
-                           "description": description})
+            events.append(
+                {
+                    "at": at.isoformat(),
+                    "location": rng.choice(CITIES)[0],
+                    "description": description,
+                }
+            )
             at += dt.timedelta(hours=rng.randint(4, 30))
         return {
             "trackingNumber": tracking,
@@ -234,24 +282,33 @@ class Generator:
             kind, channel, _weight = _weighted(rng, INTERACTIONS)
             at = self._before_anchor(created).replace(microsecond=0)
             last_seen = at if last_seen is None or at > last_seen else last_seen
-            out.interactions.append({
-                "_id": self._object_id(at),
-                "customer_id": cid,
-                "type": kind,
-                "channel": channel,
-                "occurred_at": at,
-                "attributes": {"path": f"/p/SKU-{rng.randint(1, self.PRODUCTS):05d}"}
-                if kind in ("PAGE_VIEW", "PRODUCT_VIEW") else {},
-            })
+            out.interactions.append(
+                {
+                    "_id": self._object_id(at),
+                    "customer_id": cid,
+                    "type": kind,
+                    "channel": channel,
+                    "occurred_at": at,
+                    "attributes": {"path": f"/p/SKU-{rng.randint(1, self.PRODUCTS):05d}"}
+                    if kind in ("PAGE_VIEW", "PRODUCT_VIEW")
+                    else {},
+                }
+            )
         return last_seen
 
     def _profile(
-        self, cid: int, created: dt.datetime, member: bool, lifetime: int, last_seen: dt.datetime | None
+        self,
+        cid: int,
+        created: dt.datetime,
+        member: bool,
+        lifetime: int,
+        last_seen: dt.datetime | None,
     ) -> Row:
         rng = self.rng
         identities = [{"type": "CRM_ID", "value": f"CRM-{cid:07d}"}]
         identities += [
-            {"type": "WEB_ANONYMOUS_ID", "value": f"anon-{cid:07d}-{n}"} for n in range(rng.randint(0, 2))
+            {"type": "WEB_ANONYMOUS_ID", "value": f"anon-{cid:07d}-{n}"}
+            for n in range(rng.randint(0, 2))
         ]
         if rng.random() < 0.5:
             identities.append({"type": "DEVICE_ID", "value": f"dev-{cid:07d}"})
@@ -259,19 +316,29 @@ class Generator:
             identities.append({"type": "LOYALTY_NUMBER", "value": f"LOY{cid:08d}"})
         return {
             "_id": cid,
-            "traits": {"favouriteCategory": rng.choice(CATEGORIES),
-                       "shoeSize": str(rng.randint(36, 46))},
+            "traits": {
+                "favouriteCategory": rng.choice(CATEGORIES),
+                "shoeSize": str(rng.randint(36, 46)),
+            },
             "segments": sorted(rng.sample(SEGMENTS, rng.randint(0, 3))),
-            "preferences": {"channels": rng.sample(("EMAIL", "SMS", "PUSH"), rng.randint(1, 3)),
-                            "language": rng.choice(("en", "de", "fr", "es", "it", "nl"))},
+            "preferences": {
+                "channels": rng.sample(("EMAIL", "SMS", "PUSH"), rng.randint(1, 3)),
+                "language": rng.choice(("en", "de", "fr", "es", "it", "nl")),
+            },
             "consents": [
-                {"channel": channel, "granted": rng.random() < 0.6,
-                 "updated_at": self._before_anchor(created).replace(microsecond=0)}
+                {
+                    "channel": channel,
+                    "granted": rng.random() < 0.6,
+                    "updated_at": self._before_anchor(created).replace(microsecond=0),
+                }
                 for channel in CONSENT_CHANNELS
             ],
             "identities": identities,
-            "computed": {"lifetime_value_minor": lifetime, "currency": "EUR",
-                         "last_seen_at": last_seen},
+            "computed": {
+                "lifetime_value_minor": lifetime,
+                "currency": "EUR",
+                "last_seen_at": last_seen,
+            },
         }
 
     def _tickets(self, cid: int, created: dt.datetime, out: Chunk) -> None:
@@ -281,18 +348,24 @@ class Generator:
             status = rng.choice(("OPEN", "PENDING", "RESOLVED", "RESOLVED"))
             history = [{"at": opened, "status": "OPEN", "note": "Ticket opened"}]
             if status != "OPEN":
-                history.append({"at": opened + dt.timedelta(hours=2), "status": status, "note": None})
-            out.tickets.append({
-                "_id": f"T-{self._next_ticket:07d}",
-                "customer_id": cid,
-                "subject": rng.choice(TICKET_SUBJECTS),
-                "status": status,
-                "priority": rng.choice(("LOW", "NORMAL", "NORMAL", "HIGH", "URGENT")),
-                "channel": rng.choice(("PHONE", "EMAIL", "WEB", "FIELD_SERVICE")),
-                "assignee": None if status == "OPEN" else f"agent-{rng.randint(1, 40)}",
-                "eta": opened + dt.timedelta(days=rng.randint(1, 5)) if status != "RESOLVED" else None,
-                "created_at": opened,
-                "updated_at": history[-1]["at"],
-                "history": history,
-            })
+                history.append(
+                    {"at": opened + dt.timedelta(hours=2), "status": status, "note": None}
+                )
+            out.tickets.append(
+                {
+                    "_id": f"T-{self._next_ticket:07d}",
+                    "customer_id": cid,
+                    "subject": rng.choice(TICKET_SUBJECTS),
+                    "status": status,
+                    "priority": rng.choice(("LOW", "NORMAL", "NORMAL", "HIGH", "URGENT")),
+                    "channel": rng.choice(("PHONE", "EMAIL", "WEB", "FIELD_SERVICE")),
+                    "assignee": None if status == "OPEN" else f"agent-{rng.randint(1, 40)}",
+                    "eta": opened + dt.timedelta(days=rng.randint(1, 5))
+                    if status != "RESOLVED"
+                    else None,
+                    "created_at": opened,
+                    "updated_at": history[-1]["at"],
+                    "history": history,
+                }
+            )
             self._next_ticket += 1

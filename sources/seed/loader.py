@@ -22,7 +22,11 @@ SQL_BATCH = 5000
 async def customer_count(engine: AsyncEngine) -> int:
     """How many customers the SQL store holds (the seeder skips a non-empty store)."""
     async with engine.connect() as connection:
-        return int((await connection.execute(select(func.count()).select_from(models.Customer))).scalar_one())
+        return int(
+            (
+                await connection.execute(select(func.count()).select_from(models.Customer))
+            ).scalar_one()
+        )
 
 
 async def _insert_sql(engine: AsyncEngine, table: Any, rows: Sequence[Row]) -> None:
@@ -65,9 +69,17 @@ async def seed(
     """
     generator = Generator(seed)
     await _insert_sql(engine, models.Product.__table__, generator.products)
-    counts = {"customers": 0, "orders": 0, "order_lines": 0, "interactions": 0, "tickets": 0,
-              "profiles": 0, "loyalty_members": 0, "shipments": 0,
-              "products": len(generator.products)}
+    counts = {
+        "customers": 0,
+        "orders": 0,
+        "order_lines": 0,
+        "interactions": 0,
+        "tickets": 0,
+        "profiles": 0,
+        "loyalty_members": 0,
+        "shipments": 0,
+        "products": len(generator.products),
+    }
     pending: asyncio.Future[Any] | None = None
     with tqdm(total=customers, unit="customer", disable=not progress, desc="seeding") as bar:
         for first in range(1, customers + 1, CHUNK):
@@ -80,7 +92,14 @@ async def seed(
                 vendors.put("shipments", ((s["trackingNumber"], s) for s in chunk.shipments))
                 counts["loyalty_members"] += len(chunk.members)
                 counts["shipments"] += len(chunk.shipments)
-            for name in ("customers", "orders", "order_lines", "interactions", "tickets", "profiles"):
+            for name in (
+                "customers",
+                "orders",
+                "order_lines",
+                "interactions",
+                "tickets",
+                "profiles",
+            ):
                 counts[name] += len(getattr(chunk, name))
             bar.update(len(chunk.customers))
         if pending is not None:

@@ -115,7 +115,9 @@ async def order_pages(*, session: AsyncSession, keys: Sequence[PageKey]) -> list
             select(
                 *_columns(order),
                 func.count().over(partition_by=order.customer_id).label("total"),
-                func.row_number().over(partition_by=order.customer_id, order_by=ranking).label("rn"),
+                func.row_number()
+                .over(partition_by=order.customer_id, order_by=ranking)
+                .label("rn"),
                 is_after.label("is_after"),
             )
             .where(*where)

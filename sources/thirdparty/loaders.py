@@ -20,17 +20,22 @@ class VendorLoaders:
 
 
 def create_vendor_loaders(
-    loyalty: httpx.AsyncClient, tracking: httpx.AsyncClient, *, loyalty_timeout: float,
+    loyalty: httpx.AsyncClient,
+    tracking: httpx.AsyncClient,
+    *,
+    loyalty_timeout: float,
     tracking_timeout: float,
 ) -> VendorLoaders:
     """Fresh loaders for one request (or one WebSocket operation)."""
     return VendorLoaders(
         loyalty_by_customer_id=keyed_loader(
-            LOYALTY, loyalty_timeout,
+            LOYALTY,
+            loyalty_timeout,
             lambda k: vendor.loyalty_by_customer_ids(client=loyalty, ids=k),
         ),
         shipment_by_tracking_number=keyed_loader(
-            TRACKING, tracking_timeout,
+            TRACKING,
+            tracking_timeout,
             lambda k: vendor.shipments_by_tracking_numbers(client=tracking, numbers=k),
         ),
     )

@@ -94,7 +94,9 @@ def create_simulator_app(
             return JSONResponse({"error": "simulated outage"}, status_code=503)
         return None
 
-    async def batch(request: Request, vendor: str, table: str, field: str, out: str) -> JSONResponse:
+    async def batch(
+        request: Request, vendor: str, table: str, field: str, out: str
+    ) -> JSONResponse:
         # Read the body first: a client that gave up during the simulated latency is gone.
         body = await request.json()
         if failed := await inject(vendor):

@@ -20,7 +20,9 @@ from tests.queries import AGENT_QUERY
 
 
 async def agent(client: httpx.AsyncClient, cid: int) -> dict[str, Any]:
-    response = await client.post("/graphql", json={"query": AGENT_QUERY, "variables": {"id": str(cid)}})
+    response = await client.post(
+        "/graphql", json={"query": AGENT_QUERY, "variables": {"id": str(cid)}}
+    )
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
     return body
@@ -28,12 +30,14 @@ async def agent(client: httpx.AsyncClient, cid: int) -> dict[str, Any]:
 
 def assert_no_internals(body: dict[str, Any]) -> None:
     text = str(body)
-    for leak in ("Traceback", "File \"", "127.0.0.1", "Error(", "pymongo", "httpx"):
+    for leak in ("Traceback", 'File "', "127.0.0.1", "Error(", "pymongo", "httpx"):
         assert leak not in text, f"{leak!r} leaked into {text[:300]}"
 
 
 async def test_carrier_api_down_nulls_only_shipments(
-    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
+    client: httpx.AsyncClient,
+    connections: Connections,
+    vendor_store: VendorStore,
     vendor_faults: Simulator,
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=3)
@@ -56,15 +60,21 @@ async def test_carrier_api_down_nulls_only_shipments(
 
 
 async def test_carrier_api_too_slow_times_out_per_source(
-    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
-    vendor_faults: Simulator, settings: Settings,
+    client: httpx.AsyncClient,
+    connections: Connections,
+    vendor_store: VendorStore,
+    vendor_faults: Simulator,
+    settings: Settings,
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=2)
     vendor_faults.set_faults("tracking", latency_ms=settings.tracking_timeout * 1000 + 1500)
 
     body = await agent(client, cid)
 
-    assert [e["node"]["shipment"] for e in body["data"]["customer"]["orders"]["edges"]] == [None, None]
+    assert [e["node"]["shipment"] for e in body["data"]["customer"]["orders"]["edges"]] == [
+        None,
+        None,
+    ]
     assert len(body["errors"]) == 2
     assert {e["extensions"]["code"] for e in body["errors"]} == {"SOURCE_TIMEOUT"}
     assert body["data"]["customer"]["loyalty"] is not None
@@ -72,7 +82,9 @@ async def test_carrier_api_too_slow_times_out_per_source(
 
 
 async def test_loyalty_api_down_nulls_only_loyalty(
-    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
+    client: httpx.AsyncClient,
+    connections: Connections,
+    vendor_store: VendorStore,
     vendor_faults: Simulator,
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=1)
@@ -98,13 +110,17 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_mongodb_unreachable_nulls_engagement_fields(settings: Settings) -> None:
     nowhere = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
-    async with app_client(settings.model_copy(update={"mongo_url": nowhere, "mongo_timeout": 0.6})) as http:
+    async with app_client(
+        settings.model_copy(update={"mongo_url": nowhere, "mongo_timeout": 0.6})
+    ) as http:
         body = await agent(http, 5)
         ready = await http.get("/readyz")
 
     customer = body["data"]["customer"]
     assert customer["id"] == "5" and customer["orders"]["totalCount"] >= 0
-    assert customer["profile"] is None and customer["timeline"] is None and customer["tickets"] is None
+    assert (
+        customer["profile"] is None and customer["timeline"] is None and customer["tickets"] is None
+    )
     paths = sorted(tuple(e["path"]) for e in body["errors"])
     assert paths == [("customer", "profile"), ("customer", "tickets"), ("customer", "timeline")]
     assert {e["extensions"]["code"] for e in body["errors"]} == {"SOURCE_UNAVAILABLE"}
@@ -115,12 +131,15 @@ async def test_mongodb_unreachable_nulls_engagement_fields(settings: Settings) -
 
 
 async def test_unexpected_errors_are_masked_and_logged(
-    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore,
+    client: httpx.AsyncClient,
+    connections: Connections,
+    vendor_store: VendorStore,
     caplog: Any,
 ) -> None:
     # A profile the code cannot read (an unknown channel) is a bug, not an outage.
     cid = await build_customer(
-        connections, vendor_store,
+        connections,
+        vendor_store,
         profile={"preferences": {"channels": ["CARRIER_PIGEON"]}},
     )
     body = await agent(client, cid)

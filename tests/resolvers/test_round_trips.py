@@ -34,7 +34,9 @@ async def test_agent_query_costs_the_same_for_1_and_50_orders(
     fifty = await build_customer(connections, vendor_store, orders=50)
 
     body_one, spent_one = await measured(live_server, connections, AGENT_QUERY, {"id": str(one)})
-    body_fifty, spent_fifty = await measured(live_server, connections, AGENT_QUERY, {"id": str(fifty)})
+    body_fifty, spent_fifty = await measured(
+        live_server, connections, AGENT_QUERY, {"id": str(fifty)}
+    )
 
     assert body_one["data"]["customer"]["orders"]["totalCount"] == 1
     assert body_fifty["data"]["customer"]["orders"]["totalCount"] == 50
@@ -49,9 +51,14 @@ async def test_fifty_customers_cost_no_more_round_trips_than_one(
 ) -> None:
     ids = [await build_customer(connections, vendor_store, orders=3) for _ in range(50)]
 
-    _, spent_one = await measured(live_server, connections, many_customers_query(1), {"id0": str(ids[0])})
+    _, spent_one = await measured(
+        live_server, connections, many_customers_query(1), {"id0": str(ids[0])}
+    )
     body, spent_fifty = await measured(
-        live_server, connections, many_customers_query(50), {f"id{n}": str(i) for n, i in enumerate(ids)}
+        live_server,
+        connections,
+        many_customers_query(50),
+        {f"id{n}": str(i) for n, i in enumerate(ids)},
     )
 
     assert [body["data"][f"c{n}"]["id"] for n in range(50)] == [str(i) for i in ids]

@@ -1,0 +1,34 @@
+"""The command line: every subcommand documents itself, settings come from C360_*."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.cli import build_parser, main
+from api.settings import Settings
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "seed", "export-schema"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: c360 " + command in capsys.readouterr().out
+
+
+def test_serve_takes_host_and_port() -> None:
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "9000"])
+    assert (args.host, args.port, args.workers) == ("0.0.0.0", 9000, 1)
+
+
+def test_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setenv("C360_DATA_DIR", "/srv/c360")
+    monkeypatch.setenv("C360_TRACKING_TIMEOUT", "0.25")
+    monkeypatch.setenv("C360_MONGO_URL", "")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert str(settings.data_dir) == "/srv/c360"
+    assert settings.tracking_timeout == 0.25
+    assert settings.mongo_url is None
+    assert settings.resolved_database_url() == "sqlite+aiosqlite:////srv/c360/c360.sqlite"
