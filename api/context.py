@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from api.connections import Connections
 from api.settings import Settings
-from sources.mongo.loaders import MongoLoaders, create_mongo_loaders
-from sources.sql.loaders import SqlLoaders, create_sql_loaders
-from sources.thirdparty.loaders import VendorLoaders, create_vendor_loaders
+from sources.mongo.loaders import MongoLoaders
+from sources.sql.loaders import SqlLoaders
+from sources.thirdparty.loaders import VendorLoaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +31,9 @@ def create_loaders(connections: Connections) -> Loaders:
     """Loaders for one request; aiodataloader binds to the running loop, so never share them."""
     settings = connections.settings
     return Loaders(
-        sql=create_sql_loaders(connections.sessions, settings.sql_timeout),
-        mongo=create_mongo_loaders(connections.db, settings.mongo_timeout),
-        vendor=create_vendor_loaders(
+        sql=SqlLoaders(connections.engine, settings.sql_timeout),
+        mongo=MongoLoaders(connections.db, settings.mongo_timeout),
+        vendor=VendorLoaders(
             connections.loyalty,
             connections.tracking,
             loyalty_timeout=settings.loyalty_timeout,

@@ -40,6 +40,7 @@ def embedded_mongo(storage_path: Path, *, startup_timeout: float = 30.0) -> Iter
     port = free_port()
     log_path = storage_path.parent / "secantus.log"
     with open(log_path, "ab") as log:
+        log_start = log.tell()
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -61,7 +62,7 @@ def embedded_mongo(storage_path: Path, *, startup_timeout: float = 30.0) -> Iter
         )
     url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     try:
-        _wait_until_answering(url, process, startup_timeout, log_path)
+        _wait_until_answering(url, process, startup_timeout, log_path, log_start)
         yield url
     finally:
         process.terminate()
@@ -82,14 +83,21 @@ def _die_with_parent() -> None:
 
 
 def _wait_until_answering(
-    url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path
+    url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path, log_start: int
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise EmbeddedMongoError(
-                f"the embedded MongoDB exited with code {process.returncode}; see {log_path}"
-            )
+            reason = f"the embedded MongoDB exited with code {process.returncode}; see {log_path}"
+            with open(log_path, "rb") as log:
+                log.seek(log_start)
+                output = log.read().decode(errors="replace")
+            if "resource busy" in output:
+                reason = (
+                    f"{log_path.parent} is in use by another c360 or SecantusDB process; stop it "
+                    f"or set C360_DATA_DIR to another directory ({reason})"
+                )
+            raise EmbeddedMongoError(reason)
         client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=250)
         try:
             client.admin.command("ping")

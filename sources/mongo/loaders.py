@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 
 from aiodataloader import DataLoader
 
@@ -14,23 +14,28 @@ from sources.paging import Page, PageKey
 from sources.roundtrips import MONGO
 
 
-@dataclass(frozen=True, slots=True)
 class MongoLoaders:
-    profile_by_customer_id: DataLoader[int, ProfileRecord | None]
-    tickets_by_customer: DataLoader[tuple[int, str | None], list[TicketRecord] | None]
-    timeline_page_by_customer: DataLoader[PageKey, Page[InteractionRecord] | None]
+    """The MongoDB loaders of one request, each made on first use."""
 
+    def __init__(self, db: Database, timeout: float) -> None:
+        self._db = db
+        self._timeout = timeout
 
-def create_mongo_loaders(db: Database, timeout: float) -> MongoLoaders:
-    """Fresh loaders for one request (or one WebSocket operation)."""
-    return MongoLoaders(
-        profile_by_customer_id=keyed_loader(
-            MONGO, timeout, lambda k: queries.profiles_by_customer_ids(db=db, ids=k)
-        ),
-        tickets_by_customer=keyed_loader(
-            MONGO, timeout, lambda k: queries.tickets_by_customer_ids(db=db, keys=k)
-        ),
-        timeline_page_by_customer=keyed_loader(
-            MONGO, timeout, lambda k: queries.timeline_pages(db=db, keys=k)
-        ),
-    )
+    @cached_property
+    def profile_by_customer_id(self) -> DataLoader[int, ProfileRecord | None]:
+        db = self._db
+        return keyed_loader(
+            MONGO, self._timeout, lambda k: queries.profiles_by_customer_ids(db=db, ids=k)
+        )
+
+    @cached_property
+    def tickets_by_customer(self) -> DataLoader[tuple[int, str | None], list[TicketRecord] | None]:
+        db = self._db
+        return keyed_loader(
+            MONGO, self._timeout, lambda k: queries.tickets_by_customer_ids(db=db, keys=k)
+        )
+
+    @cached_property
+    def timeline_page_by_customer(self) -> DataLoader[PageKey, Page[InteractionRecord] | None]:
+        db = self._db
+        return keyed_loader(MONGO, self._timeout, lambda k: queries.timeline_pages(db=db, keys=k))

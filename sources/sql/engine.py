@@ -19,9 +19,11 @@ from sources.roundtrips import SQL, RoundTrips
 def create_engine(url: str | URL, *, round_trips: RoundTrips | None = None) -> AsyncEngine:
     """An engine for SQLite (aiosqlite) or PostgreSQL (asyncpg), counting each statement."""
     url = make_url(url)
-    kwargs: dict[str, Any] = {}
+    # Enough pooled connections for the batches of many concurrent requests: a connection
+    # opened beyond the pool is closed after one use, and opening one costs more than a query.
+    kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 10}
     if url.get_backend_name() == "postgresql":
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     sync_engine = engine.sync_engine
 

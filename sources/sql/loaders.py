@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.loader import keyed_loader
 from sources.paging import Page, PageKey
@@ -25,36 +25,45 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
 class SqlLoaders:
-    customer_by_id: DataLoader[int, CustomerRecord | None]
-    addresses_by_customer_id: DataLoader[int, list[AddressRecord] | None]
-    product_by_sku: DataLoader[str, ProductRecord | None]
-    order_by_id: DataLoader[int, OrderRecord | None]
-    lines_by_order_id: DataLoader[int, list[OrderLineRecord] | None]
-    order_page_by_customer: DataLoader[PageKey, Page[OrderRecord] | None]
+    """The SQL loaders of one request, each made on first use (most requests need few)."""
 
+    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
+        self._engine = engine
+        self._timeout = timeout
 
-def create_sql_loaders(sessions: async_sessionmaker[AsyncSession], timeout: float) -> SqlLoaders:
-    """Fresh loaders for one request (or one WebSocket operation)."""
-
-    def loader(
-        query: Callable[[AsyncSession, Sequence[K]], Awaitable[Sequence[V | None]]],
+    def _loader(
+        self, query: Callable[[AsyncConnection, Sequence[K]], Awaitable[Sequence[V | None]]]
     ) -> DataLoader[K, V | None]:
-        # One session per batch call: sessions are never shared across concurrent tasks.
+        engine = self._engine
+
+        # One pooled connection per batch call: never shared across concurrent tasks.
         async def batch(keys: Sequence[K]) -> Sequence[V | None]:
-            async with sessions() as session:
-                return await query(session, keys)
+            async with engine.connect() as connection:
+                return await query(connection, keys)
 
-        return keyed_loader(SQL, timeout, batch)
+        return keyed_loader(SQL, self._timeout, batch)
 
-    return SqlLoaders(
-        customer_by_id=loader(lambda s, k: queries.customers_by_ids(session=s, ids=k)),
-        addresses_by_customer_id=loader(
-            lambda s, k: queries.addresses_by_customer_ids(session=s, ids=k)
-        ),
-        product_by_sku=loader(lambda s, k: queries.products_by_skus(session=s, skus=k)),
-        order_by_id=loader(lambda s, k: queries.orders_by_ids(session=s, ids=k)),
-        lines_by_order_id=loader(lambda s, k: queries.order_lines_by_order_ids(session=s, ids=k)),
-        order_page_by_customer=loader(lambda s, k: queries.order_pages(session=s, keys=k)),
-    )
+    @cached_property
+    def customer_by_id(self) -> DataLoader[int, CustomerRecord | None]:
+        return self._loader(lambda c, k: queries.customers_by_ids(connection=c, ids=k))
+
+    @cached_property
+    def addresses_by_customer_id(self) -> DataLoader[int, list[AddressRecord] | None]:
+        return self._loader(lambda c, k: queries.addresses_by_customer_ids(connection=c, ids=k))
+
+    @cached_property
+    def product_by_sku(self) -> DataLoader[str, ProductRecord | None]:
+        return self._loader(lambda c, k: queries.products_by_skus(connection=c, skus=k))
+
+    @cached_property
+    def order_by_id(self) -> DataLoader[int, OrderRecord | None]:
+        return self._loader(lambda c, k: queries.orders_by_ids(connection=c, ids=k))
+
+    @cached_property
+    def lines_by_order_id(self) -> DataLoader[int, list[OrderLineRecord] | None]:
+        return self._loader(lambda c, k: queries.order_lines_by_order_ids(connection=c, ids=k))
+
+    @cached_property
+    def order_page_by_customer(self) -> DataLoader[PageKey, Page[OrderRecord] | None]:
+        return self._loader(lambda c, k: queries.order_pages(connection=c, keys=k))

@@ -1,12 +1,18 @@
-"""Batched reads of the system of record: each function is one round trip for many keys."""
+"""Batched reads of the system of record: each function is one round trip for many keys.
+
+Statements are built once, at import, with expanding bind parameters for the key lists:
+building and cache-keying a SQLAlchemy statement costs more than SQLite takes to run it.
+Reads go through a Core connection rather than an ORM session: they return plain records,
+so the session's identity map and unit of work would be pure overhead.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, and_, bindparam, case, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sources.paging import Page, PageKey, PageRow, Position, group_pages
 from sources.sql import models
@@ -20,14 +26,18 @@ from sources.sql.records import (
 
 R = TypeVar("R")
 
+_keys = bindparam("keys", expanding=True)
+
 
 def _columns(model: type[models.Base]) -> list[Any]:
     return list(model.__table__.columns)
 
 
-async def _records(session: AsyncSession, record: type[R], stmt: Select[Any]) -> list[R]:
-    result = await session.execute(stmt)
-    return [record(**row._mapping) for row in result]
+async def _records(
+    connection: AsyncConnection, record: type[R], stmt: Select[Any], **params: Any
+) -> list[R]:
+    result = await connection.execute(stmt, params)
+    return [record(*row) for row in result]
 
 
 def _by_key(items: Iterable[R], attr: str, keys: Sequence[Any]) -> list[R | None]:
@@ -42,98 +52,128 @@ def _grouped(items: Iterable[R], attr: str, keys: Sequence[Any]) -> list[list[R]
     return [groups[key] for key in keys]
 
 
+# Each select lists the model's columns in table order, which is the record's field order.
+_CUSTOMERS = select(*_columns(models.Customer)).where(models.Customer.id.in_(_keys))
+_ADDRESSES = (
+    select(*_columns(models.Address))
+    .where(models.Address.customer_id.in_(_keys))
+    .order_by(models.Address.customer_id, models.Address.kind)
+)
+_PRODUCTS = select(*_columns(models.Product)).where(models.Product.sku.in_(_keys))
+_ORDERS = select(*_columns(models.Order)).where(models.Order.id.in_(_keys))
+_LINES = (
+    select(*_columns(models.OrderLine))
+    .where(models.OrderLine.order_id.in_(_keys))
+    .order_by(models.OrderLine.order_id, models.OrderLine.line_number)
+)
+
+
 async def customers_by_ids(
-    *, session: AsyncSession, ids: Sequence[int]
+    *, connection: AsyncConnection, ids: Sequence[int]
 ) -> list[CustomerRecord | None]:
     """Customers in key order, None where no customer has that id."""
-    stmt = select(*_columns(models.Customer)).where(models.Customer.id.in_(set(ids)))
-    return _by_key(await _records(session, CustomerRecord, stmt), "id", ids)
+    found = await _records(connection, CustomerRecord, _CUSTOMERS, keys=list(set(ids)))
+    return _by_key(found, "id", ids)
 
 
 async def addresses_by_customer_ids(
-    *, session: AsyncSession, ids: Sequence[int]
+    *, connection: AsyncConnection, ids: Sequence[int]
 ) -> list[list[AddressRecord]]:
     """Each customer's addresses, in a stable kind order."""
-    stmt = (
-        select(*_columns(models.Address))
-        .where(models.Address.customer_id.in_(set(ids)))
-        .order_by(models.Address.customer_id, models.Address.kind)
-    )
-    return _grouped(await _records(session, AddressRecord, stmt), "customer_id", ids)
+    found = await _records(connection, AddressRecord, _ADDRESSES, keys=list(set(ids)))
+    return _grouped(found, "customer_id", ids)
 
 
 async def products_by_skus(
-    *, session: AsyncSession, skus: Sequence[str]
+    *, connection: AsyncConnection, skus: Sequence[str]
 ) -> list[ProductRecord | None]:
     """Products in key order, None for an unknown SKU."""
-    stmt = select(*_columns(models.Product)).where(models.Product.sku.in_(set(skus)))
-    return _by_key(await _records(session, ProductRecord, stmt), "sku", skus)
+    found = await _records(connection, ProductRecord, _PRODUCTS, keys=list(set(skus)))
+    return _by_key(found, "sku", skus)
 
 
-async def orders_by_ids(*, session: AsyncSession, ids: Sequence[int]) -> list[OrderRecord | None]:
+async def orders_by_ids(
+    *, connection: AsyncConnection, ids: Sequence[int]
+) -> list[OrderRecord | None]:
     """Orders in key order, None where no order has that id."""
-    stmt = select(*_columns(models.Order)).where(models.Order.id.in_(set(ids)))
-    return _by_key(await _records(session, OrderRecord, stmt), "id", ids)
+    found = await _records(connection, OrderRecord, _ORDERS, keys=list(set(ids)))
+    return _by_key(found, "id", ids)
 
 
 async def order_lines_by_order_ids(
-    *, session: AsyncSession, ids: Sequence[int]
+    *, connection: AsyncConnection, ids: Sequence[int]
 ) -> list[list[OrderLineRecord]]:
     """Each order's lines in line order."""
-    stmt = (
-        select(*_columns(models.OrderLine))
-        .where(models.OrderLine.order_id.in_(set(ids)))
-        .order_by(models.OrderLine.order_id, models.OrderLine.line_number)
+    found = await _records(connection, OrderLineRecord, _LINES, keys=list(set(ids)))
+    return _grouped(found, "order_id", ids)
+
+
+def _order_page_statement(*, filtered: bool, after: bool) -> Select[Any]:
+    """The page query for one shape of page arguments; values come as bind parameters.
+
+    A window function numbers each customer's orders, those after the cursor first, so every
+    customer with orders yields at least one row (and so its total count) even when the
+    cursor is past its last order; such a row is only a carrier of the total.
+    """
+    order = models.Order
+    where = [order.customer_id.in_(_keys)]
+    if filtered:
+        where.append(order.status.in_(bindparam("statuses", expanding=True)))
+    ranking: list[Any] = [order.placed_at.desc(), order.id.desc()]
+    is_after: Any = literal(1)
+    if after:
+        at, last_id = bindparam("after_at", type_=models.UTCDateTime()), bindparam("after_id")
+        is_after = case(
+            (or_(order.placed_at < at, and_(order.placed_at == at, order.id < last_id)), 1),
+            else_=0,
+        )
+        ranking.insert(0, is_after.desc())
+    numbered = (
+        select(
+            *_columns(order),
+            func.count().over(partition_by=order.customer_id).label("total"),
+            func.row_number().over(partition_by=order.customer_id, order_by=ranking).label("rn"),
+            is_after.label("is_after"),
+        )
+        .where(*where)
+        .subquery()
     )
-    return _grouped(await _records(session, OrderLineRecord, stmt), "order_id", ids)
+    return (
+        select(numbered)
+        .where(numbered.c.rn <= bindparam("limit"))
+        .order_by(numbered.c.customer_id, numbered.c.rn)
+    )
 
 
-async def order_pages(*, session: AsyncSession, keys: Sequence[PageKey]) -> list[Page[OrderRecord]]:
+_ORDER_PAGES = {
+    (filtered, after): _order_page_statement(filtered=filtered, after=after)
+    for filtered in (False, True)
+    for after in (False, True)
+}
+_ORDER_FIELDS = len(models.Order.__table__.columns)
+
+
+async def order_pages(
+    *, connection: AsyncConnection, keys: Sequence[PageKey]
+) -> list[Page[OrderRecord]]:
     """A page of each customer's orders, newest first, with the customer's total count.
 
     `filters` of a key are the statuses to keep (all when empty). One statement per group of
-    keys sharing page arguments: a window function numbers each customer's orders, rows after
-    the cursor first, so every customer with orders yields at least one row (and so its total)
-    even when the cursor is past its last order.
+    keys sharing page arguments.
     """
-    order = models.Order
 
     async def run(owners: list[int], template: PageKey) -> list[PageRow[OrderRecord]]:
-        where = [order.customer_id.in_(owners)]
+        params: dict[str, Any] = {"keys": owners, "limit": template.first + 1}
         if template.filters:
-            where.append(order.status.in_(template.filters))
-        ranking: list[Any] = [order.placed_at.desc(), order.id.desc()]
-        is_after: Any = literal(1)
+            params["statuses"] = list(template.filters)
         if template.after is not None:
-            at, last_id = template.after.at, int(template.after.id)
-            is_after = case(
-                (or_(order.placed_at < at, and_(order.placed_at == at, order.id < last_id)), 1),
-                else_=0,
-            )
-            ranking.insert(0, is_after.desc())
-        numbered = (
-            select(
-                *_columns(order),
-                func.count().over(partition_by=order.customer_id).label("total"),
-                func.row_number()
-                .over(partition_by=order.customer_id, order_by=ranking)
-                .label("rn"),
-                is_after.label("is_after"),
-            )
-            .where(*where)
-            .subquery()
-        )
-        stmt = (
-            select(numbered)
-            .where(numbered.c.rn <= template.first + 1)
-            .order_by(numbered.c.customer_id, numbered.c.rn)
-        )
+            params["after_at"] = template.after.at
+            params["after_id"] = int(template.after.id)
+        stmt = _ORDER_PAGES[(bool(template.filters), template.after is not None)]
         rows: list[PageRow[OrderRecord]] = []
-        for row in await session.execute(stmt):
-            values = dict(row._mapping)
-            total, after_row = values.pop("total"), values.pop("is_after")
-            del values["rn"]
-            record = OrderRecord(**values)
+        for row in await connection.execute(stmt, params):
+            record = OrderRecord(*row[:_ORDER_FIELDS])
+            total, _rn, after_row = row[_ORDER_FIELDS:]
             if after_row:
                 position = Position(at=record.placed_at, id=str(record.id))
                 rows.append(PageRow(record.customer_id, record, position, total))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 
 import httpx
 from aiodataloader import DataLoader
@@ -13,29 +13,36 @@ from sources.thirdparty import client as vendor
 from sources.thirdparty.records import LoyaltyRecord, ShipmentRecord
 
 
-@dataclass(frozen=True, slots=True)
 class VendorLoaders:
-    loyalty_by_customer_id: DataLoader[int, LoyaltyRecord | None]
-    shipment_by_tracking_number: DataLoader[str, ShipmentRecord | None]
+    """The vendor API loaders of one request, each made on first use."""
 
+    def __init__(
+        self,
+        loyalty: httpx.AsyncClient,
+        tracking: httpx.AsyncClient,
+        *,
+        loyalty_timeout: float,
+        tracking_timeout: float,
+    ) -> None:
+        self._loyalty = loyalty
+        self._tracking = tracking
+        self._loyalty_timeout = loyalty_timeout
+        self._tracking_timeout = tracking_timeout
 
-def create_vendor_loaders(
-    loyalty: httpx.AsyncClient,
-    tracking: httpx.AsyncClient,
-    *,
-    loyalty_timeout: float,
-    tracking_timeout: float,
-) -> VendorLoaders:
-    """Fresh loaders for one request (or one WebSocket operation)."""
-    return VendorLoaders(
-        loyalty_by_customer_id=keyed_loader(
+    @cached_property
+    def loyalty_by_customer_id(self) -> DataLoader[int, LoyaltyRecord | None]:
+        client = self._loyalty
+        return keyed_loader(
             LOYALTY,
-            loyalty_timeout,
-            lambda k: vendor.loyalty_by_customer_ids(client=loyalty, ids=k),
-        ),
-        shipment_by_tracking_number=keyed_loader(
+            self._loyalty_timeout,
+            lambda k: vendor.loyalty_by_customer_ids(client=client, ids=k),
+        )
+
+    @cached_property
+    def shipment_by_tracking_number(self) -> DataLoader[str, ShipmentRecord | None]:
+        client = self._tracking
+        return keyed_loader(
             TRACKING,
-            tracking_timeout,
-            lambda k: vendor.shipments_by_tracking_numbers(client=tracking, numbers=k),
-        ),
-    )
+            self._tracking_timeout,
+            lambda k: vendor.shipments_by_tracking_numbers(client=client, numbers=k),
+        )

@@ -1,0 +1,95 @@
+"""Prometheus metrics on /metrics: requests, latencies and source round trips.
+
+Each app has its own registry, so several apps in one process (the tests) do not collide.
+The figures are per process: run one worker per container, or scrape each worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sources.roundtrips import SOURCES, RoundTrips
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Request paths are labels only when they are routes of c360: a scanner cannot blow up the
+# label set with made-up paths.
+KNOWN_PATHS = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+
+
+class _RoundTripCollector(Collector):
+    def __init__(self, round_trips: RoundTrips) -> None:
+        self._round_trips = round_trips
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "c360_source_round_trips",
+            "Round trips to each source, counted at the driver.",
+            labels=["source"],
+        )
+        for source in SOURCES:
+            family.add_metric([source], self._round_trips.counts[source])
+        yield family
+
+
+class Metrics:
+    """The registry of one app and the instruments the middleware feeds."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "c360_http_requests",
+            "HTTP requests answered.",
+            ["path", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "c360_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["path"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+
+    def watch_round_trips(self, round_trips: RoundTrips) -> None:
+        """Expose the driver-level round-trip counters of the app's connections."""
+        self.registry.register(_RoundTripCollector(round_trips))
+
+    async def endpoint(self, _request: Request) -> Response:
+        """The Prometheus text exposition."""
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware counting and timing every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)

@@ -1,0 +1,44 @@
+"""The GraphQL documents users send, shared by the bench workloads and the tests."""
+
+from __future__ import annotations
+
+TYPENAME_QUERY = "{ __typename }"
+
+# The contact-center agent's live customer screen (the foundation issue's acceptance query).
+AGENT_FIELDS = """
+    id name email phone
+    addresses { kind city country }
+    profile { segments consents { channel granted } identities { type value } }
+    loyalty { tier points }
+    tickets(status: OPEN) { id subject status }
+    timeline(first: 20) { edges { node { type channel occurredAt } } }
+    orders(first: 10) { totalCount edges { cursor node {
+      number status total { amount currency }
+      lines { quantity product { sku name stock } }
+      shipment { status eta } } } pageInfo { hasNextPage endCursor } }
+"""
+
+AGENT_QUERY = f"""query Agent($id: ID!) {{
+  customer(id: $id) {{ {AGENT_FIELDS} }}
+}}"""
+
+# A web or mobile frontend's order history page.
+ORDERS_PAGE_QUERY = """query OrderHistory($id: ID!) {
+  customer(id: $id) {
+    orders(first: 20) {
+      totalCount
+      edges { cursor node {
+        number status placedAt total { amount currency }
+        lines { quantity unitPrice { amount currency } product { sku name price { amount } } }
+      } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+
+
+def many_customers_query(count: int) -> str:
+    """The agent view of `count` customers in one document, one alias each."""
+    aliases = "\n".join(f"  c{n}: customer(id: $id{n}) {{ {AGENT_FIELDS} }}" for n in range(count))
+    variables = ", ".join(f"$id{n}: ID!" for n in range(count))
+    return f"query Many({variables}) {{\n{aliases}\n}}"

@@ -1,0 +1,106 @@
+"""The named workloads: what each user sends, over which customers, at what concurrency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bench.documents import AGENT_QUERY, ORDERS_PAGE_QUERY, TYPENAME_QUERY
+
+
+class Rotation(StrEnum):
+    """Which customer ids the requests of a workload go through."""
+
+    NONE = "none"  # the document takes no customer id
+    HOT = "hot"  # a hot set of 100 customers, over and over (an agent's busy morning)
+    COLD = "cold"  # customers not seen before in the run, each once
+    ALL = "all"  # every customer in turn
+
+
+HOT_SET = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    """A performance target from the issues, checked against the measured figures."""
+
+    description: str
+    metric: str  # a key of the workload's result
+    limit: float
+    higher_is_better: bool
+    needs_postgres: bool = False
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    query: str
+    rotation: Rotation
+    connections: int
+    targets: tuple[Target, ...] = ()
+    # Round trips per request the batching design promises (per source), when it promises any.
+    round_trips: dict[str, int] | None = None
+
+
+AGENT_ROUND_TRIPS = {"sql": 5, "mongo": 3, "loyalty": 1, "tracking": 1}
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload(
+            "typename",
+            "`{ __typename }`: the cost of the HTTP and GraphQL pipeline itself.",
+            TYPENAME_QUERY,
+            Rotation.NONE,
+            connections=16,
+            targets=(
+                Target(
+                    "at least Apollo Server 5 on this machine (about 5,500 requests/s at 16 "
+                    "connections)",
+                    "requests_per_second",
+                    5500,
+                    higher_is_better=True,
+                ),
+            ),
+            round_trips={"sql": 0, "mongo": 0, "loyalty": 0, "tracking": 0},
+        ),
+        Workload(
+            "agent360-warm",
+            "The agent's 360 query over a hot set of 100 customers, caches warm.",
+            AGENT_QUERY,
+            Rotation.HOT,
+            connections=16,
+            targets=(
+                Target("p99 at most 25 ms at 16 connections", "latency_p99_ms", 25, False),
+                Target("service / floor ratio at least 0.6", "floor_ratio", 0.6, True),
+            ),
+            round_trips=AGENT_ROUND_TRIPS,
+        ),
+        Workload(
+            "agent360-cold",
+            "The agent's 360 query over customers not seen before in the run.",
+            AGENT_QUERY,
+            Rotation.COLD,
+            connections=8,
+            targets=(
+                Target(
+                    "p99 at most 60 ms at 8 connections on PostgreSQL",
+                    "latency_p99_ms",
+                    60,
+                    higher_is_better=False,
+                    needs_postgres=True,
+                ),
+            ),
+            round_trips=AGENT_ROUND_TRIPS,
+        ),
+        Workload(
+            "orders-page",
+            "A frontend's order history page: `orders(first: 20)` with lines and products.",
+            ORDERS_PAGE_QUERY,
+            Rotation.ALL,
+            connections=16,
+            round_trips={"sql": 4, "mongo": 0, "loyalty": 0, "tracking": 0},
+        ),
+    )
+}

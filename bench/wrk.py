@@ -1,0 +1,166 @@
+"""Drive the service with wrk: closed loop, fixed connections, fixed duration, GraphQL POSTs.
+
+A generated Lua script rotates customer ids through a JSON body template and counts a
+response as an error when its status is not 200 or its body carries GraphQL `errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+LUA = r"""
+local ids = {%(ids)s}
+local template = %(template)s
+local threads = {}
+-- Globals, not locals: wrk reads them per thread with thread:get() in done().
+counter = 0
+errors = 0
+offset = 0
+stride = 1
+
+function setup(thread)
+  thread:set("offset", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Accept"] = "application/graphql-response+json"
+  stride = %(threads)d
+end
+
+function request()
+  local body = template
+  if #ids > 0 then
+    -- Each thread walks its own slice of the ids, so no two threads repeat one.
+    local index = (offset + counter * stride) %% #ids + 1
+    body = string.format(template, ids[index])
+  end
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, body)
+end
+
+function response(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+    errors = errors + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local total_errors = 0
+  local sent = 0
+  for _, thread in ipairs(threads) do
+    total_errors = total_errors + thread:get("errors")
+    sent = sent + thread:get("counter")
+  end
+  io.write("WRK_JSON ")
+  io.write(string.format(
+    '{"requests": %%d, "duration_us": %%d, "bytes": %%d, "errors": %%d, "sent": %%d, ' ..
+    '"socket_errors": %%d, "p50_us": %%d, "p95_us": %%d, "p99_us": %%d, "max_us": %%d, ' ..
+    '"mean_us": %%f}\n',
+    summary.requests, summary.duration, summary.bytes, total_errors, sent,
+    summary.errors.connect + summary.errors.read + summary.errors.write +
+      summary.errors.status + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max,
+    latency.mean))
+end
+"""
+
+
+class WrkMissingError(RuntimeError):
+    """wrk is not installed."""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    errors: int
+    socket_errors: int
+    ids_sent: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def wrk_binary() -> str:
+    """The wrk executable, or WrkMissingError saying how to install it."""
+    path = shutil.which("wrk")
+    if path is None:
+        raise WrkMissingError(
+            "the bench drives the service with wrk: install it (Debian/Ubuntu: "
+            "`apt-get install wrk`, macOS: `brew install wrk`) and run again"
+        )
+    return path
+
+
+def lua_script(query: str, ids: list[int], threads: int) -> str:
+    """The wrk script that posts `query`, with `$id` taken from `ids` in turn."""
+    if ids:
+        body = orjson.dumps({"query": query, "variables": {"id": "ID_SLOT"}}).decode()
+        body = body.replace("%", "%%").replace('"ID_SLOT"', '"%s"')
+    else:
+        body = orjson.dumps({"query": query}).decode()
+    return LUA % {
+        "ids": ",".join(str(i) for i in ids),
+        "template": json.dumps(body),
+        "threads": threads,
+    }
+
+
+def run_wrk(
+    url: str, query: str, ids: list[int], *, connections: int, seconds: float, threads: int = 1
+) -> WrkResult:
+    """One closed-loop wrk run against `url`; blocks for `seconds`."""
+    threads = max(1, min(threads, connections))
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "graphql.lua"
+        script.write_text(lua_script(query, ids, threads), encoding="utf-8")
+        completed = subprocess.run(
+            [
+                wrk_binary(),
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(seconds, 1):.0f}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(script),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    line = next((ln for ln in completed.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if completed.returncode != 0 or line is None:
+        raise RuntimeError(
+            f"wrk failed ({completed.returncode}): {completed.stderr or completed.stdout}"
+        )
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    return WrkResult(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        errors=raw["errors"],
+        socket_errors=raw["socket_errors"],
+        ids_sent=raw["sent"],
+        p50_ms=raw["p50_us"] / 1000,
+        p95_ms=raw["p95_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+        mean_ms=raw["mean_us"] / 1000,
+    )
