@@ -11,7 +11,7 @@ DEMO_CUSTOMERS ?= 2000
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint schema clean
+.PHONY: install run test lint schema bench clean
 
 $(INSTALLED): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "c360 needs Python 3.11 or newer on PATH" >&2; exit 1; }
@@ -35,6 +35,14 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# wrk drives the load; apt-get installs it where it can (as root on Debian/Ubuntu).
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null \
+		&& apt-get install -y -q wrk >/dev/null)); } || { echo "make bench needs wrk: \
+	install it (apt-get install wrk, brew install wrk) and run again" >&2; exit 1; }
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 schema: install
 	$(BIN)/c360 export-schema --output schema.graphql

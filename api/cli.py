@@ -108,6 +108,24 @@ def _seed(args: argparse.Namespace) -> int:
         return asyncio.run(_seed_async(args, resolved))
 
 
+def _simulator(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sources.thirdparty.simulator import VendorStore, create_simulator_app
+
+    settings = Settings()
+    store = VendorStore(settings.data_dir / "vendors.sqlite")
+    app = create_simulator_app(
+        store,
+        latency_ms=settings.simulator_latency_ms,
+        failure_rate=settings.simulator_failure_rate,
+    )
+    print(f"vendor simulator on http://{args.host}:{args.port}", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    store.close()
+    return 0
+
+
 def _export_schema(args: argparse.Namespace) -> int:
     from resolvers.schema import create_schema
 
@@ -156,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
     seed.set_defaults(run=_seed)
+
+    simulator = commands.add_parser(
+        "simulator", help="serve the vendor simulator (loyalty + carrier APIs) on its own"
+    )
+    simulator.add_argument("--host", default="127.0.0.1", help="address to bind")
+    simulator.add_argument("--port", type=int, default=8100, help="port to bind (default 8100)")
+    simulator.set_defaults(run=_simulator)
 
     export = commands.add_parser("export-schema", help="print the schema as SDL (schema.graphql)")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")

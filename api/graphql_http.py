@@ -1,9 +1,15 @@
 """GraphQL over HTTP (the GraphQL-over-HTTP spec), on a lean path through graphql-core.
 
 Documents are parsed and validated once and kept in an LRU cache; execution goes straight to
-graphql-core with Strawberry's execution context, and responses are encoded with orjson. The
-media type decides the status codes: `application/graphql-response+json` gets 4xx for request
-errors, `application/json` gets 200 with `errors`, as the spec and the graphql-http audit ask.
+graphql-core (`api.execution`), and responses are encoded with orjson.
+
+Status codes follow the spec. A request that is not a well-formed GraphQL-over-HTTP request (bad
+JSON, a missing or mistyped parameter, an unsupported Content-Type) gets a 4xx whatever the media
+type: it never reached GraphQL, so there is no GraphQL response for a 200 to vouch for. For a
+GraphQL request error (parsing, validation, operation selection, variable coercion) the media type
+decides: `application/graphql-response+json` gets 400, `application/json` gets 200 with `errors`,
+since a client cannot tell a 4xx `application/json` body from an intermediary's. The
+graphql-http audit (tests/http/test_graphql_http_audit.py) holds the endpoint to this.
 """
 
 from __future__ import annotations
@@ -23,14 +29,13 @@ from graphql import (
     parse,
     validate,
 )
-from graphql import execute as graphql_execute
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.http.ides import get_graphql_ide_html
 
 from api.context import Context
 from api.errors import format_error
+from api.execution import Executor
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,11 @@ MAX_CACHED_DOCUMENTS = 1024
 
 
 class RequestError(Exception):
-    """A request that is not a well-formed GraphQL request; nothing was executed."""
+    """A request that is not a well-formed GraphQL-over-HTTP request; nothing was executed.
+
+    Its status is sent whatever the response media type (the spec's "JSON parsing failure" and
+    "Invalid parameters" cases): 400 unless something more precise applies (405, 415).
+    """
 
     def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -193,21 +202,24 @@ async def parse_request(request: Request) -> GraphQLRequest:
     return read_params(raw)
 
 
-def select_operation(
-    document: DocumentNode, operation_name: str | None
-) -> OperationDefinitionNode:
-    """The operation to run, by name or the only one, as the spec's GetOperation does."""
+def select_operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
+    """The operation to run, by name or the only one, as the spec's GetOperation does.
+
+    Failing raises a GraphQLError, not a RequestError: the request was well-formed and GetOperation
+    failing is a GraphQL request error, answered like a validation failure (200 for
+    `application/json`).
+    """
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None:
         if len(operations) != 1:
-            raise RequestError(
+            raise GraphQLError(
                 "The document has several operations: name the one to run in `operationName`."
             )
         return operations[0]
     for operation in operations:
         if operation.name and operation.name.value == operation_name:
             return operation
-    raise RequestError(f"Unknown operation named {operation_name!r}.")
+    raise GraphQLError(f"Unknown operation named {operation_name!r}.")
 
 
 class GraphQLHTTP:
@@ -217,9 +229,7 @@ class GraphQLHTTP:
         self.schema = schema
         self.documents = DocumentCache(schema)
         self.graphiql = graphiql
-        self._executor_kwargs: dict[str, Any] = {}
-        if schema.execution_context_class is not None:
-            self._executor_kwargs["executor_class"] = schema.execution_context_class
+        self.executor = Executor(schema)
 
     async def __call__(self, request: Request, context: Context) -> Response:
         if self.graphiql and wants_ide(request):
@@ -244,21 +254,19 @@ class GraphQLHTTP:
                     headers={"allow": "POST"},
                 )
         except RequestError as error:
-            status = error.status if media == GRAPHQL_RESPONSE or error.status != 400 else 200
-            return _respond(media, {"errors": [{"message": str(error)}]}, status, error.headers)
+            return _respond(
+                media, {"errors": [{"message": str(error)}]}, error.status, error.headers
+            )
+        except GraphQLError as error:
+            return _request_errors(media, [error])
 
-        result = graphql_execute(
-            self.schema._schema,
+        result = await self.executor.execute(
             prepared.document,
-            context_value=context,
-            variable_values=params.variables,
+            context,
+            variables=params.variables,
             operation_name=params.operation_name,
-            is_awaitable=optimized_is_awaitable,
-            operation_extensions=params.extensions,
-            **self._executor_kwargs,
+            extensions=params.extensions,
         )
-        if optimized_is_awaitable(result):
-            result = await result
         errors = [format_error(e) for e in result.errors or ()]
         if result.data is None and errors and all("path" not in e for e in errors):
             # Variable coercion failed: a request error, so there is no data entry.
@@ -270,6 +278,7 @@ class GraphQLHTTP:
 
 
 def _request_errors(media: str, errors: list[GraphQLError]) -> Response:
+    """The response to GraphQL request errors: nothing ran, so there is no `data` entry."""
     status = 400 if media == GRAPHQL_RESPONSE else 200
     return _respond(media, {"errors": [format_error(e) for e in errors]}, status)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, case, func, literal, or_, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sources.paging import Page, PageKey, PageRow, Position, group_pages
@@ -26,7 +26,7 @@ from sources.sql.records import (
 
 R = TypeVar("R")
 
-_keys = bindparam("keys", expanding=True)
+_keys: BindParameter[Any] = bindparam("keys", expanding=True)
 
 
 def _columns(model: type[models.Base]) -> list[Any]:
@@ -122,7 +122,8 @@ def _order_page_statement(*, filtered: bool, after: bool) -> Select[Any]:
     ranking: list[Any] = [order.placed_at.desc(), order.id.desc()]
     is_after: Any = literal(1)
     if after:
-        at, last_id = bindparam("after_at", type_=models.UTCDateTime()), bindparam("after_id")
+        at = bindparam("after_at", type_=models.UTCDateTime())
+        last_id: BindParameter[int] = bindparam("after_id")
         is_after = case(
             (or_(order.placed_at < at, and_(order.placed_at == at, order.id < last_id)), 1),
             else_=0,

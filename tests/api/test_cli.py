@@ -8,7 +8,7 @@ from api.cli import build_parser, main
 from api.settings import Settings
 
 
-@pytest.mark.parametrize("command", ["serve", "migrate", "seed", "export-schema"])
+@pytest.mark.parametrize("command", ["serve", "migrate", "seed", "simulator", "export-schema"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

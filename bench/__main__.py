@@ -1,0 +1,234 @@
+"""`python -m bench`: prepare the dataset, start c360, run the workloads, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.dataset import DatasetError, bench_settings, customer_ids, prepare_dataset
+from bench.floor import measure_floor
+from bench.report import Report, WorkloadResult, judge, markdown, timestamp, write
+from bench.server import PeakRss, Service, running_service
+from bench.workloads import HOT_SET, WORKLOADS, Rotation, Workload
+from bench.wrk import WrkMissingError, run_wrk, wrk_binary
+
+# Cold first, before any other workload has touched its customers.
+ORDER = ("typename", "agent360-cold", "agent360-warm", "orders-page")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def measure(
+    service: Service,
+    workload: Workload,
+    ids: list[int],
+    *,
+    connections: int,
+    seconds: float,
+    warmup: float,
+    floor: float | None,
+) -> WorkloadResult:
+    """One workload at one concurrency: warm up, then a measured wrk run."""
+    url = f"{service.url}/graphql"
+    if warmup > 0:
+        # Cold ids must stay unseen: warm the pools with the hot set instead.
+        warm_ids = customer_ids(HOT_SET, "hot") if workload.rotation is Rotation.COLD else ids
+        run_wrk(url, workload.query, warm_ids, connections=connections, seconds=warmup)
+    before = service.settled_counters()
+    with PeakRss(service).watching() as rss:
+        run = run_wrk(url, workload.query, ids, connections=connections, seconds=seconds)
+    after = service.settled_counters()
+    # Divided by what the server answered in the window, so requests in flight when wrk
+    # stopped count on both sides of the ratio.
+    answered = after["requests"] - before["requests"]
+    per_request = {
+        source: (after.get(source, 0) - before.get(source, 0)) / answered if answered else 0
+        for source in ("sql", "mongo", "loyalty", "tracking")
+    }
+    return WorkloadResult(
+        workload=workload.name,
+        connections=connections,
+        duration_s=run.seconds,
+        requests=run.requests,
+        requests_per_second=run.requests_per_second,
+        latency_p50_ms=run.p50_ms,
+        latency_p95_ms=run.p95_ms,
+        latency_p99_ms=run.p99_ms,
+        latency_max_ms=run.max_ms,
+        errors=run.errors + run.socket_errors,
+        round_trips_per_request=per_request,
+        cache_hit_ratio=None,  # no entity cache yet
+        peak_rss_mb=rss.peak_mb,
+        floor_ops_per_second=floor,
+        floor_ratio=run.requests_per_second / floor if floor else None,
+        ids_wrapped=bool(ids) and run.ids_sent > len(ids) and workload.rotation is Rotation.COLD,
+    )
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        wrk_binary()
+    except WrkMissingError as error:
+        say(f"bench: {error}")
+        return 2
+    names = [n for n in ORDER if n in (args.workload or ORDER)]
+    settings = bench_settings(args.customers, args.data_dir)
+    say(f"bench: dataset of {args.customers:,} customers in {settings.data_dir} ...")
+    try:
+        seeded = prepare_dataset(settings, args.customers)
+    except DatasetError as error:
+        say(f"bench: {error}")
+        return 2
+    say("bench: dataset seeded" if seeded else "bench: dataset reused")
+
+    floors: dict[str, float] = {}
+    if not args.no_floor:
+        for name in names:
+            workload = WORKLOADS[name]
+            ids = customer_ids(args.customers, workload.rotation)
+            say(f"bench: engine floor of {name} ...")
+            floors[name] = asyncio.run(
+                measure_floor(settings, workload, ids[:200], seconds=args.floor_seconds)
+            )
+
+    postgres = settings.resolved_database_url().startswith("postgresql")
+    results: list[WorkloadResult] = []
+    sweep: list[WorkloadResult] = []
+    started = timestamp()
+    say(f"bench: starting c360 ({args.workers} worker(s)) ...")
+    with running_service(settings, workers=args.workers, log_dir=args.output / "logs") as service:
+        for index, name in enumerate(names, 1):
+            workload = WORKLOADS[name]
+            connections = args.connections or workload.connections
+            say(
+                f"bench: [{index}/{len(names)}] {name}, {connections} connections, "
+                f"{args.duration:.0f} s ..."
+            )
+            result = measure(
+                service,
+                workload,
+                customer_ids(args.customers, workload.rotation),
+                connections=connections,
+                seconds=args.duration,
+                warmup=args.warmup,
+                floor=floors.get(name),
+            )
+            result.targets = judge(result, postgres)
+            results.append(result)
+        if "agent360-warm" in names:
+            workload = WORKLOADS["agent360-warm"]
+            for connections in args.sweep:
+                say(f"bench: agent360-warm sweep, {connections} connections ...")
+                sweep.append(
+                    measure(
+                        service,
+                        workload,
+                        customer_ids(args.customers, workload.rotation),
+                        connections=connections,
+                        seconds=args.duration,
+                        warmup=0,
+                        floor=floors.get("agent360-warm"),
+                    )
+                )
+    report = Report(
+        started_at=started,
+        environment={
+            "customers": args.customers,
+            "sql": "PostgreSQL" if postgres else "SQLite",
+            "mongo": "MongoDB (C360_MONGO_URL)" if settings.mongo_url else "embedded SecantusDB",
+            "vendors": "configured APIs" if settings.loyalty_url else "simulator process",
+            "workers": args.workers,
+            "cpus": os.cpu_count(),
+            "duration_s": args.duration,
+            "python": platform.python_version(),
+            "commit": _commit(),
+        },
+        results=results,
+        sweep=sweep,
+    )
+    json_path, md_path, chart_paths = write(report, args.output)
+    print(markdown(report))
+    say(f"bench: wrote {json_path}, {md_path}, " + ", ".join(str(p) for p in chart_paths))
+    return 0
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure c360 over real sockets with wrk; see bench/README.md.",
+    )
+    parser.add_argument(
+        "--workload",
+        action="append",
+        choices=list(WORKLOADS),
+        help="run only this workload (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=10_000,
+        help="dataset scale (default 10000; reused when already seeded)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per measured run (default 10)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of warm-up before each workload (default 2)",
+    )
+    parser.add_argument("--connections", type=int, help="override every workload's concurrency")
+    parser.add_argument("--workers", type=int, default=1, help="c360 worker processes (default 1)")
+    parser.add_argument(
+        "--sweep",
+        type=lambda s: [int(c) for c in s.split(",") if c],
+        default=[1, 4, 16, 64],
+        help="agent360-warm concurrencies for the throughput chart "
+        "(default 1,4,16,64; empty to skip)",
+    )
+    parser.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=3.0,
+        help="seconds of in-process execution for each engine floor (default 3)",
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the engine floor")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the embedded stores keep the bench data "
+        "(default var/bench-<customers>, or C360_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("bench/results"),
+        help="where the report goes (default bench/results)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

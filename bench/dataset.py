@@ -1,0 +1,91 @@
+"""Prepare the bench dataset on the configured stores: seed it once, reuse it after."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+from api.embedded import embedded_stores, uses_simulator
+from api.settings import Settings
+from bench.workloads import HOT_SET
+from migrations.runner import upgrade
+from sources.mongo.client import create_client
+from sources.seed.loader import customer_count, seed
+from sources.sql.engine import create_engine
+from sources.thirdparty.simulator import VendorStore
+
+
+class DatasetError(RuntimeError):
+    """The configured stores hold a dataset of another size."""
+
+
+def bench_settings(customers: int, data_dir: Path | None) -> Settings:
+    """The settings the bench runs on: the environment's, with the embedded stores' files
+    in a directory of their own per scale (so the demo data in ./var is left alone)."""
+    settings = Settings()
+    if data_dir is None and "data_dir" not in settings.model_fields_set:
+        data_dir = Path("var") / f"bench-{customers}"
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    return settings
+
+
+async def _prepare(settings: Settings, customers: int, simulator: bool) -> int:
+    engine = create_engine(settings.resolved_database_url())
+    assert settings.mongo_url is not None
+    mongo = create_client(settings.mongo_url, timeout=30)
+    vendors = VendorStore(settings.data_dir / "vendors.sqlite") if simulator else None
+    try:
+        existing = await customer_count(engine)
+        if existing == customers:
+            return 0
+        if existing:
+            raise DatasetError(
+                f"the stores hold {existing} customers but the bench asked for {customers}: "
+                f"pass --customers {existing}, or point the bench at empty stores"
+            )
+        counts = await seed(
+            engine=engine,
+            db=mongo[settings.mongo_database],
+            vendors=vendors,
+            customers=customers,
+            progress=True,
+        )
+        return counts["customers"]
+    finally:
+        if vendors is not None:
+            vendors.close()
+        await mongo.close()
+        await engine.dispose()
+
+
+def prepare_dataset(settings: Settings, customers: int) -> int:
+    """Migrate and seed `customers` customers unless already there; returns how many were
+    seeded (0 when the dataset was reused)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url())
+    simulator = uses_simulator(settings)
+    unresolved = {"loyalty_url": "-", "tracking_url": "-"} if simulator else {}
+    with embedded_stores(settings.model_copy(update=unresolved)) as resolved:
+        return asyncio.run(_prepare(resolved, customers, simulator))
+
+
+def customer_ids(customers: int, rotation: str, *, seed: int = 7) -> list[int]:
+    """The ids a workload's requests go through, in order.
+
+    hot: the hot set; cold: every other customer once, shuffled, so no request repeats one
+    (nor any customer of the hot set); all: every customer in turn; none: no ids.
+    """
+    if rotation == "none":
+        return []
+    hot = list(range(1, min(HOT_SET, customers) + 1))
+    if rotation == "hot":
+        return hot
+    if rotation == "cold":
+        cold = list(range(len(hot) + 1, customers + 1)) or hot
+        random.Random(seed).shuffle(cold)
+        return cold
+    everyone = list(range(1, customers + 1))
+    random.Random(seed).shuffle(everyone)
+    return everyone

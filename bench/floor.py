@@ -1,0 +1,102 @@
+"""The engine floor: the workload's documents executed in-process over data in memory.
+
+First the documents run once against the real stores while every loader records what its
+batches returned; then they run again and again with loaders that answer from those records.
+No I/O and no HTTP is left, so operations per second here is the most the schema and the
+execution engine allow on one core, and `service requests/s / floor ops/s` is the share of
+that the service keeps after its plumbing (HTTP, drivers, stores) takes its cut.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Hashable, Sequence
+from functools import cached_property
+from typing import Any
+
+from aiodataloader import DataLoader
+from graphql import parse
+
+from api.connections import open_connections
+from api.context import Context, Loaders, create_loaders
+from api.embedded import embedded_stores
+from api.execution import Executor
+from api.settings import Settings
+from bench.workloads import Workload
+from resolvers.schema import create_schema
+
+GROUPS = ("sql", "mongo", "vendor")
+Memory = dict[tuple[str, str], dict[Hashable, Any]]
+
+
+def _loader_names(group: object) -> list[str]:
+    return [n for n, v in vars(type(group)).items() if isinstance(v, cached_property)]
+
+
+def recording_loaders(loaders: Loaders, memory: Memory) -> Loaders:
+    """`loaders`, with every batch's results also written into `memory`."""
+    for group_name in GROUPS:
+        group = getattr(loaders, group_name)
+        for name in _loader_names(group):
+            loader: DataLoader[Any, Any] = getattr(group, name)
+            store = memory.setdefault((group_name, name), {})
+            real = loader.batch_load_fn
+
+            async def recorded(keys: Sequence[Any], real: Any = real, store: Any = store) -> Any:
+                values = await real(keys)
+                store.update(zip(keys, values, strict=True))
+                return values
+
+            loader.batch_load_fn = recorded
+    return loaders
+
+
+def memory_loaders(template: Loaders, memory: Memory) -> Loaders:
+    """Fresh loaders (as for a new request) that answer every batch from `memory`."""
+    groups = {}
+    for group_name in GROUPS:
+        group = copy.copy(getattr(template, group_name))
+        for name in _loader_names(group):
+            store = memory.get((group_name, name), {})
+
+            async def batch(keys: Sequence[Any], store: Any = store) -> list[Any]:
+                return [store[key] for key in keys]
+
+            group.__dict__[name] = DataLoader(batch)
+        groups[group_name] = group
+    return Loaders(**groups)
+
+
+def _variables(ids: Sequence[int]) -> list[dict[str, Any] | None]:
+    return [{"id": str(i)} for i in ids] if ids else [None]
+
+
+async def measure_floor(
+    settings: Settings, workload: Workload, ids: Sequence[int], *, seconds: float
+) -> float:
+    """Operations per second of `workload` over `ids`, executed in-process from memory."""
+    executor = Executor(create_schema())
+    document = parse(workload.query)
+    memory: Memory = {}
+    variable_sets = _variables(ids)
+    with embedded_stores(settings) as resolved:
+        async with open_connections(resolved) as connections:
+            template = create_loaders(connections)
+            for variables in variable_sets:
+                loaders = recording_loaders(create_loaders(connections), memory)
+                context = Context(resolved, connections, loaders)
+                result = await executor.execute(document, context, variables=variables)
+                if result.errors:
+                    raise RuntimeError(f"floor run of {workload.name} failed: {result.errors[0]}")
+            operations = 0
+            deadline = time.perf_counter() + seconds
+            started = time.perf_counter()
+            while time.perf_counter() < deadline:
+                for variables in variable_sets:
+                    context = Context(resolved, connections, memory_loaders(template, memory))
+                    result = await executor.execute(document, context, variables=variables)
+                    if result.errors:
+                        raise RuntimeError(f"floor replay failed: {result.errors[0]}")
+                    operations += 1
+            return operations / (time.perf_counter() - started)

@@ -1,0 +1,225 @@
+"""The bench report: JSON for machines, a markdown table for people, PNG charts for a glance."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.workloads import WORKLOADS, Target
+
+NA = "n/a"
+
+
+@dataclass
+class WorkloadResult:
+    """Every figure the bench reports for one workload at one concurrency."""
+
+    workload: str
+    connections: int
+    duration_s: float
+    requests: int
+    requests_per_second: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+    errors: int
+    round_trips_per_request: dict[str, float]
+    cache_hit_ratio: float | None
+    peak_rss_mb: float
+    floor_ops_per_second: float | None = None
+    floor_ratio: float | None = None
+    ids_wrapped: bool = False
+    targets: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    started_at: str
+    environment: dict[str, Any]
+    results: list[WorkloadResult]
+    sweep: list[WorkloadResult]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+
+def judge(result: WorkloadResult, postgres: bool) -> list[dict[str, Any]]:
+    """Each target of the workload: met, missed (and by how much), or not applicable here."""
+    verdicts = []
+    for target in WORKLOADS[result.workload].targets:
+        verdicts.append(_verdict(target, getattr(result, target.metric), postgres))
+    return verdicts
+
+
+def _verdict(target: Target, value: float | None, postgres: bool) -> dict[str, Any]:
+    verdict: dict[str, Any] = {
+        "target": target.description,
+        "metric": target.metric,
+        "limit": target.limit,
+        "value": value,
+    }
+    if target.needs_postgres and not postgres:
+        verdict["status"] = "not applicable (SQL store is not PostgreSQL)"
+        return verdict
+    if value is None:
+        verdict["status"] = "not measured"
+        return verdict
+    met = value >= target.limit if target.higher_is_better else value <= target.limit
+    verdict["status"] = "met" if met else "missed"
+    if not met:
+        if target.higher_is_better:
+            verdict["short_by"] = (
+                f"{target.limit - value:.3g} ({value / target.limit:.0%} of target)"
+            )
+        else:
+            verdict["short_by"] = f"{value - target.limit:.3g} over ({value / target.limit:.1f}x)"
+    return verdict
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return NA if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(report: Report) -> str:
+    """The report as markdown: one row per workload, then the sweep and the targets."""
+    env = report.environment
+    lines = [
+        f"# c360 bench, {report.started_at}",
+        "",
+        f"{env['customers']:,} customers; SQL: {env['sql']}; MongoDB: {env['mongo']}; vendors: "
+        f"{env['vendors']}; {env['workers']} worker(s); {env['cpus']} CPUs; "
+        f"{env['duration_s']:.0f} s per workload; commit {env['commit']}.",
+        "",
+        "| workload | conns | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | "
+        "round trips/req (sql, mongo, loyalty, tracking) | cache hits | peak RSS MB | "
+        "floor ops/s | service/floor |",
+        "| --- " + "| ---: " * 7 + "| --- " + "| ---: " * 4 + "|",
+    ]
+    for r in report.results:
+        trips = ", ".join(
+            _fmt(r.round_trips_per_request.get(s), 2)
+            for s in ("sql", "mongo", "loyalty", "tracking")
+        )
+        hits = NA if r.cache_hit_ratio is None else f"{r.cache_hit_ratio:.0%}"
+        lines.append(
+            f"| {r.workload} | {r.connections} | {_fmt(r.requests_per_second)} | "
+            f"{_fmt(r.latency_p50_ms, 2)} | {_fmt(r.latency_p95_ms, 2)} | "
+            f"{_fmt(r.latency_p99_ms, 2)} | {_fmt(r.latency_max_ms, 2)} | {r.errors} | {trips} | "
+            f"{hits} | {_fmt(r.peak_rss_mb)} | {_fmt(r.floor_ops_per_second)} | "
+            f"{_fmt(r.floor_ratio, 2)} |"
+        )
+    if report.sweep:
+        lines += [
+            "",
+            "## agent360-warm: throughput against concurrency",
+            "",
+            "| conns | req/s | p50 ms | p99 ms |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r.connections} | {_fmt(r.requests_per_second)} | "
+            f"{_fmt(r.latency_p50_ms, 2)} | {_fmt(r.latency_p99_ms, 2)} |"
+            for r in report.sweep
+        ]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| workload | target | value | status |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for r in report.results:
+        for t in r.targets:
+            status = t["status"] + (f", short by {t['short_by']}" if "short_by" in t else "")
+            value = t["value"]
+            shown = NA if value is None else f"{value:,.2f}"
+            lines.append(f"| {r.workload} | {t['target']} | {shown} | {status} |")
+    wrapped = [r.workload for r in report.results if r.ids_wrapped]
+    if wrapped:
+        lines += [
+            "",
+            f"Note: {', '.join(wrapped)} sent more requests than there are customers, "
+            "so some customers were requested twice.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def charts(report: Report, directory: Path, stem: str) -> list[Path]:
+    """Latency percentiles per workload, and agent360-warm throughput against concurrency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    names = [r.workload for r in report.results]
+    width = 0.25
+    for offset, (label, attr) in enumerate(
+        (("p50", "latency_p50_ms"), ("p95", "latency_p95_ms"), ("p99", "latency_p99_ms"))
+    ):
+        axis.bar(
+            [i + (offset - 1) * width for i in range(len(names))],
+            [getattr(r, attr) for r in report.results],
+            width,
+            label=label,
+        )
+    axis.set_xticks(
+        range(len(names)), [f"{r.workload}\n({r.connections} conns)" for r in report.results]
+    )
+    axis.set_ylabel("latency (ms)")
+    axis.set_title("c360 latency percentiles per workload")
+    axis.legend()
+    figure.tight_layout()
+    path = directory / f"{stem}-latency.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    paths.append(path)
+
+    if report.sweep:
+        figure, axis = plt.subplots(figsize=(7, 4.5))
+        conns = [r.connections for r in report.sweep]
+        axis.plot(
+            conns, [r.requests_per_second for r in report.sweep], marker="o", label="requests/s"
+        )
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(conns, [str(c) for c in conns])
+        axis.set_xlabel("connections")
+        axis.set_ylabel("requests/s")
+        latency = axis.twinx()
+        latency.plot(
+            conns,
+            [r.latency_p99_ms for r in report.sweep],
+            marker="s",
+            color="tab:red",
+            label="p99 ms",
+        )
+        latency.set_ylabel("p99 latency (ms)")
+        axis.set_title("agent360-warm: throughput and p99 against concurrency")
+        figure.legend(loc="upper left")
+        figure.tight_layout()
+        path = directory / f"{stem}-throughput.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def write(report: Report, directory: Path) -> tuple[Path, Path, list[Path]]:
+    """Write the JSON, the markdown and the charts; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = report.started_at.replace(":", "").replace("-", "")
+    json_path = directory / f"{stem}.json"
+    json_path.write_bytes(report.to_json())
+    md_path = directory / f"{stem}.md"
+    md_path.write_text(markdown(report), encoding="utf-8")
+    return json_path, md_path, charts(report, directory, stem)
+
+
+def timestamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")

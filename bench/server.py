@@ -1,0 +1,173 @@
+"""Run c360 (and the vendor simulator) as separate processes, and watch them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from api.settings import Settings
+from sources.net import free_port
+
+READY_TIMEOUT = 120.0
+_TRIPS = re.compile(r'^c360_source_round_trips_total\{source="(\w+)"\} (\S+)$', re.M)
+_GRAPHQL = re.compile(r'^c360_http_requests_total\{path="/graphql",status="\d+"\} (\S+)$', re.M)
+
+
+@dataclass
+class Service:
+    """A running c360 server: its URL and its process (with any worker children)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def counters(self) -> dict[str, float]:
+        """The server's own counters from /metrics: round trips per source, and `requests`
+        (GraphQL requests answered)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        counters = {source: float(value) for source, value in _TRIPS.findall(text)}
+        counters["requests"] = sum(float(v) for v in _GRAPHQL.findall(text))
+        return counters
+
+    def settled_counters(self) -> dict[str, float]:
+        """The counters once the requests still in flight when wrk stopped have finished."""
+        previous = self.counters()
+        while True:
+            time.sleep(0.2)
+            current = self.counters()
+            if current == previous:
+                return current
+            previous = current
+
+    def processes(self) -> list[psutil.Process]:
+        """The server and its uvicorn workers; not the embedded MongoDB it may have started,
+        whose memory is the store's, not c360's."""
+        try:
+            parent = psutil.Process(self.process.pid)
+            family = [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        return [p for p in family if "secantus" not in " ".join(_cmdline(p))]
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return [str(part) for part in process.cmdline()]
+    except psutil.Error:
+        return []
+
+
+@dataclass
+class PeakRss:
+    """Samples the resident memory of a service's processes; `peak_mb` is the highest sum."""
+
+    service: Service
+    interval: float = 0.1
+    peak_bytes: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            total = 0
+            for process in self.service.processes():
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.peak_bytes = max(self.peak_bytes, total)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[PeakRss]:
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_bytes / 2**20
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, path: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{url} exited with code {process.returncode}:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + path, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url}{path} was not ready within {READY_TIMEOUT}s; see {log}")
+
+
+@contextlib.contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as out:
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def running_service(settings: Settings, *, workers: int, log_dir: Path) -> Iterator[Service]:
+    """c360 serving the settings' stores in its own process, uvicorn with uvloop and httptools.
+
+    When the vendor APIs are the bundled simulator, it runs in a process of its own too, as a
+    real vendor would, so its work is not counted as c360's.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "C360_DATA_DIR": str(settings.data_dir)}
+    c360 = [sys.executable, "-m", "api.cli"]
+    with contextlib.ExitStack() as stack:
+        if settings.loyalty_url is None or settings.tracking_url is None:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            simulator_log = log_dir / "simulator.log"
+            process = stack.enter_context(
+                _process([*c360, "simulator", "--port", str(port)], env, simulator_log)
+            )
+            _wait_ready(url, process, simulator_log, "/healthz")
+            env["C360_LOYALTY_URL"] = settings.loyalty_url or url
+            env["C360_TRACKING_URL"] = settings.tracking_url or url
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = log_dir / "server.log"
+        process = stack.enter_context(
+            _process(
+                [
+                    *c360,
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                env,
+                log,
+            )
+        )
+        _wait_ready(url, process, log, "/readyz")
+        yield Service(url=url, process=process, log=log)

@@ -1,0 +1,89 @@
+"""The bench runs every workload end to end at tiny scale and reports every field.
+
+No timing is asserted: figures depend on the machine. What is asserted is that each workload
+ran, made requests without errors, and that the report carries each figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.report import WorkloadResult
+from bench.workloads import WORKLOADS
+from tests import services
+
+FIELDS = {f.name for f in dataclasses.fields(WorkloadResult)}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Path]:
+    if shutil.which("wrk") is None:
+        services.unavailable("wrk", "the bench needs wrk on PATH (apt-get install wrk)")
+    out = tmp_path_factory.mktemp("bench")
+    code = main(
+        [
+            "--customers",
+            "120",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--sweep",
+            "1,2",
+            "--floor-seconds",
+            "0.3",
+            "--data-dir",
+            str(out / "data"),
+            "--output",
+            str(out / "results"),
+        ]
+    )
+    assert code == 0
+    [json_path] = (out / "results").glob("*.json")
+    return json.loads(json_path.read_text()), out / "results"
+
+
+def test_every_workload_ran_without_errors(report: tuple[dict[str, object], Path]) -> None:
+    data, _ = report
+    results = data["results"]
+    assert isinstance(results, list)
+    assert [r["workload"] for r in results] == list(
+        n for n in ("typename", "agent360-cold", "agent360-warm", "orders-page") if n in WORKLOADS
+    )
+    for result in results:
+        assert set(result) == FIELDS
+        assert result["requests"] > 0 and result["errors"] == 0
+        assert result["peak_rss_mb"] > 0
+        assert result["floor_ops_per_second"] > 0 and result["floor_ratio"] > 0
+        assert set(result["round_trips_per_request"]) == {"sql", "mongo", "loyalty", "tracking"}
+
+
+def test_round_trips_match_the_batching_design(report: tuple[dict[str, object], Path]) -> None:
+    data, _ = report
+    for result in data["results"]:  # type: ignore[attr-defined]
+        promised = WORKLOADS[result["workload"]].round_trips
+        assert promised is not None
+        measured = result["round_trips_per_request"]
+        # A customer with no orders (or none shipped) needs fewer; never more than promised.
+        for source, count in promised.items():
+            assert measured[source] <= count, (result["workload"], source, measured)
+            assert (measured[source] > count / 2) == (count > 0), (result["workload"], source)
+
+
+def test_report_has_table_charts_and_sweep(report: tuple[dict[str, object], Path]) -> None:
+    data, directory = report
+    assert [r["connections"] for r in data["sweep"]] == [1, 2]  # type: ignore[index]
+    [markdown] = directory.glob("*.md")
+    text = markdown.read_text()
+    for name in ("typename", "agent360-warm", "agent360-cold", "orders-page", "Targets"):
+        assert name in text
+    charts = sorted(p.name.rsplit("-", 1)[-1] for p in directory.glob("*.png"))
+    assert charts == ["latency.png", "throughput.png"]
+    for chart in directory.glob("*.png"):
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
