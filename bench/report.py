@@ -77,7 +77,9 @@ def _verdict(target: Target, value: float | None, postgres: bool) -> dict[str, A
                 f"{target.limit - value:.3g} ({value / target.limit:.0%} of target)"
             )
         else:
-            verdict["short_by"] = f"{value - target.limit:.3g} over ({value / target.limit:.1f}x)"
+            verdict["short_by"] = (
+                f"{value - target.limit:.3g} over the limit ({value / target.limit:.1f}x)"
+            )
     return verdict
 
 
@@ -201,7 +203,8 @@ def charts(report: Report, directory: Path, stem: str) -> list[Path]:
         )
         latency.set_ylabel("p99 latency (ms)")
         axis.set_title("agent360-warm: throughput and p99 against concurrency")
-        figure.legend(loc="upper left")
+        handles = axis.get_lines() + latency.get_lines()
+        axis.legend(handles, [h.get_label() for h in handles], loc="center left")
         figure.tight_layout()
         path = directory / f"{stem}-throughput.png"
         figure.savefig(path, dpi=110)
