@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             loop="uvloop",
             http="httptools",
-            ws="websockets",
+            ws="websockets-sansio",
             log_level=args.log_level,
             access_log=args.access_log,
         )
