@@ -203,8 +203,8 @@ def charts(report: Report, directory: Path, stem: str) -> list[Path]:
         )
         latency.set_ylabel("p99 latency (ms)")
         axis.set_title("agent360-warm: throughput and p99 against concurrency")
-        handles = axis.get_lines() + latency.get_lines()
-        axis.legend(handles, [h.get_label() for h in handles], loc="center left")
+        handles = [*axis.get_lines(), *latency.get_lines()]
+        axis.legend(handles=handles, loc="center left")
         figure.tight_layout()
         path = directory / f"{stem}-throughput.png"
         figure.savefig(path, dpi=110)
