@@ -33,6 +33,8 @@ def create_app(settings: Settings) -> Starlette:
         async with open_connections(settings) as connections:
             app.state.connections = connections
             metrics.watch_round_trips(connections.round_trips)
+            if connections.cache is not None:
+                metrics.watch_cache(connections.cache)
             yield
 
     async def graphql(request: Request) -> Response:

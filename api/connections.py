@@ -12,6 +12,8 @@ from pymongo import AsyncMongoClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.settings import Settings
+from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
+from sources.cache.entity import CachePolicy, EntityCache
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
@@ -31,6 +33,31 @@ class Connections:
     db: Database
     loyalty: httpx.AsyncClient
     tracking: httpx.AsyncClient
+    cache: EntityCache | None
+
+
+def create_cache(settings: Settings) -> EntityCache | None:
+    """The entity cache: Redis when configured (shared by every instance), else in-process."""
+    if not settings.cache_enabled:
+        return None
+    backend: CacheBackend
+    if settings.redis_url:
+        backend = RedisBackend(
+            settings.redis_url,
+            timeout=settings.redis_timeout,
+            breaker_seconds=settings.redis_breaker_seconds,
+        )
+    else:
+        backend = MemoryBackend(settings.cache_max_entries)
+    policy = CachePolicy(
+        ttls=settings.cache_ttls(),
+        negative_ttl=settings.cache_negative_ttl,
+        stale_grace=settings.cache_stale_grace,
+        # Longer than any source call may take: a read begun before a write cannot put the
+        # old value back after the write's invalidation.
+        hold=2 * max(settings.source_timeout(s) for s in settings.cache_ttls()) + 1,
+    )
+    return EntityCache(backend, policy, namespace=settings.cache_namespace)
 
 
 @contextlib.asynccontextmanager
@@ -61,6 +88,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         timeout=settings.tracking_timeout,
         round_trips=round_trips,
     )
+    cache = create_cache(settings)
     try:
         yield Connections(
             settings=settings,
@@ -71,8 +99,11 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             db=mongo[settings.mongo_database],
             loyalty=loyalty,
             tracking=tracking,
+            cache=cache,
         )
     finally:
+        if cache is not None:
+            await cache.close()
         await loyalty.aclose()
         await tracking.aclose()
         await mongo.close()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from api.connections import Connections
 from api.settings import Settings
@@ -25,19 +26,24 @@ class Context:
     settings: Settings
     connections: Connections
     loaders: Loaders
+    # Values served stale from the cache because their source failed: reported in the
+    # response's `extensions.stale` as {"path": [...], "ageSeconds": N}.
+    stale: list[dict[str, Any]] = field(default_factory=list)
 
 
 def create_loaders(connections: Connections) -> Loaders:
     """Loaders for one request; aiodataloader binds to the running loop, so never share them."""
     settings = connections.settings
+    cache = connections.cache
     return Loaders(
-        sql=SqlLoaders(connections.engine, settings.sql_timeout),
-        mongo=MongoLoaders(connections.db, settings.mongo_timeout),
+        sql=SqlLoaders(connections.engine, settings.sql_timeout, cache),
+        mongo=MongoLoaders(connections.db, settings.mongo_timeout, cache),
         vendor=VendorLoaders(
             connections.loyalty,
             connections.tracking,
             loyalty_timeout=settings.loyalty_timeout,
             tracking_timeout=settings.tracking_timeout,
+            cache=cache,
         ),
     )
 

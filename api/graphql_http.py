@@ -274,6 +274,8 @@ class GraphQLHTTP:
         payload: dict[str, Any] = {"data": result.data}
         if errors:
             payload["errors"] = errors
+        if context.stale:
+            payload["extensions"] = {"stale": context.stale}
         return _respond(media, payload, 200)
 
 

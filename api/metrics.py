@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sources.cache.entity import EntityCache
 from sources.roundtrips import SOURCES, RoundTrips
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -36,6 +37,22 @@ class _RoundTripCollector(Collector):
         )
         for source in SOURCES:
             family.add_metric([source], self._round_trips.counts[source])
+        yield family
+
+
+class _CacheCollector(Collector):
+    def __init__(self, cache: EntityCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "c360_cache_events",
+            "Entity cache events per source: hit, miss, stale (served past TTL because the "
+            "source failed), invalidation, error (the cache store failed).",
+            labels=["source", "event"],
+        )
+        for (source, event), count in sorted(self._cache.counts.items()):
+            family.add_metric([source, event], count)
         yield family
 
 
@@ -61,6 +78,10 @@ class Metrics:
     def watch_round_trips(self, round_trips: RoundTrips) -> None:
         """Expose the driver-level round-trip counters of the app's connections."""
         self.registry.register(_RoundTripCollector(round_trips))
+
+    def watch_cache(self, cache: EntityCache) -> None:
+        """Expose the entity cache's counters."""
+        self.registry.register(_CacheCollector(cache))
 
     async def endpoint(self, _request: Request) -> Response:
         """The Prometheus text exposition."""

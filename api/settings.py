@@ -49,6 +49,24 @@ class Settings(BaseSettings):
     simulator_latency_ms: float = Field(default=0.0, ge=0)
     simulator_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
+    cache_enabled: bool = True
+    cache_ttl_sql: PositiveFloat = 300.0
+    cache_ttl_mongo: PositiveFloat = 120.0
+    cache_ttl_loyalty: PositiveFloat = 300.0
+    cache_ttl_tracking: PositiveFloat = 60.0
+    cache_negative_ttl: PositiveFloat = Field(
+        default=15.0, description="How long 'not found' is remembered."
+    )
+    cache_stale_grace: float = Field(
+        default=600.0, ge=0, description="How long past its TTL an entry may bridge an outage."
+    )
+    cache_max_entries: int = Field(default=200_000, ge=1, description="In-process cache size.")
+    cache_namespace: str = Field(default="c360", description="Prefix of every Redis key.")
+    redis_timeout: PositiveFloat = Field(default=0.1, description="Seconds per Redis call.")
+    redis_breaker_seconds: PositiveFloat = Field(
+        default=5.0, description="How long to bypass Redis after it failed."
+    )
+
     page_default: int = Field(default=20, ge=1)
     page_max: int = Field(default=100, ge=1)
 
@@ -62,6 +80,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'c360.sqlite').resolve()}"
+
+    def cache_ttls(self) -> dict[str, float]:
+        """Freshness of cached entries, per source."""
+        return {
+            "sql": self.cache_ttl_sql,
+            "mongo": self.cache_ttl_mongo,
+            "loyalty": self.cache_ttl_loyalty,
+            "tracking": self.cache_ttl_tracking,
+        }
 
     def source_timeout(self, source: str) -> float:
         """The per-call timeout of one source, in seconds."""

@@ -65,12 +65,19 @@ def measure(
         latency_max_ms=run.max_ms,
         errors=run.errors + run.socket_errors,
         round_trips_per_request=per_request,
-        cache_hit_ratio=None,  # no entity cache yet
+        cache_hit_ratio=_ratio(
+            after["cache_hit"] - before["cache_hit"], after["cache_miss"] - before["cache_miss"]
+        ),
         peak_rss_mb=rss.peak_mb,
         floor_ops_per_second=floor,
         floor_ratio=run.requests_per_second / floor if floor else None,
         ids_wrapped=bool(ids) and run.ids_sent > len(ids) and workload.rotation is Rotation.COLD,
     )
+
+
+def _ratio(hits: float, misses: float) -> float | None:
+    """Hits over lookups; None when the cache saw no lookup (it is off, or nothing was read)."""
+    return hits / (hits + misses) if hits + misses else None
 
 
 def _commit() -> str:
@@ -154,6 +161,13 @@ def run(args: argparse.Namespace) -> int:
             "sql": "PostgreSQL" if postgres else "SQLite",
             "mongo": "MongoDB (C360_MONGO_URL)" if settings.mongo_url else "embedded SecantusDB",
             "vendors": "configured APIs" if settings.loyalty_url else "simulator process",
+            "cache": (
+                "off"
+                if not settings.cache_enabled
+                else "Redis"
+                if settings.redis_url
+                else "in-process"
+            ),
             "workers": args.workers,
             "cpus": os.cpu_count(),
             "duration_s": args.duration,

@@ -94,7 +94,7 @@ def markdown(report: Report) -> str:
         f"# c360 bench, {report.started_at}",
         "",
         f"{env['customers']:,} customers; SQL: {env['sql']}; MongoDB: {env['mongo']}; vendors: "
-        f"{env['vendors']}; {env['workers']} worker(s); {env['cpus']} CPUs; "
+        f"{env['vendors']}; cache: {env['cache']}; {env['workers']} worker(s); {env['cpus']} CPUs; "
         f"{env['duration_s']:.0f} s per workload; commit {env['commit']}.",
         "",
         "| workload | conns | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | "

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import strawberry
+from aiodataloader import DataLoader
 from graphql import GraphQLError
 
 from api.context import Context
+from sources.cache.entity import Stale
 from sources.paging import CursorError, Page, PageKey, Position, decode_cursor, encode_cursor
 
 Info = strawberry.Info[Context, Any]
+K = TypeVar("K")
+V = TypeVar("V")
 
 # ISO 4217 minor-unit exponents that differ from the usual two decimals.
 _EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "TND": 3}
+
+
+async def load(info: Info, loader: DataLoader[K, V], key: K) -> V:
+    """`loader.load(key)`, noting in the response when the cache served it stale."""
+    value = await loader.load(key)
+    if isinstance(value, Stale):
+        info.context.stale.append({"path": info.path.as_list(), "ageSeconds": round(value.age)})
+        return cast(V, value.value)
+    return value
 
 
 class UserInputError(GraphQLError):
@@ -103,4 +116,4 @@ def parse_id(value: strawberry.ID | str) -> int | None:
     return number if 0 < number < 2**63 else None
 
 
-__all__ = ["Info", "Money", "PageInfo", "UserInputError", "page_key", "parse_id"]
+__all__ = ["Info", "Money", "PageInfo", "UserInputError", "load", "page_key", "parse_id"]

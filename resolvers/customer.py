@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 from bson import ObjectId
 
-from resolvers.common import Info, page_key
+from resolvers.common import Info, load, page_key
 from resolvers.engagement import InteractionConnection, Profile, Ticket
 from resolvers.enums import AddressKind, CustomerStatus, InteractionType, OrderStatus, TicketStatus
 from resolvers.order import OrderConnection
@@ -73,7 +73,9 @@ class Customer:
 
     @strawberry.field(description="Postal addresses, one per kind at most.")
     async def addresses(self, info: Info) -> list[Address]:
-        records = await info.context.loaders.sql.addresses_by_customer_id.load(self.record.id)
+        records = await load(
+            info, info.context.loaders.sql.addresses_by_customer_id, self.record.id
+        )
         return [Address.from_record(r) for r in records or []]
 
     @strawberry.field(description="The customer's orders, newest first.")
@@ -88,13 +90,13 @@ class Customer:
     ) -> OrderConnection:
         filters = (status.value,) if status else ()
         key = page_key(info, self.record.id, first, after, filters=filters, valid_id=str.isdigit)
-        page = await info.context.loaders.sql.order_page_by_customer.load(key)
+        page = await load(info, info.context.loaders.sql.order_page_by_customer, key)
         assert page is not None
         return OrderConnection.from_page(page, key)
 
     @strawberry.field(description="Engagement profile; null when the customer has none.")
     async def profile(self, info: Info) -> Profile | None:
-        record = await info.context.loaders.mongo.profile_by_customer_id.load(self.record.id)
+        record = await load(info, info.context.loaders.mongo.profile_by_customer_id, self.record.id)
         return Profile.from_record(record) if record else None
 
     @strawberry.field(description="Interaction timeline, newest first.")
@@ -112,7 +114,7 @@ class Customer:
         key = page_key(
             info, self.record.id, first, after, filters=filters, valid_id=ObjectId.is_valid
         )
-        page = await info.context.loaders.mongo.timeline_page_by_customer.load(key)
+        page = await load(info, info.context.loaders.mongo.timeline_page_by_customer, key)
         return InteractionConnection.from_page(page, key) if page else None
 
     @strawberry.field(description="Support tickets, newest first.")
@@ -124,12 +126,14 @@ class Customer:
         ] = None,
     ) -> list[Ticket] | None:
         key = (self.record.id, status.value if status else None)
-        records = await info.context.loaders.mongo.tickets_by_customer.load(key)
+        records = await load(info, info.context.loaders.mongo.tickets_by_customer, key)
         return [Ticket.from_record(r) for r in records] if records is not None else None
 
     @strawberry.field(description="Loyalty membership; null when not a member.")
     async def loyalty(self, info: Info) -> LoyaltyMembership | None:
-        record = await info.context.loaders.vendor.loyalty_by_customer_id.load(self.record.id)
+        record = await load(
+            info, info.context.loaders.vendor.loyalty_by_customer_id, self.record.id
+        )
         return LoyaltyMembership.from_record(record) if record else None
 
     @classmethod

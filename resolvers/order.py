@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from resolvers.common import Info, Money, PageInfo
+from resolvers.common import Info, Money, PageInfo, load
 from resolvers.enums import Channel, OrderStatus
 from resolvers.vendor import Shipment
 from sources.paging import Page, PageKey
@@ -46,7 +46,7 @@ class OrderLine:
 
     @strawberry.field(description="The product ordered.")
     async def product(self, info: Info) -> Product | None:
-        record = await info.context.loaders.sql.product_by_sku.load(self.record.sku)
+        record = await load(info, info.context.loaders.sql.product_by_sku, self.record.sku)
         return Product.from_record(record) if record else None
 
     @strawberry.field(description="quantity times unitPrice.")
@@ -80,7 +80,7 @@ class Order:
 
     @strawberry.field(description="The order's lines, in order.")
     async def lines(self, info: Info) -> list[OrderLine]:
-        records = await info.context.loaders.sql.lines_by_order_id.load(self.record.id)
+        records = await load(info, info.context.loaders.sql.lines_by_order_id, self.record.id)
         return [OrderLine.from_record(r, self.record.currency) for r in records or []]
 
     @strawberry.field(
@@ -91,7 +91,7 @@ class Order:
         if not self.record.tracking_number:
             return None
         loader = info.context.loaders.vendor.shipment_by_tracking_number
-        record = await loader.load(self.record.tracking_number)
+        record = await load(info, loader, self.record.tracking_number)
         return Shipment.from_record(record) if record else None
 
     @strawberry.field(description="The customer who placed the order.")
@@ -100,7 +100,7 @@ class Order:
     ) -> Annotated[Customer, strawberry.lazy("resolvers.customer")] | None:
         from resolvers.customer import Customer
 
-        record = await info.context.loaders.sql.customer_by_id.load(self.record.customer_id)
+        record = await load(info, info.context.loaders.sql.customer_by_id, self.record.customer_id)
         return Customer.from_record(record) if record else None
 
     @classmethod

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import strawberry
 
-from resolvers.common import Info, parse_id
+from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer
 
 
@@ -21,7 +21,7 @@ class Query:
         number = parse_id(id)
         if number is None:
             return None
-        record = await info.context.loaders.sql.customer_by_id.load(number)
+        record = await load(info, info.context.loaders.sql.customer_by_id, number)
         return Customer.from_record(record) if record else None
 
 

@@ -12,6 +12,7 @@ from aiodataloader import DataLoader
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
+from sources.cache.entity import EntityCache
 from sources.errors import SourceError, SourceTimeoutError, SourceUnavailableError
 
 K = TypeVar("K", bound=Hashable)
@@ -66,20 +67,41 @@ async def call_source(source: str, limit: float, call: Awaitable[V]) -> V:
         raise mapped from error
 
 
-def keyed_loader(source: str, timeout: float, batch: BatchFn[K, V]) -> DataLoader[K, V | None]:
+def keyed_loader(
+    source: str,
+    timeout: float,
+    batch: BatchFn[K, V],
+    *,
+    cache: EntityCache | None = None,
+    name: str = "",
+    tagged: bool = False,
+) -> DataLoader[K, Any]:
     """A per-request loader: one batched source call per tick, `None` for missing keys.
 
-    A failed batch fails each of its keys with its own error instance, so the error lands on
-    every field that asked and nowhere else.
+    With a cache, the batch reads through it (`name` names the loader in cache keys); a value
+    may then come back as `Stale` (see `sources.cache.entity`). A failed batch fails each of
+    its keys with its own error instance, so the error lands on every field that asked and
+    nowhere else.
     """
 
-    async def load(keys: Sequence[K]) -> list[Any]:
-        try:
-            values = await call_source(source, timeout, batch(keys))
-        except SourceError as error:
-            return [type(error)(error.source, error.detail) for _ in keys]
+    async def fetch(keys: Sequence[K]) -> list[V | None]:
+        values = await call_source(source, timeout, batch(keys))
         if len(values) != len(keys):
             raise RuntimeError(f"{source} batch returned {len(values)} values for {len(keys)} keys")
         return list(values)
+
+    if cache is not None:
+        cached = cache.read_through(source, name, fetch, tagged=tagged)
+
+        async def load_cached(keys: Sequence[K]) -> list[Any]:
+            return await cached(keys)
+
+        return DataLoader(load_cached)
+
+    async def load(keys: Sequence[K]) -> list[Any]:
+        try:
+            return await fetch(keys)
+        except SourceError as error:
+            return [type(error)(error.source, error.detail) for _ in keys]
 
     return DataLoader(load)

@@ -144,6 +144,8 @@ async def settings(
         tracking_timeout=0.5,
         loyalty_timeout=0.5,
         mongo_timeout=1.0,
+        # Most tests count source round trips: the cache has tests (and apps) of its own.
+        cache_enabled=False,
     )
     engine = create_engine(sql_url)
     mongo = create_mongo_client(mongo_url, timeout=30)
@@ -160,6 +162,16 @@ async def settings(
     finally:
         await mongo.close()
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """Another app over `settings` (lifespan running) and an in-process client of it."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as http:
+            yield application, http
 
 
 @pytest.fixture(scope="session")
@@ -198,3 +210,28 @@ async def live_server(app: Starlette) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await task
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis of C360_TEST_REDIS_URL."""
+    if not services.REDIS_URL:
+        services.unavailable("Redis", "C360_TEST_REDIS_URL is not set")
+    return services.REDIS_URL or ""
+
+
+@pytest.fixture
+async def redis_namespace() -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    namespace = f"c360test-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    if services.REDIS_URL:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(services.REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()

@@ -6,6 +6,7 @@ from functools import cached_property
 
 from aiodataloader import DataLoader
 
+from sources.cache.entity import EntityCache
 from sources.loader import keyed_loader
 from sources.mongo import queries
 from sources.mongo.queries import Database
@@ -13,29 +14,49 @@ from sources.mongo.records import InteractionRecord, ProfileRecord, TicketRecord
 from sources.paging import Page, PageKey
 from sources.roundtrips import MONGO
 
+# Loader names: they appear in cache keys, and invalidations name them.
+PROFILE, TICKETS, TIMELINE_PAGE = "profile", "tickets", "timeline_page"
+
 
 class MongoLoaders:
     """The MongoDB loaders of one request, each made on first use."""
 
-    def __init__(self, db: Database, timeout: float) -> None:
+    def __init__(self, db: Database, timeout: float, cache: EntityCache | None) -> None:
         self._db = db
         self._timeout = timeout
+        self._cache = cache
 
     @cached_property
     def profile_by_customer_id(self) -> DataLoader[int, ProfileRecord | None]:
         db = self._db
         return keyed_loader(
-            MONGO, self._timeout, lambda k: queries.profiles_by_customer_ids(db=db, ids=k)
+            MONGO,
+            self._timeout,
+            lambda k: queries.profiles_by_customer_ids(db=db, ids=k),
+            cache=self._cache,
+            name=PROFILE,
         )
 
     @cached_property
     def tickets_by_customer(self) -> DataLoader[tuple[int, str | None], list[TicketRecord] | None]:
         db = self._db
         return keyed_loader(
-            MONGO, self._timeout, lambda k: queries.tickets_by_customer_ids(db=db, keys=k)
+            MONGO,
+            self._timeout,
+            lambda k: queries.tickets_by_customer_ids(db=db, keys=k),
+            cache=self._cache,
+            name=TICKETS,
+            tagged=True,
         )
 
     @cached_property
     def timeline_page_by_customer(self) -> DataLoader[PageKey, Page[InteractionRecord] | None]:
         db = self._db
-        return keyed_loader(MONGO, self._timeout, lambda k: queries.timeline_pages(db=db, keys=k))
+        return keyed_loader(
+            MONGO,
+            self._timeout,
+            lambda k: queries.timeline_pages(db=db, keys=k),
+            cache=self._cache,
+            name=TIMELINE_PAGE,
+            tagged=True,
+        )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sources.cache.entity import EntityCache
 from sources.loader import keyed_loader
 from sources.paging import Page, PageKey
 from sources.roundtrips import SQL
@@ -21,6 +22,16 @@ from sources.sql.records import (
     ProductRecord,
 )
 
+# Loader names: they appear in cache keys, and invalidations name them.
+CUSTOMER, ADDRESSES, PRODUCT, ORDER, ORDER_LINES, ORDER_PAGE = (
+    "customer",
+    "addresses",
+    "product",
+    "order",
+    "order_lines",
+    "order_page",
+)
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -28,13 +39,18 @@ V = TypeVar("V")
 class SqlLoaders:
     """The SQL loaders of one request, each made on first use (most requests need few)."""
 
-    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
+    def __init__(self, engine: AsyncEngine, timeout: float, cache: EntityCache | None) -> None:
         self._engine = engine
         self._timeout = timeout
+        self._cache = cache
 
     def _loader(
-        self, query: Callable[[AsyncConnection, Sequence[K]], Awaitable[Sequence[V | None]]]
-    ) -> DataLoader[K, V | None]:
+        self,
+        name: str,
+        query: Callable[[AsyncConnection, Sequence[K]], Awaitable[Sequence[V | None]]],
+        *,
+        tagged: bool = False,
+    ) -> DataLoader[K, Any]:
         engine = self._engine
 
         # One pooled connection per batch call: never shared across concurrent tasks.
@@ -42,28 +58,34 @@ class SqlLoaders:
             async with engine.connect() as connection:
                 return await query(connection, keys)
 
-        return keyed_loader(SQL, self._timeout, batch)
+        return keyed_loader(SQL, self._timeout, batch, cache=self._cache, name=name, tagged=tagged)
 
     @cached_property
     def customer_by_id(self) -> DataLoader[int, CustomerRecord | None]:
-        return self._loader(lambda c, k: queries.customers_by_ids(connection=c, ids=k))
+        return self._loader(CUSTOMER, lambda c, k: queries.customers_by_ids(connection=c, ids=k))
 
     @cached_property
     def addresses_by_customer_id(self) -> DataLoader[int, list[AddressRecord] | None]:
-        return self._loader(lambda c, k: queries.addresses_by_customer_ids(connection=c, ids=k))
+        return self._loader(
+            ADDRESSES, lambda c, k: queries.addresses_by_customer_ids(connection=c, ids=k)
+        )
 
     @cached_property
     def product_by_sku(self) -> DataLoader[str, ProductRecord | None]:
-        return self._loader(lambda c, k: queries.products_by_skus(connection=c, skus=k))
+        return self._loader(PRODUCT, lambda c, k: queries.products_by_skus(connection=c, skus=k))
 
     @cached_property
     def order_by_id(self) -> DataLoader[int, OrderRecord | None]:
-        return self._loader(lambda c, k: queries.orders_by_ids(connection=c, ids=k))
+        return self._loader(ORDER, lambda c, k: queries.orders_by_ids(connection=c, ids=k))
 
     @cached_property
     def lines_by_order_id(self) -> DataLoader[int, list[OrderLineRecord] | None]:
-        return self._loader(lambda c, k: queries.order_lines_by_order_ids(connection=c, ids=k))
+        return self._loader(
+            ORDER_LINES, lambda c, k: queries.order_lines_by_order_ids(connection=c, ids=k)
+        )
 
     @cached_property
     def order_page_by_customer(self) -> DataLoader[PageKey, Page[OrderRecord] | None]:
-        return self._loader(lambda c, k: queries.order_pages(connection=c, keys=k))
+        return self._loader(
+            ORDER_PAGE, lambda c, k: queries.order_pages(connection=c, keys=k), tagged=True
+        )

@@ -7,10 +7,14 @@ from functools import cached_property
 import httpx
 from aiodataloader import DataLoader
 
+from sources.cache.entity import EntityCache
 from sources.loader import keyed_loader
 from sources.roundtrips import LOYALTY, TRACKING
 from sources.thirdparty import client as vendor
 from sources.thirdparty.records import LoyaltyRecord, ShipmentRecord
+
+# Loader names: they appear in cache keys, and invalidations name them.
+MEMBER, SHIPMENT = "member", "shipment"
 
 
 class VendorLoaders:
@@ -23,7 +27,9 @@ class VendorLoaders:
         *,
         loyalty_timeout: float,
         tracking_timeout: float,
+        cache: EntityCache | None,
     ) -> None:
+        self._cache = cache
         self._loyalty = loyalty
         self._tracking = tracking
         self._loyalty_timeout = loyalty_timeout
@@ -36,6 +42,8 @@ class VendorLoaders:
             LOYALTY,
             self._loyalty_timeout,
             lambda k: vendor.loyalty_by_customer_ids(client=client, ids=k),
+            cache=self._cache,
+            name=MEMBER,
         )
 
     @cached_property
@@ -45,4 +53,6 @@ class VendorLoaders:
             TRACKING,
             self._tracking_timeout,
             lambda k: vendor.shipments_by_tracking_numbers(client=client, numbers=k),
+            cache=self._cache,
+            name=SHIPMENT,
         )

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 
-from api.app import create_app
 from api.connections import Connections
 from api.settings import Settings
 from sources.net import free_port
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
-from tests.conftest import Simulator
+from tests.conftest import Simulator, running_app
 from tests.queries import AGENT_QUERY
 
 
@@ -99,20 +95,11 @@ async def test_loyalty_api_down_nulls_only_loyalty(
     assert error["extensions"]["code"] == "SOURCE_UNAVAILABLE"
 
 
-@contextlib.asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: Starlette = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as http:
-            yield http
-
-
 async def test_mongodb_unreachable_nulls_engagement_fields(settings: Settings) -> None:
     nowhere = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
-    async with app_client(
+    async with running_app(
         settings.model_copy(update={"mongo_url": nowhere, "mongo_timeout": 0.6})
-    ) as http:
+    ) as (_, http):
         body = await agent(http, 5)
         ready = await http.get("/readyz")
 

@@ -1,0 +1,243 @@
+"""The read-through entity cache every loader goes through.
+
+A batch of keys costs one cache read; the misses cost one batched source call, shared with
+any concurrent request missing the same keys (single flight, within this instance; across
+instances a duplicate call is accepted: it costs one extra batch, never a wrong answer); the
+results cost one write-back. When the source fails, an expired entry still within the grace
+period is served instead, marked `Stale` so the response can say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sources.cache.backends import CacheBackend, CacheUnavailableError, Entry, Put
+from sources.cache.codec import key_text, owner_of, shape_version
+from sources.errors import SourceError
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[Sequence[K]], Awaitable[list[V | None]]]
+
+HIT, MISS, STALE, INVALIDATION, ERROR = "hit", "miss", "stale", "invalidation", "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Stale(Generic[V]):
+    """A value served from an expired entry because its source failed."""
+
+    value: V
+    age: float
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """How long entries of each source stay fresh, and what happens around that."""
+
+    ttls: dict[str, float]  # per source, seconds
+    negative_ttl: float  # for "not found", seconds
+    stale_grace: float  # how long past freshness an entry may still bridge an outage
+    hold: float  # how long an invalidation's tombstone blocks late write-backs
+
+
+class EntityCache:
+    """Read-through caching of loader batches, with invalidation and per-source counters."""
+
+    def __init__(
+        self,
+        backend: CacheBackend,
+        policy: CachePolicy,
+        *,
+        namespace: str = "c360",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.policy = policy
+        self.prefix = f"{namespace}:{shape_version()}:"
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def key(self, source: str, name: str, key: Any) -> str:
+        return f"{self.prefix}{source}:{name}:{key_text(key)}"
+
+    def tag(self, source: str, name: str, owner: Any) -> str:
+        return f"{self.prefix}{source}:{name}:owner:{owner}"
+
+    def read_through(
+        self, source: str, name: str, fetch: Fetch[K, V], *, tagged: bool = False
+    ) -> Callable[[Sequence[K]], Awaitable[list[Any]]]:
+        """A batch function answering from the cache, then from `fetch` for the misses.
+
+        Each result is the value, a `Stale` value, or a SourceError instance for that key.
+        `tagged` files entries under their owner, so `invalidate(owners=...)` reaches every
+        page of one customer whatever its page arguments.
+        """
+
+        async def load(keys: Sequence[K]) -> list[Any]:
+            cache_keys = [self.key(source, name, k) for k in keys]
+            entries = await self._get(source, cache_keys)
+            now = self._clock()
+            results: list[Any] = [None] * len(keys)
+            missing: list[int] = []
+            for index, entry in enumerate(entries):
+                if entry is not None and entry.fresh_until > now:
+                    results[index] = entry.value
+                else:
+                    missing.append(index)
+            self.counts[(source, HIT)] += len(keys) - len(missing)
+            self.counts[(source, MISS)] += len(missing)
+            if not missing:
+                return results
+            outcomes = await self._shared_fetch(
+                source,
+                name,
+                fetch,
+                [keys[i] for i in missing],
+                [cache_keys[i] for i in missing],
+                tagged,
+            )
+            for index, outcome in zip(missing, outcomes, strict=True):
+                entry = entries[index]
+                if isinstance(outcome, SourceError) and entry is not None:
+                    # Still held, so within the grace period: bridge the outage with it.
+                    self.counts[(source, STALE)] += 1
+                    results[index] = Stale(entry.value, max(0.0, now - entry.written_at))
+                elif isinstance(outcome, SourceError):
+                    results[index] = type(outcome)(outcome.source, outcome.detail)
+                else:
+                    results[index] = outcome
+            return results
+
+        return load
+
+    async def _get(self, source: str, keys: list[str]) -> list[Entry | None]:
+        try:
+            return await self.backend.get_many(keys)
+        except CacheUnavailableError:
+            self.counts[(source, ERROR)] += 1
+            return [None] * len(keys)
+
+    async def _shared_fetch(
+        self,
+        source: str,
+        name: str,
+        fetch: Fetch[K, V],
+        keys: list[K],
+        cache_keys: list[str],
+        tagged: bool,
+    ) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        mine_keys: list[K] = []
+        mine_cache_keys: list[str] = []
+        futures: list[asyncio.Future[Any]] = []
+        for key, cache_key in zip(keys, cache_keys, strict=True):
+            future = self._inflight.get(cache_key)
+            if future is None:
+                future = loop.create_future()
+                self._inflight[cache_key] = future
+                mine_keys.append(key)
+                mine_cache_keys.append(cache_key)
+            futures.append(future)
+        if mine_keys:
+            # Its own task: a requester that goes away must not cancel the call others await.
+            task = loop.create_task(
+                self._fetch_and_fill(source, name, fetch, mine_keys, mine_cache_keys, tagged)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return [await asyncio.shield(future) for future in futures]
+
+    async def _fetch_and_fill(
+        self,
+        source: str,
+        name: str,
+        fetch: Fetch[K, V],
+        keys: list[K],
+        cache_keys: list[str],
+        tagged: bool,
+    ) -> None:
+        futures = [self._inflight[k] for k in cache_keys]
+        try:
+            values: list[Any] = await fetch(keys)
+        except SourceError as error:
+            values = [error] * len(keys)
+        except BaseException as error:
+            for future in futures:
+                future.set_exception(error)
+                future.exception()  # retrieved here; each waiter re-raises it
+            raise
+        finally:
+            for cache_key in cache_keys:
+                self._inflight.pop(cache_key, None)
+        fetched = [
+            (k, ck, v)
+            for k, ck, v in zip(keys, cache_keys, values, strict=True)
+            if not isinstance(v, SourceError)
+        ]
+        # Resolve before the write-back: waiters need not wait for the cache store.
+        for future, value in zip(futures, values, strict=True):
+            future.set_result(value)
+        if fetched:
+            await self._put(source, name, fetched, tagged)
+
+    async def _put(
+        self, source: str, name: str, fetched: list[tuple[Any, str, Any]], tagged: bool
+    ) -> None:
+        now = self._clock()
+        policy = self.policy
+        puts = []
+        for key, cache_key, value in fetched:
+            fresh = policy.negative_ttl if value is None else policy.ttls[source]
+            puts.append(
+                Put(
+                    key=cache_key,
+                    entry=Entry(value, now, now + fresh),
+                    expire_in=fresh + policy.stale_grace,
+                    tag=self.tag(source, name, owner_of(key)) if tagged else None,
+                )
+            )
+        try:
+            await self.backend.put_many(puts)
+        except CacheUnavailableError:
+            self.counts[(source, ERROR)] += 1
+
+    async def invalidate(
+        self,
+        source: str,
+        name: str,
+        *,
+        keys: Sequence[Any] = (),
+        owners: Sequence[Any] = (),
+    ) -> None:
+        """Make the entries of `keys`, and every entry filed under `owners`, unreadable.
+
+        Call it before a write is acknowledged: a read after that sees the write, in this
+        instance and in every instance sharing the cache store. Raises CacheUnavailableError
+        when the store cannot be reached (the invalidation is retried when it answers again).
+        """
+        self.counts[(source, INVALIDATION)] += len(keys) + len(owners)
+        try:
+            await self.backend.invalidate(
+                [self.key(source, name, k) for k in keys],
+                [self.tag(source, name, o) for o in owners],
+                self.policy.hold,
+            )
+        except CacheUnavailableError:
+            self.counts[(source, ERROR)] += 1
+            raise
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            await task
+        await self.backend.close()

@@ -1,0 +1,227 @@
+"""The entity cache under the graph: warm views cost no source call, writes are seen at once
+everywhere, a stale value bridges an outage, and a Redis outage never fails a request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from api.connections import Connections
+from api.settings import Settings
+from sources.net import free_port
+from sources.roundtrips import RoundTrips
+from sources.sql import loaders as sql_loaders
+from sources.sql import models
+from sources.thirdparty.simulator import VendorStore
+from tests import services
+from tests.builders import build_customer
+from tests.conftest import Simulator, running_app
+from tests.queries import AGENT_QUERY
+
+
+async def agent(http: httpx.AsyncClient, cid: int) -> dict[str, Any]:
+    response = await http.post(
+        "/graphql", json={"query": AGENT_QUERY, "variables": {"id": str(cid)}}
+    )
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def trips(app: Starlette) -> RoundTrips:
+    round_trips: RoundTrips = app.state.connections.round_trips
+    return round_trips
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cached_settings(
+    request: pytest.FixtureRequest, settings: Settings, redis_namespace: str
+) -> Settings:
+    """The test settings with the cache on: in-process, or on the test Redis."""
+    update: dict[str, Any] = {"cache_enabled": True, "cache_namespace": redis_namespace}
+    if request.param == "redis":
+        update["redis_url"] = request.getfixturevalue("redis_url")
+    return settings.model_copy(update=update)
+
+
+async def test_a_repeated_agent_view_costs_no_source_call(
+    cached_settings: Settings, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=3)
+    async with running_app(cached_settings) as (app, http):
+        first = await agent(http, cid)
+        before = trips(app).snapshot()
+        second = await agent(http, cid)
+        spent = trips(app).since(before)
+        metrics = (await http.get("/metrics")).text
+    assert "errors" not in first and second == first
+    assert spent == {"sql": 0, "mongo": 0, "loyalty": 0, "tracking": 0}
+    assert 'c360_cache_events_total{event="hit",source="sql"}' in metrics
+
+
+async def test_a_write_is_read_back_from_another_instance_sharing_redis(
+    settings: Settings,
+    redis_url: str,
+    redis_namespace: str,
+    connections: Connections,
+    vendor_store: VendorStore,
+) -> None:
+    shared = settings.model_copy(
+        update={"cache_enabled": True, "redis_url": redis_url, "cache_namespace": redis_namespace}
+    )
+    cid = await build_customer(connections, vendor_store, orders=1)
+    async with running_app(shared) as (app_a, http_a), running_app(shared) as (_, http_b):
+        assert (await agent(http_a, cid))["data"]["customer"]["email"] == f"test.{cid}@example.com"
+        assert (await agent(http_b, cid))["data"]["customer"]["email"] == f"test.{cid}@example.com"
+        # The write path: change the row, then invalidate before acknowledging.
+        async with app_a.state.connections.engine.begin() as sql:
+            await sql.execute(
+                models.Customer.__table__.update()
+                .where(models.Customer.id == cid)
+                .values(email=f"new.{cid}@example.com")
+            )
+        await app_a.state.connections.cache.invalidate("sql", sql_loaders.CUSTOMER, keys=[cid])
+        assert (await agent(http_b, cid))["data"]["customer"]["email"] == f"new.{cid}@example.com"
+        assert (await agent(http_a, cid))["data"]["customer"]["email"] == f"new.{cid}@example.com"
+
+
+async def test_order_pages_of_a_customer_are_invalidated_together(
+    cached_settings: Settings, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=2)
+    query = """query($id: ID!) { customer(id: $id) { a: orders(first: 1) { totalCount }
+        b: orders(first: 5, status: SHIPPED) { totalCount } } }"""
+    async with running_app(cached_settings) as (app, http):
+        payload = {"query": query, "variables": {"id": str(cid)}}
+        assert (await http.post("/graphql", json=payload)).json()["data"]["customer"] == {
+            "a": {"totalCount": 2},
+            "b": {"totalCount": 2},
+        }
+        async with app.state.connections.engine.begin() as sql:
+            await sql.execute(
+                models.Order.__table__.update()
+                .where(models.Order.customer_id == cid)
+                .values(status="DELIVERED")
+            )
+        await app.state.connections.cache.invalidate("sql", sql_loaders.ORDER_PAGE, owners=[cid])
+        assert (await http.post("/graphql", json=payload)).json()["data"]["customer"] == {
+            "a": {"totalCount": 2},
+            "b": {"totalCount": 0},
+        }
+
+
+async def test_stale_value_bridges_a_vendor_outage_and_says_so(
+    settings: Settings,
+    connections: Connections,
+    vendor_store: VendorStore,
+    vendor_faults: Simulator,
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=1)
+    short = settings.model_copy(update={"cache_enabled": True, "cache_ttl_loyalty": 0.05})
+    async with running_app(short) as (_, http):
+        fresh = await agent(http, cid)
+        await asyncio.sleep(0.1)
+        vendor_faults.set_faults("loyalty", failure_rate=1.0)
+        stale = await agent(http, cid)
+    assert stale["data"]["customer"]["loyalty"] == fresh["data"]["customer"]["loyalty"]
+    assert "errors" not in stale
+    [note] = stale["extensions"]["stale"]
+    assert note["path"] == ["customer", "loyalty"]
+    assert isinstance(note["ageSeconds"], int) and note["ageSeconds"] >= 0
+
+
+@contextlib.contextmanager
+def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A Redis server of this test's own on `port`, nothing kept on disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        services.unavailable("redis-server", "not on PATH; the outage test runs its own Redis")
+    process = subprocess.Popen(
+        [
+            binary or "",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def wait_for_redis(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                if await client.ping():
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{url} did not answer")
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_port() -> AsyncIterator[int]:
+    yield free_port()
+
+
+async def test_queries_answer_through_a_redis_outage_and_caching_resumes(
+    settings: Settings, connections: Connections, vendor_store: VendorStore, redis_port: int
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=2)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    flaky = settings.model_copy(
+        update={
+            "cache_enabled": True,
+            "redis_url": url,
+            "redis_timeout": 0.2,
+            "redis_breaker_seconds": 0.3,
+        }
+    )
+    with own_redis(redis_port) as redis_process:
+        await wait_for_redis(url)
+        async with running_app(flaky) as (app, http):
+            expected = await agent(http, cid)
+            before = trips(app).snapshot()
+            assert await agent(http, cid) == expected
+            assert trips(app).since(before)["sql"] == 0
+
+            redis_process.kill()
+            redis_process.wait()
+            for _ in range(3):
+                assert await agent(http, cid) == expected  # answered from the sources
+            assert app.state.connections.cache.counts[("sql", "error")] >= 1
+
+            with own_redis(redis_port):
+                await wait_for_redis(url)
+                await asyncio.sleep(0.4)  # past the breaker
+                assert await agent(http, cid) == expected  # refills the cache
+                before = trips(app).snapshot()
+                assert await agent(http, cid) == expected
+                assert trips(app).since(before) == {
+                    "sql": 0,
+                    "mongo": 0,
+                    "loyalty": 0,
+                    "tracking": 0,
+                }

@@ -1,0 +1,214 @@
+"""The entity cache on its own: codec, both backends' contract, single flight, stale, breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from api.connections import Connections
+from sources.cache.backends import (
+    CacheBackend,
+    CacheUnavailableError,
+    Entry,
+    MemoryBackend,
+    Put,
+    RedisBackend,
+)
+from sources.cache.codec import CodecError, decode, encode, shape_version
+from sources.cache.entity import CachePolicy, EntityCache, Stale
+from sources.errors import SourceUnavailableError
+from sources.net import free_port
+from sources.paging import PageKey, Position
+from sources.thirdparty.simulator import VendorStore
+from tests.builders import build_customer
+
+POLICY = CachePolicy(
+    ttls={"sql": 60, "mongo": 60, "loyalty": 60, "tracking": 60},
+    negative_ttl=5,
+    stale_grace=60,
+    hold=1,
+)
+
+
+async def test_codec_round_trips_every_record_of_the_agent_view(
+    connections: Connections, vendor_store: VendorStore
+) -> None:
+    from api.context import create_loaders
+
+    cid = await build_customer(connections, vendor_store, orders=2)
+    loaders = create_loaders(connections)
+    page = await loaders.sql.order_page_by_customer.load(PageKey(owner=cid, first=5))
+    assert page is not None and page.items
+    values: list[Any] = [
+        await loaders.sql.customer_by_id.load(cid),
+        await loaders.sql.addresses_by_customer_id.load(cid),
+        page,
+        await loaders.sql.lines_by_order_id.load(page.items[0].id),
+        await loaders.sql.product_by_sku.load("SKU-00001"),
+        await loaders.mongo.profile_by_customer_id.load(cid),
+        await loaders.mongo.tickets_by_customer.load((cid, None)),
+        await loaders.mongo.timeline_page_by_customer.load(PageKey(owner=cid, first=3)),
+        await loaders.vendor.loyalty_by_customer_id.load(cid),
+        await loaders.vendor.shipment_by_tracking_number.load(page.items[0].tracking_number or ""),
+        None,
+        [],
+    ]
+    for value in values:
+        assert decode(encode(value)) == value
+
+
+def test_codec_builds_only_registered_types() -> None:
+    with pytest.raises(CodecError):
+        decode(b'{"~": "os.system", "v": ["echo owned"]}')
+    with pytest.raises(CodecError):
+        encode(object())
+
+
+def test_key_prefix_carries_the_shape_of_the_records() -> None:
+    cache = EntityCache(MemoryBackend(10), POLICY, namespace="ns")
+    assert cache.key("sql", "customer", 7) == f"ns:{shape_version()}:sql:customer:7"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(
+    request: pytest.FixtureRequest, redis_namespace: str
+) -> AsyncIterator[CacheBackend]:
+    if request.param == "memory":
+        yield MemoryBackend(max_entries=1000)
+        return
+    redis_backend = RedisBackend(
+        request.getfixturevalue("redis_url"), timeout=0.5, breaker_seconds=1
+    )
+    yield redis_backend
+    await redis_backend.close()
+
+
+def entry(value: Any) -> Entry:
+    return Entry(value, 1.0, 2.0)
+
+
+async def test_backend_put_get_and_expiry(backend: CacheBackend, redis_namespace: str) -> None:
+    a, b = f"{redis_namespace}:a", f"{redis_namespace}:b"
+    await backend.put_many([Put(a, entry({"x": "1"}), 60), Put(b, entry(None), 0.05)])
+    assert await backend.get_many([a, b, f"{redis_namespace}:c"]) == [
+        entry({"x": "1"}),
+        entry(None),
+        None,
+    ]
+    await asyncio.sleep(0.2)
+    assert await backend.get_many([a, b]) == [entry({"x": "1"}), None]
+
+
+async def test_invalidation_tombstones_keys_and_tags(
+    backend: CacheBackend, redis_namespace: str
+) -> None:
+    ns = redis_namespace
+    tag = f"{ns}:tag:7"
+    await backend.put_many(
+        [
+            Put(f"{ns}:k", entry(1), 60),
+            Put(f"{ns}:page1", entry(2), 60, tag=tag),
+            Put(f"{ns}:page2", entry(3), 60, tag=tag),
+            Put(f"{ns}:other", entry(4), 60, tag=f"{ns}:tag:8"),
+        ]
+    )
+    await backend.invalidate([f"{ns}:k"], [tag], hold=0.3)
+    keys = [f"{ns}:k", f"{ns}:page1", f"{ns}:page2", f"{ns}:other"]
+    assert await backend.get_many(keys) == [None, None, None, entry(4)]
+    # A late write-back of a read that began before the write is refused while held...
+    await backend.put_many([Put(f"{ns}:k", entry("old"), 60)])
+    assert await backend.get_many([f"{ns}:k"]) == [None]
+    # ...and accepted once the hold is over.
+    await asyncio.sleep(0.4)
+    await backend.put_many([Put(f"{ns}:k", entry("new"), 60)])
+    assert await backend.get_many([f"{ns}:k"]) == [entry("new")]
+
+
+async def test_memory_backend_evicts_least_recently_used() -> None:
+    memory = MemoryBackend(max_entries=2)
+    await memory.put_many([Put("a", entry(1), 60), Put("b", entry(2), 60)])
+    await memory.get_many(["a"])
+    await memory.put_many([Put("c", entry(3), 60)])
+    assert await memory.get_many(["a", "b", "c"]) == [entry(1), None, entry(3)]
+
+
+class CountingSource:
+    """A stand-in *source function* (not a store): counts batches, can fail, can be slow."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.failing = False
+        self.delay = 0.0
+
+    async def __call__(self, keys: Sequence[int]) -> list[Any]:
+        self.batches.append(list(keys))
+        await asyncio.sleep(self.delay)
+        if self.failing:
+            raise SourceUnavailableError("sql", "down")
+        return [None if k < 0 else {"id": str(k)} for k in keys]
+
+
+async def test_concurrent_misses_share_one_source_call() -> None:
+    source = CountingSource()
+    source.delay = 0.05
+    cache = EntityCache(MemoryBackend(100), POLICY)
+    load = cache.read_through("sql", "thing", source)
+    first, second = await asyncio.gather(load([1, 2]), load([2, 3]))
+    assert first == [{"id": "1"}, {"id": "2"}] and second == [{"id": "2"}, {"id": "3"}]
+    assert sorted(k for batch in source.batches for k in batch) == [1, 2, 3]
+    assert await load([1, 2, 3]) == [{"id": "1"}, {"id": "2"}, {"id": "3"}]
+    assert len(source.batches) == 2
+    assert cache.counts[("sql", "hit")] == 3 and cache.counts[("sql", "miss")] == 4
+
+
+async def test_not_found_is_cached_briefly() -> None:
+    source = CountingSource()
+    clock = [1000.0]
+    cache = EntityCache(MemoryBackend(100), POLICY, clock=lambda: clock[0])
+    load = cache.read_through("sql", "thing", source)
+    assert await load([-1]) == [None]
+    assert await load([-1]) == [None]
+    assert len(source.batches) == 1
+    clock[0] += POLICY.negative_ttl + 1
+    assert await load([-1]) == [None]
+    assert len(source.batches) == 2
+
+
+async def test_an_expired_entry_bridges_a_source_outage() -> None:
+    source = CountingSource()
+    clock = [1000.0]
+    cache = EntityCache(MemoryBackend(100), POLICY, clock=lambda: clock[0])
+    load = cache.read_through("sql", "thing", source)
+    await load([1])
+    clock[0] += POLICY.ttls["sql"] + 30  # past freshness, within the grace
+    source.failing = True
+    [stale, missing] = await load([1, 2])
+    assert stale == Stale({"id": "1"}, 90.0)
+    assert isinstance(missing, SourceUnavailableError)
+    assert cache.counts[("sql", "stale")] == 1
+
+
+async def test_a_dead_redis_opens_the_breaker_and_reads_go_to_the_source() -> None:
+    dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, breaker_seconds=60)
+    source = CountingSource()
+    cache = EntityCache(dead, POLICY)
+    load = cache.read_through("sql", "thing", source)
+    assert await load([1]) == [{"id": "1"}]
+    assert await load([1]) == [{"id": "1"}]
+    assert len(source.batches) == 2
+    # The first read and write-back failed and opened the breaker; later calls skip Redis.
+    assert dead.errors == 1
+    assert cache.counts[("sql", "error")] >= 2
+    with pytest.raises(CacheUnavailableError):
+        await cache.invalidate("sql", "thing", keys=[1])
+    await dead.close()
+
+
+def test_entries_are_compact() -> None:
+    # A tagged positional form, no field names: about the size of the values themselves.
+    position = Position(at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), id="42")
+    assert encode(position) == b'{"~":"Position","v":[{"~t":"2026-01-01T00:00:00+00:00"},"42"]}'
