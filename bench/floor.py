@@ -80,7 +80,9 @@ async def measure_floor(
     document = parse(workload.query)
     memory: Memory = {}
     variable_sets = _variables(ids)
-    with embedded_stores(settings) as resolved:
+    # Recording goes to the sources themselves: through a shared cache it would warm the
+    # entries the service's cold workload must not find.
+    with embedded_stores(settings.model_copy(update={"cache_enabled": False})) as resolved:
         async with open_connections(resolved) as connections:
             template = create_loaders(connections)
             for variables in variable_sets:

@@ -17,7 +17,7 @@ import httpx
 import psutil
 
 from api.settings import Settings
-from sources.net import free_port
+from sources.net import free_port, stop_process
 
 READY_TIMEOUT = 120.0
 _TRIPS = re.compile(r'^c360_source_round_trips_total\{source="(\w+)"\} (\S+)$', re.M)
@@ -125,12 +125,7 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
 
 
 @contextlib.contextmanager

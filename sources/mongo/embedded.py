@@ -19,7 +19,7 @@ from pathlib import Path
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from sources.net import free_port
+from sources.net import free_port, stop_process
 
 
 class EmbeddedMongoError(RuntimeError):
@@ -65,12 +65,7 @@ def embedded_mongo(storage_path: Path, *, startup_timeout: float = 30.0) -> Iter
         _wait_until_answering(url, process, startup_timeout, log_path, log_start)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 def _die_with_parent() -> None:

@@ -10,7 +10,6 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 
@@ -24,16 +23,7 @@ from sources.thirdparty.simulator import VendorStore
 from tests import services
 from tests.builders import build_customer
 from tests.conftest import Simulator, running_app
-from tests.queries import AGENT_QUERY
-
-
-async def agent(http: httpx.AsyncClient, cid: int) -> dict[str, Any]:
-    response = await http.post(
-        "/graphql", json={"query": AGENT_QUERY, "variables": {"id": str(cid)}}
-    )
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    return body
+from tests.queries import agent_view
 
 
 def trips(app: Starlette) -> RoundTrips:
@@ -57,9 +47,9 @@ async def test_a_repeated_agent_view_costs_no_source_call(
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=3)
     async with running_app(cached_settings) as (app, http):
-        first = await agent(http, cid)
+        first = await agent_view(http, cid)
         before = trips(app).snapshot()
-        second = await agent(http, cid)
+        second = await agent_view(http, cid)
         spent = trips(app).since(before)
         metrics = (await http.get("/metrics")).text
     assert "errors" not in first and second == first
@@ -79,8 +69,12 @@ async def test_a_write_is_read_back_from_another_instance_sharing_redis(
     )
     cid = await build_customer(connections, vendor_store, orders=1)
     async with running_app(shared) as (app_a, http_a), running_app(shared) as (_, http_b):
-        assert (await agent(http_a, cid))["data"]["customer"]["email"] == f"test.{cid}@example.com"
-        assert (await agent(http_b, cid))["data"]["customer"]["email"] == f"test.{cid}@example.com"
+        assert (await agent_view(http_a, cid))["data"]["customer"][
+            "email"
+        ] == f"test.{cid}@example.com"
+        assert (await agent_view(http_b, cid))["data"]["customer"][
+            "email"
+        ] == f"test.{cid}@example.com"
         # The write path: change the row, then invalidate before acknowledging.
         async with app_a.state.connections.engine.begin() as sql:
             await sql.execute(
@@ -89,8 +83,12 @@ async def test_a_write_is_read_back_from_another_instance_sharing_redis(
                 .values(email=f"new.{cid}@example.com")
             )
         await app_a.state.connections.cache.invalidate("sql", sql_loaders.CUSTOMER, keys=[cid])
-        assert (await agent(http_b, cid))["data"]["customer"]["email"] == f"new.{cid}@example.com"
-        assert (await agent(http_a, cid))["data"]["customer"]["email"] == f"new.{cid}@example.com"
+        assert (await agent_view(http_b, cid))["data"]["customer"][
+            "email"
+        ] == f"new.{cid}@example.com"
+        assert (await agent_view(http_a, cid))["data"]["customer"][
+            "email"
+        ] == f"new.{cid}@example.com"
 
 
 async def test_order_pages_of_a_customer_are_invalidated_together(
@@ -127,10 +125,10 @@ async def test_stale_value_bridges_a_vendor_outage_and_says_so(
     cid = await build_customer(connections, vendor_store, orders=1)
     short = settings.model_copy(update={"cache_enabled": True, "cache_ttl_loyalty": 0.05})
     async with running_app(short) as (_, http):
-        fresh = await agent(http, cid)
+        fresh = await agent_view(http, cid)
         await asyncio.sleep(0.1)
         vendor_faults.set_faults("loyalty", failure_rate=1.0)
-        stale = await agent(http, cid)
+        stale = await agent_view(http, cid)
     assert stale["data"]["customer"]["loyalty"] == fresh["data"]["customer"]["loyalty"]
     assert "errors" not in stale
     [note] = stale["extensions"]["stale"]
@@ -202,23 +200,23 @@ async def test_queries_answer_through_a_redis_outage_and_caching_resumes(
     with own_redis(redis_port) as redis_process:
         await wait_for_redis(url)
         async with running_app(flaky) as (app, http):
-            expected = await agent(http, cid)
+            expected = await agent_view(http, cid)
             before = trips(app).snapshot()
-            assert await agent(http, cid) == expected
+            assert await agent_view(http, cid) == expected
             assert trips(app).since(before)["sql"] == 0
 
             redis_process.kill()
             redis_process.wait()
             for _ in range(3):
-                assert await agent(http, cid) == expected  # answered from the sources
+                assert await agent_view(http, cid) == expected  # answered from the sources
             assert app.state.connections.cache.counts[("sql", "error")] >= 1
 
             with own_redis(redis_port):
                 await wait_for_redis(url)
                 await asyncio.sleep(0.4)  # past the breaker
-                assert await agent(http, cid) == expected  # refills the cache
+                assert await agent_view(http, cid) == expected  # refills the cache
                 before = trips(app).snapshot()
-                assert await agent(http, cid) == expected
+                assert await agent_view(http, cid) == expected
                 assert trips(app).since(before) == {
                     "sql": 0,
                     "mongo": 0,

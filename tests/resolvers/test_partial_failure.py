@@ -12,16 +12,7 @@ from sources.net import free_port
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
 from tests.conftest import Simulator, running_app
-from tests.queries import AGENT_QUERY
-
-
-async def agent(client: httpx.AsyncClient, cid: int) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql", json={"query": AGENT_QUERY, "variables": {"id": str(cid)}}
-    )
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    return body
+from tests.queries import agent_view
 
 
 def assert_no_internals(body: dict[str, Any]) -> None:
@@ -39,7 +30,7 @@ async def test_carrier_api_down_nulls_only_shipments(
     cid = await build_customer(connections, vendor_store, orders=3)
     vendor_faults.set_faults("tracking", failure_rate=1.0)
 
-    body = await agent(client, cid)
+    body = await agent_view(client, cid)
 
     customer = body["data"]["customer"]
     edges = customer["orders"]["edges"]
@@ -65,7 +56,7 @@ async def test_carrier_api_too_slow_times_out_per_source(
     cid = await build_customer(connections, vendor_store, orders=2)
     vendor_faults.set_faults("tracking", latency_ms=settings.tracking_timeout * 1000 + 1500)
 
-    body = await agent(client, cid)
+    body = await agent_view(client, cid)
 
     assert [e["node"]["shipment"] for e in body["data"]["customer"]["orders"]["edges"]] == [
         None,
@@ -86,7 +77,7 @@ async def test_loyalty_api_down_nulls_only_loyalty(
     cid = await build_customer(connections, vendor_store, orders=1)
     vendor_faults.set_faults("loyalty", failure_rate=1.0)
 
-    body = await agent(client, cid)
+    body = await agent_view(client, cid)
 
     assert body["data"]["customer"]["loyalty"] is None
     assert body["data"]["customer"]["orders"]["edges"][0]["node"]["shipment"] is not None
@@ -100,7 +91,7 @@ async def test_mongodb_unreachable_nulls_engagement_fields(settings: Settings) -
     async with running_app(
         settings.model_copy(update={"mongo_url": nowhere, "mongo_timeout": 0.6})
     ) as (_, http):
-        body = await agent(http, 5)
+        body = await agent_view(http, 5)
         ready = await http.get("/readyz")
 
     customer = body["data"]["customer"]
@@ -129,7 +120,7 @@ async def test_unexpected_errors_are_masked_and_logged(
         vendor_store,
         profile={"preferences": {"channels": ["CARRIER_PIGEON"]}},
     )
-    body = await agent(client, cid)
+    body = await agent_view(client, cid)
 
     [error] = body["errors"]
     assert error["path"] == ["customer", "profile"]
