@@ -1,4 +1,4 @@
-"""The `c360` command line: serve, migrate, seed, export-schema."""
+"""The `c360` command line: serve, migrate, seed, export-schema, events."""
 
 from __future__ import annotations
 
@@ -137,6 +137,58 @@ def _export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _dead_letters_async(args: argparse.Namespace, url: str) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from sources.events.deadletters import list_dead_letters
+    from sources.sql.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            letters = await list_dead_letters(
+                connection=connection, limit=args.limit, before_id=args.before
+            )
+    except (DBAPIError, OSError) as error:
+        where = make_url(url).render_as_string(hide_password=True)
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        print(f"cannot read dead letters from {where}: {cause}", file=sys.stderr)
+        print("is the schema up to date? (c360 migrate)", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    if not letters:
+        print("no dead letters", file=sys.stderr)
+        return 0
+    for letter in letters:
+        print(
+            "\t".join(
+                (
+                    str(letter.id),
+                    letter.received_at.isoformat(timespec="seconds"),
+                    letter.type or "-",
+                    letter.event_id or "-",
+                    "; ".join(letter.reasons),
+                )
+            )
+        )
+    if len(letters) == args.limit:
+        print(f"older ones: --before {letters[-1].id}", file=sys.stderr)
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    return asyncio.run(_dead_letters_async(args, Settings().resolved_database_url()))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -185,6 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="print the schema as SDL (schema.graphql)")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
     export.set_defaults(run=_export_schema)
+
+    events = commands.add_parser(
+        "events",
+        help="look at ingested events (POST /events)",
+        description="Look at events sent to POST /events. Reads the SQL database in "
+        "C360_DATABASE_URL (default: the SQLite file under C360_DATA_DIR).",
+    )
+    events_commands = events.add_subparsers(dest="events_command", required=True)
+    dead_letters = events_commands.add_parser(
+        "dead-letters",
+        help="list rejected events, newest first",
+        description="List rejected events, newest first: id, time received, type, event id "
+        "and the reasons they were rejected (tab-separated).",
+    )
+    dead_letters.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="how many to list (default 20)"
+    )
+    dead_letters.add_argument(
+        "--before", type=int, metavar="ID", help="only those older than dead letter ID (paging)"
+    )
+    dead_letters.set_defaults(run=_dead_letters)
     return parser
 
 

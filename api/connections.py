@@ -14,6 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.settings import Settings
 from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sources.cache.entity import CachePolicy, EntityCache
+from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
+from sources.events.changes import Changes
+from sources.events.hub import Hub
+from sources.events.outbox import Relay
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
@@ -34,6 +38,25 @@ class Connections:
     loyalty: httpx.AsyncClient
     tracking: httpx.AsyncClient
     cache: EntityCache | None
+    bus: EventBus
+    hub: Hub
+    relay: Relay
+    changes: Changes
+
+
+def create_bus(settings: Settings) -> EventBus:
+    """Redis Streams when Redis is configured (shared, durable), else an in-process log."""
+    if settings.redis_url:
+        return RedisStreamBus(
+            settings.redis_url,
+            namespace=settings.cache_namespace,
+            max_length=settings.events_stream_max_length,
+            retention_seconds=settings.events_retention_seconds,
+        )
+    return InProcessBus(
+        max_length=settings.events_stream_max_length,
+        retention_seconds=settings.events_retention_seconds,
+    )
 
 
 def create_cache(settings: Settings) -> EntityCache | None:
@@ -89,6 +112,21 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         round_trips=round_trips,
     )
     cache = create_cache(settings)
+    db = mongo[settings.mongo_database]
+    bus = create_bus(settings)
+    hub = Hub(bus, queue_size=settings.subscription_queue_size)
+    # The relay works in the background on connections of its own: its polling is not a
+    # request's work, and must not show in the round-trip counters.
+    relay_engine = create_engine(settings.resolved_database_url())
+    relay_mongo = create_mongo_client(settings.mongo_url, timeout=settings.mongo_timeout)
+    relay = Relay(
+        engine=relay_engine,
+        db=relay_mongo[settings.mongo_database],
+        bus=bus,
+        poll_seconds=settings.relay_poll_seconds,
+    )
+    await hub.start()
+    relay.start()
     try:
         yield Connections(
             settings=settings,
@@ -96,12 +134,21 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             engine=engine,
             sessions=create_sessionmaker(engine),
             mongo=mongo,
-            db=mongo[settings.mongo_database],
+            db=db,
             loyalty=loyalty,
             tracking=tracking,
             cache=cache,
+            bus=bus,
+            hub=hub,
+            relay=relay,
+            changes=Changes(engine=engine, db=db, cache=cache, relay=relay),
         )
     finally:
+        await relay.stop()
+        await hub.stop()
+        await bus.close()
+        await relay_mongo.close()
+        await relay_engine.dispose()
         if cache is not None:
             await cache.close()
         await loyalty.aclose()

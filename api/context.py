@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,14 +22,29 @@ class Loaders:
     vendor: VendorLoaders
 
 
+# A WebSocket's context lives as long as the connection, but loaders must not outlive one
+# result: a subscription sets fresh ones here for each event it delivers (each operation runs
+# in its own task, so the value is the operation's own).
+_operation_loaders: ContextVar[Loaders | None] = ContextVar("operation_loaders", default=None)
+
+
+def use_fresh_loaders(connections: Connections) -> None:
+    """Give the current operation new, empty loaders (a subscription does, per event)."""
+    _operation_loaders.set(create_loaders(connections))
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     settings: Settings
     connections: Connections
-    loaders: Loaders
+    request_loaders: Loaders
     # Values served stale from the cache because their source failed: reported in the
     # response's `extensions.stale` as {"path": [...], "ageSeconds": N}.
     stale: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def loaders(self) -> Loaders:
+        return _operation_loaders.get() or self.request_loaders
 
 
 def create_loaders(connections: Connections) -> Loaders:
@@ -53,5 +69,5 @@ def create_context(connections: Connections) -> Context:
     return Context(
         settings=connections.settings,
         connections=connections,
-        loaders=create_loaders(connections),
+        request_loaders=create_loaders(connections),
     )

@@ -62,13 +62,36 @@ class Settings(BaseSettings):
     )
     cache_max_entries: int = Field(default=200_000, ge=1, description="In-process cache size.")
     cache_namespace: str = Field(default="c360", description="Prefix of every Redis key.")
-    redis_timeout: PositiveFloat = Field(default=0.1, description="Seconds per Redis call.")
+    redis_timeout: PositiveFloat = Field(default=0.25, description="Seconds per Redis call.")
     redis_breaker_seconds: PositiveFloat = Field(
         default=5.0, description="How long to bypass Redis after it failed."
     )
 
+    events_stream_max_length: int = Field(
+        default=100_000, ge=100, description="Events kept on the bus, at most."
+    )
+    events_retention_seconds: PositiveFloat = Field(
+        default=86_400.0, description="How long events stay replayable (`after`)."
+    )
+    relay_poll_seconds: PositiveFloat = Field(
+        default=0.5, description="How often the outbox relay looks for other instances' rows."
+    )
+    subscription_queue_size: int = Field(
+        default=256, ge=1, description="Events a subscriber may fall behind before it is closed."
+    )
+    websocket_init_timeout: PositiveFloat = Field(
+        default=5.0, description="Seconds a WebSocket has to send connection_init."
+    )
+
     page_default: int = Field(default=20, ge=1)
     page_max: int = Field(default=100, ge=1)
+
+    events_max_batch: int = Field(
+        default=500, ge=1, description="The most events one POST /events batch may hold."
+    )
+    events_max_body_bytes: int = Field(
+        default=1_048_576, ge=1, description="The largest POST /events body read, in bytes."
+    )
 
     @field_validator("database_url", "mongo_url", "redis_url", "loyalty_url", "tracking_url")
     @classmethod

@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
 
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer
+from resolvers.mutations import Mutation
+from resolvers.subscriptions import Subscription
+from sources.errors import SourceError
 
 
 @strawberry.type(description="Everything c360 can be asked.")
@@ -25,6 +30,20 @@ class Query:
         return Customer.from_record(record) if record else None
 
 
+def _unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError | SourceError)
+
+
 def create_schema() -> strawberry.Schema:
-    """The c360 schema; `c360 export-schema` prints it as schema.graphql."""
-    return strawberry.Schema(query=Query)
+    """The c360 schema; `c360 export-schema` prints it as schema.graphql.
+
+    MaskErrors covers what runs through Strawberry's own execution (subscriptions over
+    WebSocket); the HTTP endpoint masks with `api.errors.format_error`, by the same rule.
+    """
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[lambda: MaskErrors(should_mask_error=_unexpected)],
+    )

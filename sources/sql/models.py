@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -59,6 +60,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model, for statements that work on columns, not objects."""
+    return cast(Table, model.__table__)
 
 
 class Customer(Base):
@@ -150,3 +156,18 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class DeadLetter(Base):
+    """An ingested event that was rejected, kept with its reasons for a person to look at."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    # What could be read of the envelope; any of it may be missing from a malformed event.
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    type: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    payload: Mapped[Any] = mapped_column(JSON, nullable=False)

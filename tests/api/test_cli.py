@@ -8,7 +8,9 @@ from api.cli import build_parser, main
 from api.settings import Settings
 
 
-@pytest.mark.parametrize("command", ["serve", "migrate", "seed", "simulator", "export-schema"])
+@pytest.mark.parametrize(
+    "command", ["serve", "migrate", "seed", "simulator", "export-schema", "events"]
+)
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -32,3 +34,12 @@ def test_settings_come_from_the_environment(
     assert settings.tracking_timeout == 0.25
     assert settings.mongo_url is None
     assert settings.resolved_database_url() == "sqlite+aiosqlite:////srv/c360/c360.sqlite"
+
+
+def test_events_dead_letters_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["events", "dead-letters", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: c360 events dead-letters" in out
+    assert "--limit N" in out

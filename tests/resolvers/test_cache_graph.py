@@ -36,7 +36,12 @@ def cached_settings(
     request: pytest.FixtureRequest, settings: Settings, redis_namespace: str
 ) -> Settings:
     """The test settings with the cache on: in-process, or on the test Redis."""
-    update: dict[str, Any] = {"cache_enabled": True, "cache_namespace": redis_namespace}
+    # A generous Redis timeout: a busy test machine must not trip the breaker.
+    update: dict[str, Any] = {
+        "cache_enabled": True,
+        "cache_namespace": redis_namespace,
+        "redis_timeout": 1.0,
+    }
     if request.param == "redis":
         update["redis_url"] = request.getfixturevalue("redis_url")
     return settings.model_copy(update=update)
@@ -65,7 +70,12 @@ async def test_a_write_is_read_back_from_another_instance_sharing_redis(
     vendor_store: VendorStore,
 ) -> None:
     shared = settings.model_copy(
-        update={"cache_enabled": True, "redis_url": redis_url, "cache_namespace": redis_namespace}
+        update={
+            "cache_enabled": True,
+            "redis_url": redis_url,
+            "cache_namespace": redis_namespace,
+            "redis_timeout": 1.0,
+        }
     )
     cid = await build_customer(connections, vendor_store, orders=1)
     async with running_app(shared) as (app_a, http_a), running_app(shared) as (_, http_b):

@@ -1,0 +1,1 @@
+"""Business events: the CloudEvents envelope, the schema registry, the outbox and the bus."""

@@ -1,0 +1,183 @@
+"""Apply an ingested upstream event: each registered type maps to one change.
+
+Returns False when the event was applied before (its id is in an outbox already); raises
+ChangeRejectedError when it is valid but cannot apply (an unknown customer, say).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bson import ObjectId
+
+from sources.events import changes as c
+from sources.events.envelope import Event
+from sources.sql import writes
+
+Applier = Callable[[c.Changes, Event, int], Awaitable[Any]]
+
+
+def _minor(amount: str, field: str) -> int:
+    try:
+        return int((Decimal(amount) * 100).to_integral_value())
+    except InvalidOperation as error:
+        raise c.ChangeRejectedError("INVALID_AMOUNT", f"{field} is not a decimal", field) from error
+
+
+async def _contact(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    data = event.data
+    return await c.change_contact(
+        changes,
+        customer_id=customer_id,
+        email=data.get("email"),
+        phone=data.get("phone"),
+        first_name=data.get("first_name"),
+        last_name=data.get("last_name"),
+        origin=event,
+    )
+
+
+async def _address(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    return await c.change_address(
+        changes, customer_id=customer_id, address=event.data, origin=event
+    )
+
+
+async def _order_placed(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    data = event.data
+    lines = [
+        {
+            "sku": line["sku"],
+            "quantity": int(line["quantity"]),
+            "unit_price_minor": _minor(str(line["unit_price"]), "unit_price"),
+        }
+        for line in data["lines"]
+    ]
+    return await c.place_order(
+        changes,
+        customer_id=customer_id,
+        order_id=int(data["order_id"]),
+        number=data["number"],
+        channel=data["channel"],
+        currency=data["currency"],
+        total_minor=_minor(str(data["total"]), "total"),
+        lines=lines,
+        placed_at=dt.datetime.fromisoformat(data["placed_at"]),
+        origin=event,
+    )
+
+
+async def _order_status(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    data = event.data
+    order_id = int(data["order_id"]) if data.get("order_id") else None
+    if order_id is None:
+        # An ERP may only know the order number the customer sees.
+        async with changes.engine.connect() as connection:
+            order_id = await writes.order_id_by_number(connection=connection, number=data["number"])
+        if order_id is None:
+            raise c.ChangeRejectedError(
+                "ORDER_NOT_FOUND", f"no order has number {data['number']}", "number"
+            )
+    return await c.change_order_status(
+        changes,
+        order_id=order_id,
+        status=data["status"],
+        tracking_number=data.get("tracking_number"),
+        origin=event,
+    )
+
+
+async def _interaction(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    data = event.data
+    return await c.record_interaction(
+        changes,
+        customer_id=customer_id,
+        interaction={
+            "_id": ObjectId(),
+            "customer_id": customer_id,
+            "type": data["type"],
+            "channel": data["channel"],
+            "occurred_at": dt.datetime.fromisoformat(data["occurred_at"]),
+            "attributes": {k: str(v) for k, v in (data.get("attributes") or {}).items()},
+        },
+        origin=event,
+    )
+
+
+async def _cart_abandoned(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    data = event.data
+    return await c.record_interaction(
+        changes,
+        customer_id=customer_id,
+        interaction={
+            "_id": ObjectId(),
+            "customer_id": customer_id,
+            "type": "CART_ABANDONED",
+            "channel": "WEB",
+            "occurred_at": event.time,
+            "attributes": {
+                "cart_id": str(data["cart_id"]),
+                "items": str(len(data["items"])),
+                "value": f"{data['value']} {data['currency']}",
+            },
+        },
+        origin=event,
+    )
+
+
+async def _ticket(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    data = event.data
+    eta = data.get("eta")
+    return await c.change_ticket_status(
+        changes,
+        customer_id=customer_id,
+        ticket_id=str(data["ticket_id"]),
+        status=data["status"],
+        assignee=data.get("assignee"),
+        eta=dt.datetime.fromisoformat(eta) if eta else None,
+        note=data.get("note"),
+        origin=event,
+    )
+
+
+async def _consent(changes: c.Changes, event: Event, customer_id: int) -> Any:
+    return await c.change_consent(
+        changes,
+        customer_id=customer_id,
+        channel=event.data["channel"],
+        granted=bool(event.data["granted"]),
+        origin=event,
+    )
+
+
+APPLIERS: dict[str, Applier] = {
+    "customer.contact_changed": _contact,
+    "customer.address_changed": _address,
+    "order.placed": _order_placed,
+    "order.status_changed": _order_status,
+    "cart.abandoned": _cart_abandoned,
+    "interaction.recorded": _interaction,
+    "ticket.status_changed": _ticket,
+    "consent.changed": _consent,
+}
+
+
+async def apply_event(changes: c.Changes, event: Event) -> bool:
+    """Apply one validated upstream event; False when it was applied before."""
+    applier = APPLIERS.get(event.type)
+    if applier is None:
+        raise c.ChangeRejectedError("UNKNOWN_TYPE", f"no applier for {event.type}", "type")
+    try:
+        customer_id = int(event.subject)
+    except ValueError as error:
+        raise c.ChangeRejectedError(
+            "INVALID_SUBJECT", "subject must be a customer id", "subject"
+        ) from error
+    try:
+        await applier(changes, event, customer_id)
+    except c.DuplicateEventError:
+        return False
+    return True

@@ -1,0 +1,433 @@
+"""Changes to customer data, end to end: validate, write with the event in one transaction,
+invalidate the cache, and wake the relay. Mutations and ingested upstream events both come
+here, so a change means the same thing whoever makes it.
+
+An event id is the idempotency key: applying an event whose id is already in an outbox
+changes nothing (the outbox's unique id refuses it inside the same transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sources.cache.backends import CacheUnavailableError
+from sources.cache.entity import EntityCache
+from sources.events.envelope import C360_SOURCE, Event
+from sources.events.outbox import Relay, add_to_mongo_outbox, add_to_sql_outbox
+from sources.mongo.queries import Database
+from sources.sql import writes
+from sources.sql.queries import customers_by_ids
+from sources.sql.records import CustomerRecord, OrderRecord
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+# Where an order may go from each status.
+ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
+    "PLACED": frozenset({"PAID", "CANCELLED"}),
+    "PAID": frozenset({"FULFILLING", "CANCELLED"}),
+    "FULFILLING": frozenset({"SHIPPED", "CANCELLED"}),
+    "SHIPPED": frozenset({"DELIVERED", "RETURNED"}),
+    "DELIVERED": frozenset({"RETURNED"}),
+    "CANCELLED": frozenset(),
+    "RETURNED": frozenset(),
+}
+CONSENT_CHANNELS = frozenset({"EMAIL", "SMS", "PHONE", "PUSH", "POST"})
+
+
+class ChangeRejectedError(Exception):
+    """A change that cannot be made as asked; `code` says why, `field` names the culprit."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+class DuplicateEventError(Exception):
+    """The event was applied before (its id is already in an outbox)."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a change needs: the stores, the cache to invalidate, the relay to wake."""
+
+    engine: AsyncEngine
+    db: Database
+    cache: EntityCache | None
+    relay: Relay | None
+
+    async def _invalidate(
+        self, source: str, name: str, *, keys: Sequence[Any] = (), owners: Sequence[Any] = ()
+    ) -> None:
+        if self.cache is None:
+            return
+        try:
+            await self.cache.invalidate(source, name, keys=keys, owners=owners)
+        except CacheUnavailableError:
+            # Kept and replayed before the cache is read again (see RedisBackend).
+            pass
+
+    def _published(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+
+def _event(
+    type: str, subject: int, data: dict[str, Any], at: dt.datetime, origin: Event | None
+) -> Event:
+    """The c360 change event; for an ingested event it keeps the upstream id (idempotency)."""
+    return Event(
+        id=origin.id if origin else str(uuid.uuid4()),
+        source=C360_SOURCE,
+        type=type,
+        subject=str(subject),
+        time=at,
+        data=data,
+        extensions={"origin": origin.source} if origin else {},
+    )
+
+
+@contextlib.asynccontextmanager
+async def _sql_transaction(
+    changes: Changes, origin: Event | None
+) -> AsyncIterator[AsyncConnection]:
+    """A write transaction; an ingested event seen before fails it as DuplicateEventError."""
+    try:
+        async with changes.engine.begin() as connection:
+            yield connection
+    except IntegrityError as error:
+        if origin is not None and "outbox" in str(error.orig).lower():
+            raise DuplicateEventError(origin.id) from error
+        raise
+
+
+async def _mongo_transaction(
+    changes: Changes, event: Event, write: Callable[[Any], Awaitable[None]]
+) -> None:
+    """`write(session)` and the event's outbox document in one MongoDB transaction."""
+    try:
+        async with changes.db.client.start_session() as session:
+            async with await session.start_transaction():
+                await write(session)
+                await add_to_mongo_outbox(db=changes.db, session=session, events=[event])
+    except (DuplicateKeyError, BulkWriteError) as error:
+        if event.extensions.get("origin") is not None and _duplicate_key(error):
+            raise DuplicateEventError(event.id) from error
+        raise
+
+
+def _duplicate_key(error: DuplicateKeyError | BulkWriteError) -> bool:
+    if isinstance(error, DuplicateKeyError):
+        return True
+    return any(e.get("code") == 11000 for e in error.details.get("writeErrors", []))
+
+
+async def _require_customer(changes: Changes, customer_id: int) -> CustomerRecord:
+    async with changes.engine.connect() as connection:
+        [customer] = await customers_by_ids(connection=connection, ids=[customer_id])
+    if customer is None:
+        raise ChangeRejectedError(
+            "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
+        )
+    return customer
+
+
+def normalise_email(email: str) -> str:
+    """Emails compare case- and whitespace-insensitively."""
+    return email.strip().lower()
+
+
+async def change_contact(
+    changes: Changes,
+    *,
+    customer_id: int,
+    email: str | None = None,
+    phone: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    origin: Event | None = None,
+) -> tuple[CustomerRecord, Event]:
+    """Change a customer's contact details and name."""
+    values: dict[str, Any] = {}
+    if email is not None:
+        email = normalise_email(email)
+        if not EMAIL.match(email):
+            raise ChangeRejectedError(
+                "INVALID_EMAIL", f"{email!r} is not an email address", "email"
+            )
+        values["email"] = email
+    if phone is not None:
+        phone = re.sub(r"[\s().-]", "", phone)
+        if not E164.match(phone):
+            raise ChangeRejectedError(
+                "INVALID_PHONE", "phone must be in E.164 form, like +442071838750", "phone"
+            )
+        values["phone"] = phone
+    for name, value in (("first_name", first_name), ("last_name", last_name)):
+        if value is not None:
+            if not value.strip():
+                raise ChangeRejectedError("INVALID_NAME", f"{name} must not be empty", name)
+            values[name] = value.strip()
+    if not values:
+        raise ChangeRejectedError("NOTHING_TO_CHANGE", "give at least one field to change")
+    at = dt.datetime.now(dt.UTC)
+    async with _sql_transaction(changes, origin) as connection:
+        if await writes.lock_customer(connection=connection, customer_id=customer_id) is None:
+            raise ChangeRejectedError(
+                "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
+            )
+        if "email" in values:
+            owner = await writes.email_owner(connection=connection, email=values["email"])
+            if owner not in (None, customer_id):
+                raise ChangeRejectedError(
+                    "EMAIL_TAKEN", "another customer uses that email", "email"
+                )
+        record = await writes.update_customer(
+            connection=connection, customer_id=customer_id, values=values, at=at
+        )
+        event = _event("customer.contact_changed", customer_id, values, at, origin)
+        await add_to_sql_outbox(connection=connection, events=[event])
+    await changes._invalidate("sql", "customer", keys=[customer_id])
+    changes._published()
+    return record, event
+
+
+async def change_order_status(
+    changes: Changes,
+    *,
+    order_id: int,
+    status: str,
+    tracking_number: str | None = None,
+    origin: Event | None = None,
+) -> tuple[OrderRecord, Event]:
+    """Move an order to a new status, if that is a legal transition."""
+    if status not in ORDER_TRANSITIONS:
+        raise ChangeRejectedError("INVALID_STATUS", f"unknown order status {status!r}", "status")
+    at = dt.datetime.now(dt.UTC)
+    async with _sql_transaction(changes, origin) as connection:
+        order = await writes.order_for_update(connection=connection, order_id=order_id)
+        if order is None:
+            raise ChangeRejectedError("ORDER_NOT_FOUND", f"no order has id {order_id}", "orderId")
+        await writes.lock_customer(connection=connection, customer_id=order.customer_id)
+        if status not in ORDER_TRANSITIONS[order.status]:
+            allowed = ", ".join(sorted(ORDER_TRANSITIONS[order.status])) or "none"
+            raise ChangeRejectedError(
+                "ILLEGAL_TRANSITION",
+                f"an order in {order.status} cannot become {status} (allowed: {allowed})",
+                "status",
+            )
+        record = await writes.set_order_status(
+            connection=connection,
+            order_id=order_id,
+            status=status,
+            tracking_number=tracking_number,
+            at=at,
+        )
+        data = {
+            "order_id": str(order_id),
+            "number": record.number,
+            "status": status,
+            "previous_status": order.status,
+        }
+        if record.tracking_number:
+            data["tracking_number"] = record.tracking_number
+        event = _event("order.status_changed", order.customer_id, data, at, origin)
+        await add_to_sql_outbox(connection=connection, events=[event])
+    await changes._invalidate("sql", "order", keys=[order_id])
+    await changes._invalidate("sql", "order_page", owners=[record.customer_id])
+    changes._published()
+    return record, event
+
+
+async def change_consent(
+    changes: Changes,
+    *,
+    customer_id: int,
+    channel: str,
+    granted: bool,
+    origin: Event | None = None,
+) -> Event:
+    """Grant or withdraw the customer's consent for one channel."""
+    if channel not in CONSENT_CHANNELS:
+        raise ChangeRejectedError(
+            "INVALID_CHANNEL", f"unknown consent channel {channel!r}", "channel"
+        )
+    await _require_customer(changes, customer_id)
+    at = dt.datetime.now(dt.UTC)
+    data = {"channel": channel, "granted": granted}
+    event = _event("consent.changed", customer_id, data, at, origin)
+    db = changes.db
+
+    async def write(session: Any) -> None:
+        profile = await db.profiles.find_one({"_id": customer_id}, session=session)
+        consents = [c for c in (profile or {}).get("consents", []) if c["channel"] != channel]
+        consents.append({"channel": channel, "granted": granted, "updated_at": at})
+        await db.profiles.update_one(
+            {"_id": customer_id}, {"$set": {"consents": consents}}, upsert=True, session=session
+        )
+
+    await _mongo_transaction(changes, event, write)
+    await changes._invalidate("mongo", "profile", keys=[customer_id])
+    changes._published()
+    return event
+
+
+async def change_address(
+    changes: Changes, *, customer_id: int, address: dict[str, Any], origin: Event | None = None
+) -> Event:
+    """Set the customer's address of one kind."""
+    fields = ("kind", "line1", "line2", "city", "region", "postal_code", "country")
+    values = {f: address.get(f) for f in fields}
+    at = dt.datetime.now(dt.UTC)
+    async with _sql_transaction(changes, origin) as connection:
+        if await writes.lock_customer(connection=connection, customer_id=customer_id) is None:
+            raise ChangeRejectedError(
+                "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
+            )
+        await writes.upsert_address(
+            connection=connection, customer_id=customer_id, values=values, at=at
+        )
+        event = _event("customer.address_changed", customer_id, values, at, origin)
+        await add_to_sql_outbox(connection=connection, events=[event])
+    await changes._invalidate("sql", "addresses", keys=[customer_id])
+    changes._published()
+    return event
+
+
+async def place_order(
+    changes: Changes,
+    *,
+    customer_id: int,
+    order_id: int,
+    number: str,
+    channel: str,
+    currency: str,
+    total_minor: int,
+    lines: list[dict[str, Any]],
+    placed_at: dt.datetime,
+    origin: Event | None = None,
+) -> Event:
+    """Record an order placed upstream (the webshop, a store)."""
+    async with _sql_transaction(changes, origin) as connection:
+        if await writes.lock_customer(connection=connection, customer_id=customer_id) is None:
+            raise ChangeRejectedError(
+                "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
+            )
+        skus = [line["sku"] for line in lines]
+        unknown = set(skus) - await writes.known_skus(connection=connection, skus=skus)
+        if unknown:
+            raise ChangeRejectedError(
+                "UNKNOWN_PRODUCT", f"unknown SKUs: {', '.join(sorted(unknown))}", "lines"
+            )
+        await writes.insert_order(
+            connection=connection,
+            order={
+                "id": order_id,
+                "customer_id": customer_id,
+                "number": number,
+                "status": "PLACED",
+                "channel": channel,
+                "total_minor": total_minor,
+                "currency": currency,
+                "tracking_number": None,
+                "placed_at": placed_at,
+                "updated_at": placed_at,
+            },
+            lines=[
+                {"order_id": order_id, "line_number": n, **line} for n, line in enumerate(lines, 1)
+            ],
+        )
+        data = {"order_id": str(order_id), "number": number, "status": "PLACED"}
+        event = _event("order.placed", customer_id, data, placed_at, origin)
+        await add_to_sql_outbox(connection=connection, events=[event])
+    await changes._invalidate("sql", "order_page", owners=[customer_id])
+    changes._published()
+    return event
+
+
+async def record_interaction(
+    changes: Changes,
+    *,
+    customer_id: int,
+    interaction: dict[str, Any],
+    origin: Event | None = None,
+) -> Event:
+    """Append an interaction to the customer's timeline."""
+    await _require_customer(changes, customer_id)
+    data = {
+        "type": interaction["type"],
+        "channel": interaction["channel"],
+        "occurred_at": interaction["occurred_at"].isoformat(),
+    }
+    event = _event("interaction.recorded", customer_id, data, interaction["occurred_at"], origin)
+    db = changes.db
+
+    async def write(session: Any) -> None:
+        await db.interactions.insert_one(interaction, session=session)
+
+    await _mongo_transaction(changes, event, write)
+    await changes._invalidate("mongo", "timeline_page", owners=[customer_id])
+    changes._published()
+    return event
+
+
+async def change_ticket_status(
+    changes: Changes,
+    *,
+    customer_id: int,
+    ticket_id: str,
+    status: str,
+    assignee: str | None = None,
+    eta: dt.datetime | None = None,
+    note: str | None = None,
+    origin: Event | None = None,
+) -> Event:
+    """Move a ticket to a status (opening it when the contact center reports a new one)."""
+    await _require_customer(changes, customer_id)
+    at = dt.datetime.now(dt.UTC)
+    data: dict[str, Any] = {"ticket_id": ticket_id, "status": status}
+    if assignee:
+        data["assignee"] = assignee
+    if eta:
+        data["eta"] = eta.isoformat()
+    event = _event("ticket.status_changed", customer_id, data, at, origin)
+    db = changes.db
+
+    async def write(session: Any) -> None:
+        update: dict[str, Any] = {"status": status, "updated_at": at}
+        if assignee is not None:
+            update["assignee"] = assignee
+        if eta is not None:
+            update["eta"] = eta
+        await db.tickets.update_one(
+            {"_id": ticket_id},
+            {
+                "$set": update,
+                "$push": {"history": {"at": at, "status": status, "note": note}},
+                "$setOnInsert": {
+                    "customer_id": customer_id,
+                    "subject": note or "Ticket",
+                    "priority": "NORMAL",
+                    "channel": "PHONE",
+                    "created_at": at,
+                },
+            },
+            upsert=True,
+            session=session,
+        )
+
+    await _mongo_transaction(changes, event, write)
+    await changes._invalidate("mongo", "tickets", owners=[customer_id])
+    changes._published()
+    return event

@@ -1,0 +1,151 @@
+"""Fan-out of the bus to this instance's subscribers, with replay from an event id.
+
+One reader per instance follows the bus and hands each event to the bounded queue of every
+subscription for its customer, however many subscribers there are. A subscription that
+resumes `after` an event first replays the retained events after it, then continues live:
+it is registered before the replay starts and skips what the replay already gave, so there
+is no gap and no duplicate. A subscriber whose queue fills is closed rather than allowed to
+grow memory; it can resume with `after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from sources.events.bus import Delivery, EventBus
+
+log = logging.getLogger(__name__)
+
+READ_BATCH = 500
+
+
+class SlowConsumerError(Exception):
+    """The subscriber did not keep up: its queue filled and it was closed."""
+
+
+def position_key(position: str) -> tuple[int, int]:
+    """Positions sort as (number, sequence): "00000042" and Redis's "1700000000000-3" alike."""
+    number, _, sequence = position.partition("-")
+    return int(number), int(sequence or 0)
+
+
+@dataclass(eq=False)
+class Subscription:
+    subject: str
+    wants: Callable[[Delivery], bool]
+    queue: asyncio.Queue[Delivery]
+    overflowed: bool = False
+    seen: deque[str] = field(default_factory=lambda: deque(maxlen=1024))
+
+    def offer(self, delivery: Delivery) -> None:
+        if self.overflowed or not self.wants(delivery):
+            return
+        try:
+            self.queue.put_nowait(delivery)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class Hub:
+    """This instance's subscriptions to the bus."""
+
+    def __init__(self, bus: EventBus, *, queue_size: int) -> None:
+        self.bus = bus
+        self._queue_size = queue_size
+        self._by_subject: dict[str, set[Subscription]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.position = "0"
+        self._started = asyncio.Event()
+
+    async def start(self) -> None:
+        """Follow the bus from its current end."""
+        self.position = await self.bus.latest()
+        self._reader = asyncio.create_task(self._follow(), name="event-hub")
+        self._started.set()
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                deliveries = await self.bus.read(self.position, count=READ_BATCH, block=5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event hub: reading the bus failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            for delivery in deliveries:
+                for subscription in tuple(self._by_subject.get(delivery.event.subject, ())):
+                    subscription.offer(delivery)
+                self.position = delivery.position
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._by_subject.values())
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, subject: str, wants: Callable[[Delivery], bool], *, after_event: str | None = None
+    ) -> AsyncIterator[AsyncIterator[Delivery]]:
+        """The deliveries for `subject` that `wants` accepts, from now or after an event.
+
+        Raises NotRetainedError (from the bus) when `after_event` is no longer retained.
+        """
+        subscription = Subscription(subject, wants, asyncio.Queue(self._queue_size))
+        self._by_subject.setdefault(subject, set()).add(subscription)
+        live_from = self.position
+        try:
+            replay: list[Delivery] = []
+            if after_event is not None:
+                position = await self.bus.position_of(after_event)
+                while position_key(position) < position_key(live_from):
+                    batch = await self.bus.read(position, count=READ_BATCH, block=0)
+                    if not batch:
+                        break
+                    for delivery in batch:
+                        if position_key(delivery.position) > position_key(live_from):
+                            break
+                        if delivery.event.subject == subject and wants(delivery):
+                            replay.append(delivery)
+                        position = delivery.position
+                    else:
+                        continue
+                    break
+            yield self._deliveries(subscription, replay)
+        finally:
+            members = self._by_subject.get(subject)
+            if members is not None:
+                members.discard(subscription)
+                if not members:
+                    del self._by_subject[subject]
+
+    async def _deliveries(
+        self, subscription: Subscription, replay: list[Delivery]
+    ) -> AsyncIterator[Delivery]:
+        last: tuple[int, int] | None = None
+        for delivery in replay:
+            subscription.seen.append(delivery.event.id)
+            last = position_key(delivery.position)
+            yield delivery
+        while True:
+            if subscription.overflowed:
+                raise SlowConsumerError(subscription.subject)
+            delivery = await subscription.queue.get()
+            key = position_key(delivery.position)
+            if last is not None and key <= last:
+                continue  # already replayed
+            if delivery.event.id in subscription.seen:
+                continue  # at-least-once delivery: the same event published twice
+            subscription.seen.append(delivery.event.id)
+            last = key
+            yield delivery

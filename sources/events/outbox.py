@@ -1,0 +1,154 @@
+"""The transactional outbox: a change and its event are written in one transaction, and a
+relay publishes what was written to the bus.
+
+Killing the process between the commit and the publication loses nothing: the row is still
+unpublished and the next relay pass (on restart, or in another instance) publishes it. A
+crash after publishing but before marking the row publishes it twice, which is why delivery
+is at-least-once and consumers are idempotent on the event id.
+
+SQL changes use the `outbox` table; MongoDB changes use an `outbox` collection written in the
+same MongoDB transaction as the change (a replica set, as production MongoDB is, and as the
+embedded server is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sources.events.bus import EventBus
+from sources.events.envelope import Event
+from sources.mongo.queries import Database
+from sources.sql import models
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+async def add_to_sql_outbox(*, connection: AsyncConnection, events: Sequence[Event]) -> None:
+    """Queue events for publication, inside the caller's transaction."""
+    if not events:
+        return
+    await connection.execute(
+        insert(models.table(models.OutboxEvent)),
+        [
+            {
+                "event_id": e.id,
+                "type": e.type,
+                "subject": e.subject,
+                "payload": e.to_json(),
+                "created_at": e.time,
+                "published_at": None,
+            }
+            for e in events
+        ],
+    )
+
+
+async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Event]) -> None:
+    """Queue events for publication, inside the caller's MongoDB transaction."""
+    if events:
+        await db.outbox.insert_many(
+            [
+                {"_id": e.id, "payload": e.to_json(), "created_at": e.time, "published": False}
+                for e in events
+            ],
+            session=session,
+        )
+
+
+async def relay_sql(*, engine: AsyncEngine, bus: EventBus) -> int:
+    """Publish the oldest unpublished SQL outbox rows, in order; returns how many."""
+    table = models.table(models.OutboxEvent)
+    async with engine.begin() as connection:
+        rows = (
+            await connection.execute(
+                select(table.c.id, table.c.payload)
+                .where(table.c.published_at.is_(None))
+                .order_by(table.c.id)
+                .limit(BATCH)
+                # Several instances may relay: each row is taken by one of them.
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not rows:
+            return 0
+        await bus.publish([Event.from_json(payload) for _, payload in rows])
+        await connection.execute(
+            update(table)
+            .where(table.c.id.in_([row_id for row_id, _ in rows]))
+            .values(published_at=dt.datetime.now(dt.UTC))
+        )
+    return len(rows)
+
+
+async def relay_mongo(*, db: Database, bus: EventBus) -> int:
+    """Publish the oldest unpublished MongoDB outbox documents, in order; returns how many."""
+    documents = await db.outbox.find({"published": False}).sort("created_at", 1).to_list(BATCH)
+    if not documents:
+        return 0
+    await bus.publish([Event.from_json(doc["payload"]) for doc in documents])
+    await db.outbox.update_many(
+        {"_id": {"$in": [doc["_id"] for doc in documents]}}, {"$set": {"published": True}}
+    )
+    return len(documents)
+
+
+class Relay:
+    """Runs the relays: at once when a write of this instance asks, and on a short poll for
+    writes of other instances and rows left by a crash."""
+
+    def __init__(
+        self, *, engine: AsyncEngine, db: Database, bus: EventBus, poll_seconds: float
+    ) -> None:
+        self._engine = engine
+        self._db = db
+        self._bus = bus
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        """A write committed: publish it now rather than at the next poll."""
+        self._wake.set()
+
+    async def drain(self) -> int:
+        """Publish everything pending now; returns how many events went out."""
+        total = 0
+        while True:
+            sent = await relay_sql(engine=self._engine, bus=self._bus)
+            sent += await relay_mongo(db=self._db, bus=self._bus)
+            total += sent
+            if sent == 0:
+                self.published += total
+                return total
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

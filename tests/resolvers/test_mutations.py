@@ -1,0 +1,131 @@
+"""Mutations: validated input, typed errors, and reads that see the change at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from api.connections import Connections
+from sources.sql import models
+from sources.thirdparty.simulator import VendorStore
+from tests.builders import build_customer
+
+CONTACT = """mutation($input: UpdateCustomerContactInput!) { updateCustomerContact(input: $input) {
+  __typename
+  ... on UpdateCustomerContactSuccess { eventId customer { id email phone firstName } }
+  ... on UpdateCustomerContactError { code message field } } }"""
+
+ORDER = """mutation($input: UpdateOrderStatusInput!) { updateOrderStatus(input: $input) {
+  __typename
+  ... on UpdateOrderStatusSuccess { eventId order { id status trackingNumber } }
+  ... on UpdateOrderStatusError { code message field } } }"""
+
+CONSENT = """mutation($input: SetConsentInput!) { setConsent(input: $input) {
+  __typename
+  ... on SetConsentSuccess { eventId customer { profile { consents { channel granted } } } }
+  ... on SetConsentError { code message field } } }"""
+
+
+async def run(client: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_contact_change_is_saved_and_read_back(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    data = await run(
+        client,
+        CONTACT,
+        {
+            "input": {
+                "customerId": str(cid),
+                "email": "  New.Address@Example.COM ",
+                "phone": "+44 20 7183 8750",
+            }
+        },
+    )
+    result = data["updateCustomerContact"]
+    assert result["__typename"] == "UpdateCustomerContactSuccess"
+    assert result["customer"]["email"] == "new.address@example.com"
+    assert result["customer"]["phone"] == "+442071838750"
+    view = await run(client, f'{{ customer(id: "{cid}") {{ email }} }}', {})
+    assert view["customer"]["email"] == "new.address@example.com"
+    async with connections.engine.connect() as sql:
+        outbox = (
+            await sql.execute(
+                select(models.OutboxEvent.type, models.OutboxEvent.subject).where(
+                    models.OutboxEvent.event_id == result["eventId"]
+                )
+            )
+        ).one()
+    assert tuple(outbox) == ("customer.contact_changed", str(cid))
+
+
+async def test_contact_change_errors_say_what_to_fix(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    other = await build_customer(connections, vendor_store)
+    cases = [
+        ({"customerId": str(cid), "email": "not-an-email"}, "INVALID_EMAIL", "email"),
+        ({"customerId": str(cid), "phone": "0207 183 8750"}, "INVALID_PHONE", "phone"),
+        ({"customerId": str(cid), "email": f"test.{other}@example.com"}, "EMAIL_TAKEN", "email"),
+        ({"customerId": "999999999", "email": "a@b.co"}, "CUSTOMER_NOT_FOUND", "customerId"),
+        ({"customerId": str(cid)}, "NOTHING_TO_CHANGE", None),
+    ]
+    for given, code, field in cases:
+        result = (await run(client, CONTACT, {"input": given}))["updateCustomerContact"]
+        assert result["__typename"] == "UpdateCustomerContactError"
+        assert (result["code"], result["field"]) == (code, field), given
+        assert result["message"]
+
+
+async def test_order_status_follows_legal_transitions_only(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=1)
+    order_id = str(cid * 1000)  # the builder's numbering; the order is SHIPPED
+    illegal = await run(client, ORDER, {"input": {"orderId": order_id, "status": "PAID"}})
+    error = illegal["updateOrderStatus"]
+    assert (error["code"], error["field"]) == ("ILLEGAL_TRANSITION", "status")
+    assert "SHIPPED cannot become PAID" in error["message"]
+    done = await run(client, ORDER, {"input": {"orderId": order_id, "status": "DELIVERED"}})
+    assert done["updateOrderStatus"]["order"]["status"] == "DELIVERED"
+    missing = await run(client, ORDER, {"input": {"orderId": "424242424", "status": "PAID"}})
+    assert missing["updateOrderStatus"]["code"] == "ORDER_NOT_FOUND"
+
+
+async def test_mutations_are_refused_over_get(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/graphql",
+        params={
+            "query": 'mutation { setConsent(input: {customerId: "1", '
+            "channel: SMS, granted: true}) { __typename } }"
+        },
+        headers={"accept": "application/graphql-response+json"},
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+async def test_consent_change_updates_the_profile(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    data = await run(
+        client, CONSENT, {"input": {"customerId": str(cid), "channel": "SMS", "granted": True}}
+    )
+    consents = data["setConsent"]["customer"]["profile"]["consents"]
+    assert {"channel": "SMS", "granted": True} in consents
+    assert {"channel": "EMAIL", "granted": True} in consents
+    missing = await run(
+        client, CONSENT, {"input": {"customerId": "99999999", "channel": "SMS", "granted": False}}
+    )
+    assert missing["setConsent"]["code"] == "CUSTOMER_NOT_FOUND"

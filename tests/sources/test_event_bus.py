@@ -1,0 +1,121 @@
+"""The bus (in-process and Redis Streams) and the hub that fans it out with replay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sources.events.bus import EventBus, InProcessBus, NotRetainedError, RedisStreamBus
+from sources.events.envelope import Event, new_event
+from sources.events.hub import Hub, SlowConsumerError
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def bus(request: pytest.FixtureRequest, redis_namespace: str) -> AsyncIterator[EventBus]:
+    if request.param == "in-process":
+        the_bus: EventBus = InProcessBus(max_length=1000, retention_seconds=3600)
+    else:
+        the_bus = RedisStreamBus(
+            request.getfixturevalue("redis_url"),
+            namespace=redis_namespace,
+            max_length=1000,
+            retention_seconds=3600,
+        )
+    yield the_bus
+    await the_bus.close()
+
+
+def change(subject: str, n: int) -> Event:
+    return new_event("customer.contact_changed", subject, {"email": f"e{n}@example.com"})
+
+
+async def test_published_events_are_read_back_in_order(bus: EventBus) -> None:
+    start = await bus.latest()
+    events = [change("1", n) for n in range(5)]
+    positions = await bus.publish(events)
+    read = await bus.read(start, count=10, block=0)
+    assert [d.event.id for d in read] == [e.id for e in events]
+    assert [d.position for d in read] == positions
+    assert read[0].event == events[0]
+    assert await bus.position_of(events[2].id) == positions[2]
+    assert [d.event.id for d in await bus.read(positions[2], count=10, block=0)] == [
+        e.id for e in events[3:]
+    ]
+    with pytest.raises(NotRetainedError):
+        await bus.position_of("never-published")
+
+
+async def test_a_blocking_read_wakes_on_publish(bus: EventBus) -> None:
+    start = await bus.latest()
+    reader = asyncio.create_task(bus.read(start, count=10, block=5))
+    await asyncio.sleep(0.1)
+    event = change("2", 0)
+    await bus.publish([event])
+    assert [d.event.id for d in await asyncio.wait_for(reader, 5)] == [event.id]
+
+
+async def test_the_bus_keeps_a_bounded_history() -> None:
+    bus = InProcessBus(max_length=3, retention_seconds=3600)
+    events = [change("1", n) for n in range(5)]
+    await bus.publish(events)
+    with pytest.raises(NotRetainedError):
+        await bus.position_of(events[0].id)
+    await bus.position_of(events[2].id)
+
+
+async def test_hub_replays_after_an_event_then_goes_live_without_gap_or_duplicate(
+    bus: EventBus,
+) -> None:
+    hub = Hub(bus, queue_size=100)
+    await hub.start()
+    try:
+        history = [change("7", n) for n in range(3)] + [change("8", 9)]
+        await bus.publish(history)
+        await asyncio.sleep(0.2)  # the hub has read them (position moved past them)
+        async with hub.subscribe("7", lambda d: True, after_event=history[0].id) as feed:
+            live = change("7", 3)
+            await bus.publish([live])
+            got = []
+            async for delivery in feed:
+                got.append(delivery.event.id)
+                if len(got) == 3:
+                    break
+        assert got == [history[1].id, history[2].id, live.id]
+        assert hub.subscribers == 0
+    finally:
+        await hub.stop()
+
+
+async def test_a_slow_subscriber_is_closed_not_buffered_forever() -> None:
+    bus = InProcessBus(max_length=1000, retention_seconds=3600)
+    hub = Hub(bus, queue_size=2)
+    await hub.start()
+    try:
+        async with hub.subscribe("9", lambda d: True) as feed:
+            await bus.publish([change("9", n) for n in range(5)])
+            await asyncio.sleep(0.2)
+            with pytest.raises(SlowConsumerError):
+                async for _ in feed:
+                    pass
+    finally:
+        await hub.stop()
+
+
+async def test_the_same_event_published_twice_is_delivered_once() -> None:
+    bus = InProcessBus(max_length=1000, retention_seconds=3600)
+    hub = Hub(bus, queue_size=10)
+    await hub.start()
+    try:
+        async with hub.subscribe("3", lambda d: True) as feed:
+            first, second = change("3", 1), change("3", 2)
+            await bus.publish([first, first, second])
+            got = []
+            async for delivery in feed:
+                got.append(delivery.event.id)
+                if len(got) == 2:
+                    break
+        assert got == [first.id, second.id]
+    finally:
+        await hub.stop()
