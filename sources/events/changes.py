@@ -133,13 +133,25 @@ def _duplicate_key(error: DuplicateKeyError | BulkWriteError) -> bool:
     return any(e.get("code") == 11000 for e in error.details.get("writeErrors", []))
 
 
+def _no_such_customer(customer_id: int) -> ChangeRejectedError:
+    return ChangeRejectedError(
+        "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
+    )
+
+
+async def _lock_customer(connection: AsyncConnection, customer_id: int) -> CustomerRecord:
+    """The customer, locked for this transaction (see `writes.lock_customer`), or rejected."""
+    customer = await writes.lock_customer(connection=connection, customer_id=customer_id)
+    if customer is None:
+        raise _no_such_customer(customer_id)
+    return customer
+
+
 async def _require_customer(changes: Changes, customer_id: int) -> CustomerRecord:
     async with changes.engine.connect() as connection:
         [customer] = await customers_by_ids(connection=connection, ids=[customer_id])
     if customer is None:
-        raise ChangeRejectedError(
-            "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
-        )
+        raise _no_such_customer(customer_id)
     return customer
 
 
@@ -183,10 +195,7 @@ async def change_contact(
         raise ChangeRejectedError("NOTHING_TO_CHANGE", "give at least one field to change")
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
-        if await writes.lock_customer(connection=connection, customer_id=customer_id) is None:
-            raise ChangeRejectedError(
-                "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
-            )
+        await _lock_customer(connection, customer_id)
         if "email" in values:
             owner = await writes.email_owner(connection=connection, email=values["email"])
             if owner not in (None, customer_id):
@@ -291,10 +300,7 @@ async def change_address(
     values = {f: address.get(f) for f in fields}
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
-        if await writes.lock_customer(connection=connection, customer_id=customer_id) is None:
-            raise ChangeRejectedError(
-                "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
-            )
+        await _lock_customer(connection, customer_id)
         await writes.upsert_address(
             connection=connection, customer_id=customer_id, values=values, at=at
         )
@@ -320,10 +326,7 @@ async def place_order(
 ) -> Event:
     """Record an order placed upstream (the webshop, a store)."""
     async with _sql_transaction(changes, origin) as connection:
-        if await writes.lock_customer(connection=connection, customer_id=customer_id) is None:
-            raise ChangeRejectedError(
-                "CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}", "customerId"
-            )
+        await _lock_customer(connection, customer_id)
         skus = [line["sku"] for line in lines]
         unknown = set(skus) - await writes.known_skus(connection=connection, skus=skus)
         if unknown:
