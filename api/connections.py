@@ -126,7 +126,8 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         poll_seconds=settings.relay_poll_seconds,
     )
     await hub.start()
-    relay.start()
+    if settings.relay_enabled:
+        relay.start()
     try:
         yield Connections(
             settings=settings,

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     events_retention_seconds: PositiveFloat = Field(
         default=86_400.0, description="How long events stay replayable (`after`)."
     )
+    relay_enabled: bool = Field(
+        default=True,
+        description="Run the outbox relay in this instance (off: another instance publishes).",
+    )
     relay_poll_seconds: PositiveFloat = Field(
         default=0.5, description="How often the outbox relay looks for other instances' rows."
     )

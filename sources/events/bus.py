@@ -49,6 +49,10 @@ class EventBus(Protocol):
     async def close(self) -> None: ...
 
 
+# The longest a blocking read may wait, plus a margin for the answer itself.
+READ_TIMEOUT = 35.0
+
+
 def _event_bytes(event: Event) -> bytes:
     return orjson.dumps(event.to_json())
 
@@ -128,8 +132,9 @@ class RedisStreamBus:
         self, url: str, *, namespace: str, max_length: int, retention_seconds: float
     ) -> None:
         self._redis: Redis = Redis.from_url(url)
-        # Blocking reads hold a connection: they get a client of their own.
-        self._reader: Redis = Redis.from_url(url)
+        # Blocking reads hold a connection: they get a client of their own, whose socket
+        # timeout outlasts the longest block (redis-py's default of 5 s would cut them off).
+        self._reader: Redis = Redis.from_url(url, socket_timeout=READ_TIMEOUT)
         self._stream = f"{namespace}:events"
         self._index = f"{namespace}:event-position:"
         self._max_length = max_length
@@ -173,6 +178,7 @@ class RedisStreamBus:
         return _text(entries[0][0]) if entries else "0-0"
 
     async def read(self, after: str, *, count: int, block: float) -> list[Delivery]:
+        block = min(block, READ_TIMEOUT - 5)
         reply: Any = await self._reader.xread(
             {self._stream: after}, count=count, block=int(block * 1000) if block > 0 else None
         )

@@ -1,0 +1,102 @@
+"""Two c360 processes sharing the stores and Redis: a change made on one reaches a subscriber
+on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.connections import Connections
+from api.settings import Settings
+from sources.net import free_port, stop_process
+from sources.thirdparty.simulator import VendorStore
+from tests.builders import build_customer
+from tests.ws.test_subscriptions import change_email, graphql_ws, next_message, subscribe
+
+
+@pytest.fixture
+def shared_env(
+    settings: Settings, redis_url: str, redis_namespace: str, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of c360 processes sharing this test's stores and Redis."""
+    return {
+        **os.environ,
+        "C360_DATA_DIR": str(tmp_path),
+        "C360_DATABASE_URL": settings.resolved_database_url(),
+        "C360_MONGO_URL": settings.mongo_url or "",
+        "C360_MONGO_DATABASE": settings.mongo_database,
+        "C360_LOYALTY_URL": settings.loyalty_url or "",
+        "C360_TRACKING_URL": settings.tracking_url or "",
+        "C360_REDIS_URL": redis_url,
+        "C360_CACHE_NAMESPACE": redis_namespace,
+    }
+
+
+@contextlib.contextmanager
+def server(
+    env: dict[str, str], log: Path, **overrides: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env={**env, **overrides},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            stop_process(process)
+
+
+async def ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(300):
+            assert process.poll() is None, "the server exited"
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never became ready")
+
+
+async def test_a_change_on_one_instance_reaches_a_subscriber_on_the_other(
+    shared_env: dict[str, str],
+    tmp_path: Path,
+    connections: Connections,
+    vendor_store: VendorStore,
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    with (
+        server(shared_env, tmp_path / "a.log") as (a, pa),
+        server(shared_env, tmp_path / "b.log") as (b, pb),
+    ):
+        await ready(a, pa)
+        await ready(b, pb)
+        async with graphql_ws(b) as ws:
+            await subscribe(ws, cid)
+            await asyncio.sleep(0.3)
+            await change_email(a, cid, f"cross.{cid}@example.com")
+            message = await next_message(ws)
+            change = message["payload"]["data"]["customerChanged"]
+            assert change["customer"]["email"] == f"cross.{cid}@example.com"
