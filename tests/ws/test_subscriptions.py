@@ -153,3 +153,94 @@ async def test_an_ingested_upstream_event_reaches_the_subscriber(
         message = await next_message(ws)
         change = message["payload"]["data"]["customerChanged"]
         assert (change["eventId"], change["eventType"]) == (event["id"], "ticket.status_changed")
+
+
+async def start(ws: ClientConnection, query: str, cid: int) -> None:
+    await ws.send(
+        json.dumps(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": query, "variables": {"id": str(cid)}},
+            }
+        )
+    )
+    await asyncio.sleep(0.2)  # subscribed before the change
+
+
+async def test_order_changes_arrive_with_the_order_after_them(
+    live_server: str, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store, orders=1)
+    query = """subscription($id: ID!) { orderChanged(customerId: $id) {
+        eventType order { id status } } }"""
+    mutation = """mutation($input: UpdateOrderStatusInput!) { updateOrderStatus(input: $input) {
+        __typename } }"""
+    async with graphql_ws(live_server) as ws:
+        await start(ws, query, cid)
+        async with httpx.AsyncClient(base_url=live_server) as http:
+            await http.post(
+                "/graphql",
+                json={
+                    "query": mutation,
+                    "variables": {"input": {"orderId": str(cid * 1000), "status": "DELIVERED"}},
+                },
+            )
+        change = (await next_message(ws))["payload"]["data"]["orderChanged"]
+        assert change == {
+            "eventType": "order.status_changed",
+            "order": {"id": str(cid * 1000), "status": "DELIVERED"},
+        }
+
+
+async def test_customer_activity_shows_interactions_and_ticket_changes(
+    live_server: str, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    query = """subscription($id: ID!) { customerActivity(customerId: $id) {
+        eventType interaction { type channel } ticket { id status assignee } } }"""
+    events = [
+        {
+            "specversion": "1.0",
+            "id": f"call-{cid}",
+            "source": "urn:test:cc",
+            "type": "interaction.recorded",
+            "subject": str(cid),
+            "time": "2026-11-22T09:00:00Z",
+            "data": {
+                "type": "CALL",
+                "channel": "CONTACT_CENTER",
+                "occurred_at": "2026-11-22T09:00:00Z",
+            },
+        },
+        {
+            "specversion": "1.0",
+            "id": f"tkt-{cid}",
+            "source": "urn:test:cc",
+            "type": "ticket.status_changed",
+            "subject": str(cid),
+            "time": "2026-11-22T09:01:00Z",
+            "data": {"ticket_id": f"TT-{cid}", "status": "RESOLVED", "assignee": "agent-2"},
+        },
+    ]
+    async with graphql_ws(live_server) as ws:
+        await start(ws, query, cid)
+        async with httpx.AsyncClient(base_url=live_server) as http:
+            response = await http.post(
+                "/events",
+                json=events,
+                headers={"content-type": "application/cloudevents-batch+json"},
+            )
+        assert response.status_code == 202, response.text
+        first = (await next_message(ws))["payload"]["data"]["customerActivity"]
+        second = (await next_message(ws))["payload"]["data"]["customerActivity"]
+    assert first == {
+        "eventType": "interaction.recorded",
+        "interaction": {"type": "CALL", "channel": "CONTACT_CENTER"},
+        "ticket": None,
+    }
+    assert second == {
+        "eventType": "ticket.status_changed",
+        "interaction": None,
+        "ticket": {"id": f"TT-{cid}", "status": "RESOLVED", "assignee": "agent-2"},
+    }
