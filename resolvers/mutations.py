@@ -7,14 +7,23 @@ sees it, and subscribers hear of it.
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import Enum
 from typing import Annotated
 
 import strawberry
+from bson import ObjectId
 
 from resolvers.common import Info, parse_id
 from resolvers.customer import Customer
-from resolvers.enums import Channel, OrderStatus
+from resolvers.enums import (
+    AddressKind,
+    Channel,
+    InteractionType,
+    OrderStatus,
+    TicketPriority,
+    TicketStatus,
+)
 from resolvers.order import Order
 from sources.events import changes
 
@@ -140,8 +149,8 @@ async def _customer(info: Info, customer_id: int) -> Customer:
     return Customer.from_record(record)
 
 
-@strawberry.type(description="Every change c360 can be asked to make.")
-class Mutation:
+@strawberry.type(description="Changes to contact data, orders and consent.")
+class ContactMutations:
     @strawberry.mutation(description="Change a customer's email, phone or name.")
     async def update_customer_contact(
         self,
@@ -211,3 +220,254 @@ class Mutation:
         return SetConsentSuccess(
             customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
         )
+
+
+@strawberry.enum(description="Why an address change was refused.")
+class AddressErrorCode(Enum):
+    CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    INVALID_ADDRESS = "INVALID_ADDRESS"
+    ADDRESS_NOT_FOUND = "ADDRESS_NOT_FOUND"
+
+
+@strawberry.input(description="A postal address; one per kind, so setting a kind replaces it.")
+class SetAddressInput:
+    customer_id: strawberry.ID = strawberry.field(description="The customer.")
+    kind: AddressKind = strawberry.field(description="HOME, BILLING or SHIPPING.")
+    line1: str = strawberry.field(description="First street line.")
+    line2: str | None = strawberry.field(default=None, description="Second street line.")
+    city: str = strawberry.field(description="City or town.")
+    region: str | None = strawberry.field(default=None, description="State, county, province.")
+    postal_code: str = strawberry.field(description="Postal code.")
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2 code, e.g. GB.")
+
+
+@strawberry.type(description="The address was set or removed.")
+class AddressSuccess:
+    customer: Customer = strawberry.field(description="The customer, with its addresses now.")
+    event_id: strawberry.ID = strawberry.field(description="Id of the change event.")
+
+
+@strawberry.type(description="The addresses were not changed.")
+class AddressError:
+    code: AddressErrorCode = strawberry.field(description="Why.")
+    message: str = strawberry.field(description="What to fix, in words.")
+    field: str | None = strawberry.field(description="The input field at fault, if one is.")
+
+
+AddressResult = Annotated[
+    AddressSuccess | AddressError,
+    strawberry.union("AddressResult", description="Changed, or why not."),
+]
+
+
+@strawberry.enum(description="Why an interaction was not recorded.")
+class RecordInteractionErrorCode(Enum):
+    CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+
+
+@strawberry.input(description="A name and a value.")
+class KeyValueInput:
+    key: str = strawberry.field(description="The name.")
+    value: str = strawberry.field(description="The value.")
+
+
+@strawberry.input(description="Something the customer did, for the timeline.")
+class RecordInteractionInput:
+    customer_id: strawberry.ID = strawberry.field(description="The customer.")
+    type: InteractionType = strawberry.field(description="What happened.")
+    channel: Channel = strawberry.field(description="Where it happened.")
+    occurred_at: dt.datetime | None = strawberry.field(
+        default=None, description="When it happened (default: now)."
+    )
+    attributes: list[KeyValueInput] = strawberry.field(
+        default_factory=list, description="Details, by name."
+    )
+
+
+@strawberry.type(description="The interaction is on the timeline.")
+class RecordInteractionSuccess:
+    event_id: strawberry.ID = strawberry.field(description="Id of the change event.")
+
+
+@strawberry.type(description="The interaction was not recorded.")
+class RecordInteractionError:
+    code: RecordInteractionErrorCode = strawberry.field(description="Why.")
+    message: str = strawberry.field(description="What to fix, in words.")
+    field: str | None = strawberry.field(description="The input field at fault, if one is.")
+
+
+RecordInteractionResult = Annotated[
+    RecordInteractionSuccess | RecordInteractionError,
+    strawberry.union("RecordInteractionResult", description="Recorded, or why not."),
+]
+
+
+@strawberry.enum(description="Why a ticket change was refused.")
+class TicketErrorCode(Enum):
+    CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    TICKET_NOT_FOUND = "TICKET_NOT_FOUND"
+    INVALID_SUBJECT = "INVALID_SUBJECT"
+
+
+@strawberry.input(description="A new support ticket.")
+class OpenTicketInput:
+    customer_id: strawberry.ID = strawberry.field(description="The customer.")
+    subject: str = strawberry.field(description="What it is about.")
+    priority: TicketPriority = strawberry.field(
+        default=TicketPriority.NORMAL, description="How urgent it is."
+    )
+    channel: Channel = strawberry.field(default=Channel.PHONE, description="Where it came in.")
+
+
+@strawberry.input(description="A ticket's next status.")
+class ChangeTicketStatusInput:
+    ticket_id: strawberry.ID = strawberry.field(description="The ticket.")
+    status: TicketStatus = strawberry.field(description="Its new status.")
+    assignee: str | None = strawberry.field(default=None, description="Who handles it now.")
+    eta: dt.datetime | None = strawberry.field(
+        default=None, description="When a technician or an answer is expected."
+    )
+    note: str | None = strawberry.field(default=None, description="What the handler writes.")
+
+
+@strawberry.type(description="The ticket was opened or changed.")
+class TicketSuccess:
+    ticket_id: strawberry.ID = strawberry.field(description="The ticket's id.")
+    event_id: strawberry.ID = strawberry.field(description="Id of the change event.")
+
+
+@strawberry.type(description="The ticket was not opened or changed.")
+class TicketError:
+    code: TicketErrorCode = strawberry.field(description="Why.")
+    message: str = strawberry.field(description="What to fix, in words.")
+    field: str | None = strawberry.field(description="The input field at fault, if one is.")
+
+
+TicketResult = Annotated[
+    TicketSuccess | TicketError,
+    strawberry.union("TicketResult", description="Done, or why not."),
+]
+
+
+@strawberry.type(description="Every change c360 can be asked to make.")
+class Mutation(ContactMutations):
+    @strawberry.mutation(description="Add the customer's address of a kind, or replace it.")
+    async def set_address(
+        self,
+        info: Info,
+        input: Annotated[SetAddressInput, strawberry.argument(description="The address.")],
+    ) -> AddressResult:
+        customer_id = _customer_id(input.customer_id)
+        try:
+            event = await changes.change_address(
+                info.context.connections.changes,
+                customer_id=customer_id,
+                address={
+                    "kind": input.kind.value,
+                    "line1": input.line1,
+                    "line2": input.line2,
+                    "city": input.city,
+                    "region": input.region,
+                    "postal_code": input.postal_code,
+                    "country": input.country.upper(),
+                },
+            )
+        except changes.ChangeRejectedError as error:
+            return AddressError(
+                code=AddressErrorCode(error.code), message=str(error), field=error.field
+            )
+        return AddressSuccess(
+            customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
+        )
+
+    @strawberry.mutation(description="Remove the customer's address of a kind.")
+    async def remove_address(
+        self,
+        info: Info,
+        customer_id: Annotated[strawberry.ID, strawberry.argument(description="The customer.")],
+        kind: Annotated[AddressKind, strawberry.argument(description="Which address.")],
+    ) -> AddressResult:
+        number = _customer_id(customer_id)
+        try:
+            event = await changes.remove_address(
+                info.context.connections.changes, customer_id=number, kind=kind.value
+            )
+        except changes.ChangeRejectedError as error:
+            return AddressError(
+                code=AddressErrorCode(error.code), message=str(error), field=error.field
+            )
+        return AddressSuccess(
+            customer=await _customer(info, number), event_id=strawberry.ID(event.id)
+        )
+
+    @strawberry.mutation(description="Add an interaction to the customer's timeline.")
+    async def record_interaction(
+        self,
+        info: Info,
+        input: Annotated[
+            RecordInteractionInput, strawberry.argument(description="The interaction.")
+        ],
+    ) -> RecordInteractionResult:
+        customer_id = _customer_id(input.customer_id)
+        try:
+            event = await changes.record_interaction(
+                info.context.connections.changes,
+                customer_id=customer_id,
+                interaction={
+                    "_id": ObjectId(),
+                    "customer_id": customer_id,
+                    "type": input.type.value,
+                    "channel": input.channel.value,
+                    "occurred_at": input.occurred_at or dt.datetime.now(dt.UTC),
+                    "attributes": {a.key: a.value for a in input.attributes},
+                },
+            )
+        except changes.ChangeRejectedError as error:
+            return RecordInteractionError(
+                code=RecordInteractionErrorCode(error.code),
+                message=str(error),
+                field=error.field,
+            )
+        return RecordInteractionSuccess(event_id=strawberry.ID(event.id))
+
+    @strawberry.mutation(description="Open a support ticket for a customer.")
+    async def open_ticket(
+        self,
+        info: Info,
+        input: Annotated[OpenTicketInput, strawberry.argument(description="The ticket.")],
+    ) -> TicketResult:
+        try:
+            ticket_id, event = await changes.open_ticket(
+                info.context.connections.changes,
+                customer_id=_customer_id(input.customer_id),
+                subject=input.subject,
+                priority=input.priority.value,
+                channel=input.channel.value,
+            )
+        except changes.ChangeRejectedError as error:
+            return TicketError(
+                code=TicketErrorCode(error.code), message=str(error), field=error.field
+            )
+        return TicketSuccess(ticket_id=strawberry.ID(ticket_id), event_id=strawberry.ID(event.id))
+
+    @strawberry.mutation(description="Move a ticket to a new status (assign it, resolve it).")
+    async def change_ticket_status(
+        self,
+        info: Info,
+        input: Annotated[ChangeTicketStatusInput, strawberry.argument(description="The change.")],
+    ) -> TicketResult:
+        try:
+            event = await changes.change_ticket_status(
+                info.context.connections.changes,
+                customer_id=None,
+                ticket_id=str(input.ticket_id),
+                status=input.status.value,
+                assignee=input.assignee,
+                eta=input.eta,
+                note=input.note,
+            )
+        except changes.ChangeRejectedError as error:
+            return TicketError(
+                code=TicketErrorCode(error.code), message=str(error), field=error.field
+            )
+        return TicketSuccess(ticket_id=input.ticket_id, event_id=strawberry.ID(event.id))

@@ -292,12 +292,32 @@ async def change_consent(
     return event
 
 
+ADDRESS_KINDS = frozenset({"HOME", "BILLING", "SHIPPING"})
+TICKET_STATUSES = frozenset({"OPEN", "PENDING", "RESOLVED"})
+
+
+def _check_address(values: dict[str, Any]) -> None:
+    if values["kind"] not in ADDRESS_KINDS:
+        raise ChangeRejectedError(
+            "INVALID_ADDRESS", "kind must be HOME, BILLING or SHIPPING", "kind"
+        )
+    for required in ("line1", "city", "postal_code"):
+        if not str(values.get(required) or "").strip():
+            raise ChangeRejectedError("INVALID_ADDRESS", f"{required} must not be empty", required)
+    country = str(values.get("country") or "")
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise ChangeRejectedError(
+            "INVALID_ADDRESS", "country must be an ISO 3166-1 alpha-2 code, like GB", "country"
+        )
+
+
 async def change_address(
     changes: Changes, *, customer_id: int, address: dict[str, Any], origin: Event | None = None
 ) -> Event:
-    """Set the customer's address of one kind."""
+    """Set the customer's address of one kind (add it, or replace the one there is)."""
     fields = ("kind", "line1", "line2", "city", "region", "postal_code", "country")
     values = {f: address.get(f) for f in fields}
+    _check_address(values)
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
         await _lock_customer(connection, customer_id)
@@ -388,7 +408,7 @@ async def record_interaction(
 async def change_ticket_status(
     changes: Changes,
     *,
-    customer_id: int,
+    customer_id: int | None,
     ticket_id: str,
     status: str,
     assignee: str | None = None,
@@ -396,8 +416,22 @@ async def change_ticket_status(
     note: str | None = None,
     origin: Event | None = None,
 ) -> Event:
-    """Move a ticket to a status (opening it when the contact center reports a new one)."""
-    await _require_customer(changes, customer_id)
+    """Move a ticket to a status.
+
+    With a `customer_id` (an upstream event), a ticket c360 has not seen is opened for that
+    customer; without one (a mutation), the ticket must exist and its customer is its owner.
+    """
+    if status not in TICKET_STATUSES:
+        raise ChangeRejectedError("INVALID_STATUS", f"unknown ticket status {status!r}", "status")
+    if customer_id is None:
+        ticket = await changes.db.tickets.find_one({"_id": ticket_id}, {"customer_id": 1})
+        if ticket is None:
+            raise ChangeRejectedError(
+                "TICKET_NOT_FOUND", f"no ticket has id {ticket_id}", "ticketId"
+            )
+        customer_id = int(ticket["customer_id"])
+    else:
+        await _require_customer(changes, customer_id)
     at = dt.datetime.now(dt.UTC)
     data: dict[str, Any] = {"ticket_id": ticket_id, "status": status}
     if assignee:
@@ -434,3 +468,66 @@ async def change_ticket_status(
     await changes._invalidate("mongo", "tickets", owners=[customer_id])
     changes._published()
     return event
+
+
+async def remove_address(
+    changes: Changes, *, customer_id: int, kind: str, origin: Event | None = None
+) -> Event:
+    """Remove the customer's address of one kind."""
+    at = dt.datetime.now(dt.UTC)
+    async with _sql_transaction(changes, origin) as connection:
+        await _lock_customer(connection, customer_id)
+        if not await writes.delete_address(
+            connection=connection, customer_id=customer_id, kind=kind
+        ):
+            raise ChangeRejectedError(
+                "ADDRESS_NOT_FOUND", f"the customer has no {kind} address", "kind"
+            )
+        data = {"kind": kind, "removed": True}
+        event = _event("customer.address_changed", customer_id, data, at, origin)
+        await add_to_sql_outbox(connection=connection, events=[event])
+    await changes._invalidate("sql", "addresses", keys=[customer_id])
+    changes._published()
+    return event
+
+
+async def open_ticket(
+    changes: Changes,
+    *,
+    customer_id: int,
+    subject: str,
+    priority: str,
+    channel: str,
+) -> tuple[str, Event]:
+    """Open a support ticket for the customer; returns its id and the event."""
+    if not subject.strip():
+        raise ChangeRejectedError("INVALID_SUBJECT", "subject must not be empty", "subject")
+    await _require_customer(changes, customer_id)
+    at = dt.datetime.now(dt.UTC)
+    ticket_id = f"T-{uuid.uuid4().hex[:10].upper()}"
+    data = {"ticket_id": ticket_id, "status": "OPEN"}
+    event = _event("ticket.status_changed", customer_id, data, at, None)
+    db = changes.db
+
+    async def write(session: Any) -> None:
+        await db.tickets.insert_one(
+            {
+                "_id": ticket_id,
+                "customer_id": customer_id,
+                "subject": subject.strip(),
+                "status": "OPEN",
+                "priority": priority,
+                "channel": channel,
+                "assignee": None,
+                "eta": None,
+                "created_at": at,
+                "updated_at": at,
+                "history": [{"at": at, "status": "OPEN", "note": "Ticket opened"}],
+            },
+            session=session,
+        )
+
+    await _mongo_transaction(changes, event, write)
+    await changes._invalidate("mongo", "tickets", owners=[customer_id])
+    changes._published()
+    return ticket_id, event

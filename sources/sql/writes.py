@@ -111,3 +111,12 @@ async def order_id_by_number(*, connection: AsyncConnection, number: str) -> int
     return (
         await connection.execute(select(table.c.id).where(table.c.number == number))
     ).scalar_one_or_none()
+
+
+async def delete_address(*, connection: AsyncConnection, customer_id: int, kind: str) -> bool:
+    """Remove the customer's address of one kind; False when there was none."""
+    table = models.table(models.Address)
+    result = await connection.execute(
+        table.delete().where(table.c.customer_id == customer_id, table.c.kind == kind)
+    )
+    return bool(result.rowcount)

@@ -129,3 +129,105 @@ async def test_consent_change_updates_the_profile(
         client, CONSENT, {"input": {"customerId": "99999999", "channel": "SMS", "granted": False}}
     )
     assert missing["setConsent"]["code"] == "CUSTOMER_NOT_FOUND"
+
+
+ADDRESS = """mutation($input: SetAddressInput!) { setAddress(input: $input) { __typename
+  ... on AddressSuccess { customer { addresses { kind city country } } }
+  ... on AddressError { code field } } }"""
+REMOVE = """mutation($id: ID!, $kind: AddressKind!) { removeAddress(customerId: $id, kind: $kind) {
+  __typename ... on AddressSuccess { customer { addresses { kind } } }
+  ... on AddressError { code field } } }"""
+
+
+async def test_addresses_are_set_replaced_and_removed(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    address = {
+        "customerId": str(cid),
+        "kind": "BILLING",
+        "line1": "2 Quay",
+        "city": "Cork",
+        "postalCode": "T12",
+        "country": "ie",
+    }
+    added = (await run(client, ADDRESS, {"input": address}))["setAddress"]
+    assert {"kind": "BILLING", "city": "Cork", "country": "IE"} in added["customer"]["addresses"]
+    moved = (await run(client, ADDRESS, {"input": {**address, "city": "Galway"}}))["setAddress"]
+    billing = [a for a in moved["customer"]["addresses"] if a["kind"] == "BILLING"]
+    assert billing == [{"kind": "BILLING", "city": "Galway", "country": "IE"}]
+    bad = (await run(client, ADDRESS, {"input": {**address, "country": "Ireland"}}))["setAddress"]
+    assert (bad["code"], bad["field"]) == ("INVALID_ADDRESS", "country")
+    removed = (await run(client, REMOVE, {"id": str(cid), "kind": "BILLING"}))["removeAddress"]
+    assert {"kind": "BILLING"} not in removed["customer"]["addresses"]
+    again = (await run(client, REMOVE, {"id": str(cid), "kind": "BILLING"}))["removeAddress"]
+    assert again["code"] == "ADDRESS_NOT_FOUND"
+
+
+async def test_interactions_and_tickets_from_the_contact_center(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    recorded = await run(
+        client,
+        """mutation($input: RecordInteractionInput!) {
+        recordInteraction(input: $input) { __typename } }""",
+        {
+            "input": {
+                "customerId": str(cid),
+                "type": "CALL",
+                "channel": "CONTACT_CENTER",
+                "occurredAt": "2026-11-22T08:00:00+00:00",
+                "attributes": [{"key": "reason", "value": "delivery"}],
+            }
+        },
+    )
+    assert recorded["recordInteraction"]["__typename"] == "RecordInteractionSuccess"
+    opened = (
+        await run(
+            client,
+            """mutation($input: OpenTicketInput!) { openTicket(input: $input) {
+        __typename ... on TicketSuccess { ticketId } } }""",
+            {
+                "input": {
+                    "customerId": str(cid),
+                    "subject": "Boiler broken",
+                    "priority": "URGENT",
+                    "channel": "FIELD_SERVICE",
+                }
+            },
+        )
+    )["openTicket"]
+    ticket_id = opened["ticketId"]
+    change = """mutation($input: ChangeTicketStatusInput!) { changeTicketStatus(input: $input) {
+        __typename ... on TicketError { code } } }"""
+    assigned = await run(
+        client,
+        change,
+        {
+            "input": {
+                "ticketId": ticket_id,
+                "status": "PENDING",
+                "assignee": "tech-9",
+                "eta": "2026-11-22T11:00:00+00:00",
+                "note": "technician on the way",
+            }
+        },
+    )
+    assert assigned["changeTicketStatus"]["__typename"] == "TicketSuccess"
+    missing = await run(client, change, {"input": {"ticketId": "T-NOPE", "status": "RESOLVED"}})
+    assert missing["changeTicketStatus"]["code"] == "TICKET_NOT_FOUND"
+    customer = await run(
+        client,
+        f"""{{ customer(id: "{cid}") {{
+        timeline(first: 1, types: [CALL]) {{ edges {{ node {{ attributes {{ key value }} }} }} }}
+        tickets(status: PENDING) {{ id subject priority assignee eta history {{ status note }} }}
+        }} }}""",
+        {},
+    )
+    node = customer["customer"]["timeline"]["edges"][0]["node"]
+    assert node["attributes"] == [{"key": "reason", "value": "delivery"}]
+    [ticket] = customer["customer"]["tickets"]
+    assert ticket["id"] == ticket_id and ticket["priority"] == "URGENT"
+    assert ticket["assignee"] == "tech-9" and ticket["eta"].startswith("2026-11-22T11:00")
+    assert [h["status"] for h in ticket["history"]] == ["OPEN", "PENDING"]
