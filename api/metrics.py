@@ -22,7 +22,7 @@ from sources.roundtrips import SOURCES, RoundTrips
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Request paths are labels only when they are routes of c360: a scanner cannot blow up the
 # label set with made-up paths.
-KNOWN_PATHS = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+KNOWN_PATHS = frozenset({"/graphql", "/events", "/healthz", "/readyz", "/metrics"})
 
 
 class _RoundTripCollector(Collector):

@@ -19,7 +19,7 @@ from bench.workloads import HOT_SET, WORKLOADS, Rotation, Workload
 from bench.wrk import WrkMissingError, run_wrk, wrk_binary
 
 # Cold first, before any other workload has touched its customers.
-ORDER = ("typename", "agent360-cold", "agent360-warm", "orders-page")
+ORDER = ("typename", "agent360-cold", "agent360-warm", "orders-page", "ingest")
 
 
 def say(message: str) -> None:
@@ -37,14 +37,23 @@ def measure(
     floor: float | None,
 ) -> WorkloadResult:
     """One workload at one concurrency: warm up, then a measured wrk run."""
-    url = f"{service.url}/graphql"
+    url = f"{service.url}{workload.path}"
     if warmup > 0:
         # Cold ids must stay unseen: warm the pools with the hot set instead.
         warm_ids = customer_ids(HOT_SET, "hot") if workload.rotation is Rotation.COLD else ids
-        run_wrk(url, workload.query, warm_ids, connections=connections, seconds=warmup)
+        run_wrk(
+            url,
+            workload.query,
+            warm_ids,
+            connections=connections,
+            seconds=warmup,
+            batch=workload.batch,
+        )
     before = service.settled_counters()
     with PeakRss(service).watching() as rss:
-        run = run_wrk(url, workload.query, ids, connections=connections, seconds=seconds)
+        run = run_wrk(
+            url, workload.query, ids, connections=connections, seconds=seconds, batch=workload.batch
+        )
     after = service.settled_counters()
     # Divided by what the server answered in the window, so requests in flight when wrk
     # stopped count on both sides of the ratio.
@@ -71,6 +80,7 @@ def measure(
         peak_rss_mb=rss.peak_mb,
         floor_ops_per_second=floor,
         floor_ratio=run.requests_per_second / floor if floor else None,
+        events_per_second=run.requests_per_second * workload.batch if workload.batch else None,
         ids_wrapped=bool(ids) and run.ids_sent > len(ids) and workload.rotation is Rotation.COLD,
     )
 
@@ -107,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     floors: dict[str, float] = {}
     if not args.no_floor:
-        for name in names:
+        for name in (n for n in names if not WORKLOADS[n].batch):
             workload = WORKLOADS[name]
             ids = customer_ids(args.customers, workload.rotation)
             say(f"bench: engine floor of {name} ...")

@@ -33,6 +33,7 @@ class WorkloadResult:
     peak_rss_mb: float
     floor_ops_per_second: float | None = None
     floor_ratio: float | None = None
+    events_per_second: float | None = None
     ids_wrapped: bool = False
     targets: list[dict[str, Any]] = field(default_factory=list)
 

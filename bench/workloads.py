@@ -41,6 +41,12 @@ class Workload:
     targets: tuple[Target, ...] = ()
     # Round trips per request the batching design promises (per source), when it promises any.
     round_trips: dict[str, int] | None = None
+    # Ingestion: events per POST /events batch (0: a GraphQL workload on /graphql).
+    batch: int = 0
+
+    @property
+    def path(self) -> str:
+        return "/events" if self.batch else "/graphql"
 
 
 AGENT_ROUND_TRIPS = {"sql": 5, "mongo": 3, "loyalty": 1, "tracking": 1}
@@ -101,6 +107,16 @@ WORKLOADS: dict[str, Workload] = {
             Rotation.ALL,
             connections=16,
             round_trips={"sql": 4, "mongo": 0, "loyalty": 0, "tracking": 0},
+        ),
+        Workload(
+            "ingest",
+            "Upstream systems posting CloudEvents batches of 100 `interaction.recorded` events to "
+            "`POST /events`: each event validated, applied in its own MongoDB transaction with "
+            "its outbox document, and published.",
+            "",
+            Rotation.ALL,
+            connections=4,
+            batch=100,
         ),
     )
 }

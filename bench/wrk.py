@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,10 @@ import orjson
 LUA = r"""
 local ids = {%(ids)s}
 local template = %(template)s
+-- Ingestion: each request is a batch of `batch` events with ids unique in the run.
+local batch = %(batch)d
+local run = "%(run)s"
+local expected = %(expected)d
 local threads = {}
 -- Globals, not locals: wrk reads them per thread with thread:get() in done().
 counter = 0
@@ -32,14 +37,22 @@ end
 
 function init(args)
   wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Content-Type"] = "%(content_type)s"
   wrk.headers["Accept"] = "application/graphql-response+json"
   stride = %(threads)d
 end
 
 function request()
   local body = template
-  if #ids > 0 then
+  if batch > 0 then
+    local events = {}
+    for i = 1, batch do
+      local index = (offset + (counter * batch + i) * stride) %% #ids + 1
+      local id = run .. "-" .. offset .. "-" .. counter .. "-" .. i
+      events[i] = string.format(template, id, ids[index])
+    end
+    body = "[" .. table.concat(events, ",") .. "]"
+  elseif #ids > 0 then
     -- Each thread walks its own slice of the ids, so no two threads repeat one.
     local index = (offset + counter * stride) %% #ids + 1
     body = string.format(template, ids[index])
@@ -49,7 +62,7 @@ function request()
 end
 
 function response(status, headers, body)
-  if status ~= 200 or string.find(body, '"errors"', 1, true) then
+  if status ~= expected or string.find(body, '"errors"', 1, true) then
     errors = errors + 1
   end
 end
@@ -108,9 +121,30 @@ def wrk_binary() -> str:
     return path
 
 
-def lua_script(query: str, ids: list[int], threads: int) -> str:
-    """The wrk script that posts `query`, with `$id` taken from `ids` in turn."""
-    if ids:
+# One ingested event: an interaction for the timeline (the high-volume upstream event).
+INGEST_EVENT = {
+    "specversion": "1.0",
+    "id": "ID_SLOT",
+    "source": "urn:bench:webshop",
+    "type": "interaction.recorded",
+    "subject": "SUBJECT_SLOT",
+    "time": "2026-11-01T12:00:00Z",
+    "data": {
+        "type": "PAGE_VIEW",
+        "channel": "WEB",
+        "occurred_at": "2026-11-01T12:00:00Z",
+        "attributes": {"path": "/bench"},
+    },
+}
+
+
+def lua_script(query: str, ids: list[int], threads: int, *, batch: int = 0) -> str:
+    """The wrk script: GraphQL POSTs of `query` with `$id` taken from `ids` in turn, or, with
+    `batch`, CloudEvents batches of that many events for customers taken from `ids`."""
+    if batch:
+        body = orjson.dumps(INGEST_EVENT).decode().replace("%", "%%")
+        body = body.replace('"ID_SLOT"', '"%s"').replace('"SUBJECT_SLOT"', '"%s"')
+    elif ids:
         body = orjson.dumps({"query": query, "variables": {"id": "ID_SLOT"}}).decode()
         body = body.replace("%", "%%").replace('"ID_SLOT"', '"%s"')
     else:
@@ -119,17 +153,28 @@ def lua_script(query: str, ids: list[int], threads: int) -> str:
         "ids": ",".join(str(i) for i in ids),
         "template": json.dumps(body),
         "threads": threads,
+        "batch": batch,
+        "run": uuid.uuid4().hex[:12],
+        "expected": 202 if batch else 200,
+        "content_type": "application/cloudevents-batch+json" if batch else "application/json",
     }
 
 
 def run_wrk(
-    url: str, query: str, ids: list[int], *, connections: int, seconds: float, threads: int = 1
+    url: str,
+    query: str,
+    ids: list[int],
+    *,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+    batch: int = 0,
 ) -> WrkResult:
     """One closed-loop wrk run against `url`; blocks for `seconds`."""
     threads = max(1, min(threads, connections))
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "graphql.lua"
-        script.write_text(lua_script(query, ids, threads), encoding="utf-8")
+        script = Path(tmp) / "load.lua"
+        script.write_text(lua_script(query, ids, threads, batch=batch), encoding="utf-8")
         completed = subprocess.run(
             [
                 wrk_binary(),

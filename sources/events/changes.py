@@ -116,11 +116,16 @@ async def _mongo_transaction(
     changes: Changes, event: Event, write: Callable[[Any], Awaitable[None]]
 ) -> None:
     """`write(session)` and the event's outbox document in one MongoDB transaction."""
+
+    async def transaction(session: Any) -> None:
+        await write(session)
+        await add_to_mongo_outbox(db=changes.db, session=session, events=[event])
+
     try:
         async with changes.db.client.start_session() as session:
-            async with await session.start_transaction():
-                await write(session)
-                await add_to_mongo_outbox(db=changes.db, session=session, events=[event])
+            # with_transaction retries on TransientTransactionError: concurrent transactions
+            # touching the same documents (the outbox, one customer's profile) conflict.
+            await session.with_transaction(transaction)
     except (DuplicateKeyError, BulkWriteError) as error:
         if event.extensions.get("origin") is not None and _duplicate_key(error):
             raise DuplicateEventError(event.id) from error
