@@ -116,6 +116,13 @@ def markdown(report: Report) -> str:
             f"{hits} | {_fmt(r.peak_rss_mb)} | {_fmt(r.floor_ops_per_second)} | "
             f"{_fmt(r.floor_ratio, 2)} |"
         )
+    for r in report.results:
+        if r.events_per_second is not None:
+            lines += [
+                "",
+                f"Ingestion: {r.events_per_second:,.0f} events/s "
+                f"({r.requests_per_second:,.1f} batches of 100/s, {r.connections} connections).",
+            ]
     if report.sweep:
         lines += [
             "",

@@ -82,7 +82,14 @@ def test_report_has_table_charts_and_sweep(report: tuple[dict[str, object], Path
     assert [r["connections"] for r in data["sweep"]] == [1, 2]  # type: ignore[index]
     [markdown] = directory.glob("*.md")
     text = markdown.read_text()
-    for name in ("typename", "agent360-warm", "agent360-cold", "orders-page", "Targets"):
+    for name in (
+        "typename",
+        "agent360-warm",
+        "agent360-cold",
+        "orders-page",
+        "Ingestion:",
+        "Targets",
+    ):
         assert name in text
     charts = sorted(p.name.rsplit("-", 1)[-1] for p in directory.glob("*.png"))
     assert charts == ["latency.png", "throughput.png"]
