@@ -8,8 +8,9 @@ sees it, and subscribers hear of it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
 from bson import ObjectId
@@ -137,6 +138,16 @@ SetConsentResult = Annotated[
 ]
 
 
+E = TypeVar("E")
+
+
+def _refused(
+    error_type: Callable[..., E], codes: type[Enum], error: changes.ChangeRejectedError
+) -> E:
+    """The mutation's error result for a refused change."""
+    return error_type(code=codes(error.code), message=str(error), field=error.field)
+
+
 def _customer_id(value: strawberry.ID) -> int:
     number = parse_id(value)
     # An id that cannot exist is reported like one that does not.
@@ -169,11 +180,7 @@ class ContactMutations:
                 last_name=input.last_name,
             )
         except changes.ChangeRejectedError as error:
-            return UpdateCustomerContactError(
-                code=UpdateCustomerContactErrorCode(error.code),
-                message=str(error),
-                field=error.field,
-            )
+            return _refused(UpdateCustomerContactError, UpdateCustomerContactErrorCode, error)
         return UpdateCustomerContactSuccess(
             customer=Customer.from_record(record), event_id=strawberry.ID(event.id)
         )
@@ -192,9 +199,7 @@ class ContactMutations:
                 tracking_number=input.tracking_number,
             )
         except changes.ChangeRejectedError as error:
-            return UpdateOrderStatusError(
-                code=UpdateOrderStatusErrorCode(error.code), message=str(error), field=error.field
-            )
+            return _refused(UpdateOrderStatusError, UpdateOrderStatusErrorCode, error)
         return UpdateOrderStatusSuccess(
             order=Order.from_record(record), event_id=strawberry.ID(event.id)
         )
@@ -214,9 +219,7 @@ class ContactMutations:
                 granted=input.granted,
             )
         except changes.ChangeRejectedError as error:
-            return SetConsentError(
-                code=SetConsentErrorCode(error.code), message=str(error), field=error.field
-            )
+            return _refused(SetConsentError, SetConsentErrorCode, error)
         return SetConsentSuccess(
             customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
         )
@@ -373,9 +376,7 @@ class Mutation(ContactMutations):
                 },
             )
         except changes.ChangeRejectedError as error:
-            return AddressError(
-                code=AddressErrorCode(error.code), message=str(error), field=error.field
-            )
+            return _refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
             customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
         )
@@ -393,9 +394,7 @@ class Mutation(ContactMutations):
                 info.context.connections.changes, customer_id=number, kind=kind.value
             )
         except changes.ChangeRejectedError as error:
-            return AddressError(
-                code=AddressErrorCode(error.code), message=str(error), field=error.field
-            )
+            return _refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
             customer=await _customer(info, number), event_id=strawberry.ID(event.id)
         )
@@ -423,11 +422,7 @@ class Mutation(ContactMutations):
                 },
             )
         except changes.ChangeRejectedError as error:
-            return RecordInteractionError(
-                code=RecordInteractionErrorCode(error.code),
-                message=str(error),
-                field=error.field,
-            )
+            return _refused(RecordInteractionError, RecordInteractionErrorCode, error)
         return RecordInteractionSuccess(event_id=strawberry.ID(event.id))
 
     @strawberry.mutation(description="Open a support ticket for a customer.")
@@ -445,9 +440,7 @@ class Mutation(ContactMutations):
                 channel=input.channel.value,
             )
         except changes.ChangeRejectedError as error:
-            return TicketError(
-                code=TicketErrorCode(error.code), message=str(error), field=error.field
-            )
+            return _refused(TicketError, TicketErrorCode, error)
         return TicketSuccess(ticket_id=strawberry.ID(ticket_id), event_id=strawberry.ID(event.id))
 
     @strawberry.mutation(description="Move a ticket to a new status (assign it, resolve it).")
@@ -467,7 +460,5 @@ class Mutation(ContactMutations):
                 note=input.note,
             )
         except changes.ChangeRejectedError as error:
-            return TicketError(
-                code=TicketErrorCode(error.code), message=str(error), field=error.field
-            )
+            return _refused(TicketError, TicketErrorCode, error)
         return TicketSuccess(ticket_id=input.ticket_id, event_id=strawberry.ID(event.id))
