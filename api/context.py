@@ -41,6 +41,8 @@ class Context:
     # Values served stale from the cache because their source failed: reported in the
     # response's `extensions.stale` as {"path": [...], "ageSeconds": N}.
     stale: list[dict[str, Any]] = field(default_factory=list)
+    # The subscriptions running on this context's WebSocket (its context lives as long).
+    subscriptions: set[object] = field(default_factory=set)
 
     @property
     def loaders(self) -> Loaders:

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     subscription_queue_size: int = Field(
         default=256, ge=1, description="Events a subscriber may fall behind before it is closed."
     )
+    websocket_max_subscriptions: int = Field(
+        default=20, ge=1, description="Subscriptions one WebSocket may run at once."
+    )
     websocket_init_timeout: PositiveFloat = Field(
         default=5.0, description="Seconds a WebSocket has to send connection_init."
     )

@@ -101,6 +101,15 @@ async def _deliveries(
     if number is None:
         raise _subscription_error("CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}")
     connections = info.context.connections
+    running = info.context.subscriptions
+    if len(running) >= info.context.settings.websocket_max_subscriptions:
+        raise _subscription_error(
+            "TOO_MANY_SUBSCRIPTIONS",
+            f"a connection may run {info.context.settings.websocket_max_subscriptions} "
+            "subscriptions at once; complete one first",
+        )
+    token = object()
+    running.add(token)
 
     def wants(delivery: Delivery) -> bool:
         return delivery.event.type.startswith(kinds)
@@ -123,6 +132,8 @@ async def _deliveries(
             "SLOW_CONSUMER",
             f"this subscriber fell too far behind and was closed; resume with after: {last}",
         ) from None
+    finally:
+        running.discard(token)
 
 
 def _activity(customer_id: int, delivery: Delivery) -> CustomerActivity:

@@ -244,3 +244,24 @@ async def test_customer_activity_shows_interactions_and_ticket_changes(
         "interaction": None,
         "ticket": {"id": f"TT-{cid}", "status": "RESOLVED", "assignee": "agent-2"},
     }
+
+
+async def test_a_connection_runs_a_bounded_number_of_subscriptions(
+    live_server: str, settings: Any
+) -> None:
+    limit = settings.websocket_max_subscriptions
+    async with graphql_ws(live_server) as ws:
+        for n in range(limit + 1):
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": str(n),
+                        "type": "subscribe",
+                        "payload": {"query": SUBSCRIBE, "variables": {"id": "1", "after": None}},
+                    }
+                )
+            )
+        message = await next_message(ws)
+        assert message["id"] == str(limit)
+        [error] = message["payload"]["errors"]
+        assert error["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
