@@ -15,11 +15,12 @@ from bench.dataset import DatasetError, bench_settings, customer_ids, prepare_da
 from bench.floor import measure_floor
 from bench.report import Report, WorkloadResult, judge, markdown, timestamp, write
 from bench.server import PeakRss, Service, running_service
+from bench.subscribers import run_subscribers
 from bench.workloads import HOT_SET, WORKLOADS, Rotation, Workload
 from bench.wrk import WrkMissingError, run_wrk, wrk_binary
 
 # Cold first, before any other workload has touched its customers.
-ORDER = ("typename", "agent360-cold", "agent360-warm", "orders-page", "ingest")
+ORDER = ("typename", "agent360-cold", "agent360-warm", "orders-page", "ingest", "subscriptions")
 
 
 def say(message: str) -> None:
@@ -85,6 +86,44 @@ def measure(
     )
 
 
+def measure_live(
+    service: Service,
+    workload: Workload,
+    ids: list[int],
+    *,
+    subscribers: int,
+    rate: float,
+    seconds: float,
+) -> WorkloadResult:
+    """The subscriptions workload: WebSocket subscribers, changes at a fixed rate."""
+    with PeakRss(service).watching() as rss:
+        run = asyncio.run(
+            run_subscribers(service.url, ids, subscribers=subscribers, rate=rate, seconds=seconds)
+        )
+    latencies = run.latencies_ms
+
+    def percentile(share: float) -> float:
+        return latencies[min(len(latencies) - 1, int(share * len(latencies)))] if latencies else 0.0
+
+    return WorkloadResult(
+        workload=workload.name,
+        connections=subscribers,
+        duration_s=seconds,
+        requests=run.delivered,
+        requests_per_second=run.delivered / seconds,
+        latency_p50_ms=percentile(0.50),
+        latency_p95_ms=percentile(0.95),
+        latency_p99_ms=percentile(0.99),
+        latency_max_ms=latencies[-1] if latencies else 0.0,
+        errors=run.lost,
+        round_trips_per_request={},
+        cache_hit_ratio=None,
+        peak_rss_mb=rss.peak_mb,
+        subscribers=subscribers,
+        events_lost=run.lost,
+    )
+
+
 def _ratio(hits: float, misses: float) -> float | None:
     """Hits over lookups; None when the cache saw no lookup (it is off, or nothing was read)."""
     return hits / (hits + misses) if hits + misses else None
@@ -117,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     floors: dict[str, float] = {}
     if not args.no_floor:
-        for name in (n for n in names if not WORKLOADS[n].batch):
+        for name in (n for n in names if not (WORKLOADS[n].batch or WORKLOADS[n].live)):
             workload = WORKLOADS[name]
             ids = customer_ids(args.customers, workload.rotation)
             say(f"bench: engine floor of {name} ...")
@@ -133,6 +172,22 @@ def run(args: argparse.Namespace) -> int:
     with running_service(settings, workers=args.workers, log_dir=args.output / "logs") as service:
         for index, name in enumerate(names, 1):
             workload = WORKLOADS[name]
+            if workload.live:
+                say(
+                    f"bench: [{index}/{len(names)}] {name}, {args.subscribers} subscribers, "
+                    f"{args.event_rate:g} changes/s for {args.duration:.0f} s ..."
+                )
+                result = measure_live(
+                    service,
+                    workload,
+                    customer_ids(args.customers, workload.rotation),
+                    subscribers=args.subscribers,
+                    rate=args.event_rate,
+                    seconds=args.duration,
+                )
+                result.targets = judge(result, postgres)
+                results.append(result)
+                continue
             connections = args.connections or workload.connections
             say(
                 f"bench: [{index}/{len(names)}] {name}, {connections} connections, "
@@ -221,6 +276,18 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=int, help="override every workload's concurrency")
     parser.add_argument("--workers", type=int, default=1, help="c360 worker processes (default 1)")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=1000,
+        help="WebSocket subscribers of the subscriptions workload (default 1000)",
+    )
+    parser.add_argument(
+        "--event-rate",
+        type=float,
+        default=20.0,
+        help="changes per second during the subscriptions workload (default 20)",
+    )
     parser.add_argument(
         "--sweep",
         type=lambda s: [int(c) for c in s.split(",") if c],

@@ -34,6 +34,8 @@ class WorkloadResult:
     floor_ops_per_second: float | None = None
     floor_ratio: float | None = None
     events_per_second: float | None = None
+    subscribers: int | None = None
+    events_lost: int | None = None
     ids_wrapped: bool = False
     targets: list[dict[str, Any]] = field(default_factory=list)
 
@@ -117,6 +119,12 @@ def markdown(report: Report) -> str:
             f"{_fmt(r.floor_ratio, 2)} |"
         )
     for r in report.results:
+        if r.subscribers is not None:
+            lines += [
+                "",
+                f"Subscriptions: {r.subscribers:,} subscribers, {r.requests:,} deliveries, "
+                f"{r.events_lost} lost; latency is from commit to the client.",
+            ]
         if r.events_per_second is not None:
             lines += [
                 "",

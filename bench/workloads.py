@@ -43,6 +43,8 @@ class Workload:
     round_trips: dict[str, int] | None = None
     # Ingestion: events per POST /events batch (0: a GraphQL workload on /graphql).
     batch: int = 0
+    # Subscriptions: WebSocket subscribers instead of wrk (see bench/subscribers.py).
+    live: bool = False
 
     @property
     def path(self) -> str:
@@ -117,6 +119,25 @@ WORKLOADS: dict[str, Workload] = {
             Rotation.ALL,
             connections=4,
             batch=100,
+        ),
+        Workload(
+            "subscriptions",
+            "Agents' live screens: N WebSocket subscribers on `customerChanged` (default 1,000; "
+            "`--subscribers`), while contact changes are made at a fixed rate (`--event-rate`); "
+            "delivery latency from commit to client, and deliveries lost.",
+            "",
+            Rotation.ALL,
+            connections=0,
+            targets=(
+                Target(
+                    "p99 delivery under 250 ms (target set for 5,000 subscribers)",
+                    "latency_p99_ms",
+                    250,
+                    higher_is_better=False,
+                ),
+                Target("no delivery lost", "events_lost", 0, higher_is_better=False),
+            ),
+            live=True,
         ),
     )
 }

@@ -40,6 +40,7 @@ class CustomerChange:
         description="Id of the change event: pass it as `after` to resume from here."
     )
     event_type: str = strawberry.field(description="What changed, e.g. customer.contact_changed.")
+    occurred_at: dt.datetime = strawberry.field(description="When the change was committed.")
 
     @strawberry.field(description="The customer as the change left them.")
     async def customer(self, info: Info) -> Customer | None:
@@ -171,6 +172,7 @@ class Subscription:
                 customer_id=number,
                 event_id=strawberry.ID(delivery.event.id),
                 event_type=delivery.event.type,
+                occurred_at=delivery.event.time,
             )
 
     @strawberry.subscription(

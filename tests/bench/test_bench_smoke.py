@@ -27,7 +27,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object],
         services.unavailable("wrk", "the bench needs wrk on PATH (apt-get install wrk)")
     out = tmp_path_factory.mktemp("bench")
     # A warm-up long enough for the hot set to be cached before the measured second.
-    args = "--customers 120 --duration 2 --warmup 2 --sweep 1,2 --floor-seconds 0.3"
+    args = (
+        "--customers 120 --duration 2 --warmup 2 --sweep 1,2 --floor-seconds 0.3 "
+        "--subscribers 40 --event-rate 10"
+    )
     code = main([*args.split(), "--data-dir", str(out / "data"), "--output", str(out / "results")])
     assert code == 0
     [json_path] = (out / "results").glob("*.json")
@@ -44,11 +47,15 @@ def test_every_workload_ran_without_errors(report: tuple[dict[str, object], Path
         "agent360-warm",
         "orders-page",
         "ingest",
+        "subscriptions",
     ]
     for result in results:
         assert set(result) == FIELDS
         assert result["requests"] > 0 and result["errors"] == 0
         assert result["peak_rss_mb"] > 0
+        if result["workload"] == "subscriptions":
+            assert result["subscribers"] == 40 and result["events_lost"] == 0
+            continue
         if result["workload"] == "ingest":
             assert result["events_per_second"] == result["requests_per_second"] * 100
         else:
@@ -88,6 +95,7 @@ def test_report_has_table_charts_and_sweep(report: tuple[dict[str, object], Path
         "agent360-cold",
         "orders-page",
         "Ingestion:",
+        "Subscriptions:",
         "Targets",
     ):
         assert name in text
