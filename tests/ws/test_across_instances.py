@@ -1,22 +1,25 @@
-"""Two c360 processes sharing the stores and Redis: a change made on one reaches a subscriber
-on the other."""
+"""c360 processes sharing the stores and Redis: a change made on one reaches a subscriber on
+another, and a server killed between commit and publication loses nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from api.connections import Connections
 from api.settings import Settings
 from sources.net import free_port, stop_process
+from sources.sql.models import OutboxEvent
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
 from tests.ws.test_subscriptions import change_email, graphql_ws, next_message, subscribe
@@ -80,6 +83,7 @@ async def ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} never became ready")
 
 
+@pytest.mark.usefixtures("only_these_processes_relay")
 async def test_a_change_on_one_instance_reaches_a_subscriber_on_the_other(
     shared_env: dict[str, str],
     tmp_path: Path,
@@ -100,3 +104,53 @@ async def test_a_change_on_one_instance_reaches_a_subscriber_on_the_other(
             message = await next_message(ws)
             change = message["payload"]["data"]["customerChanged"]
             assert change["customer"]["email"] == f"cross.{cid}@example.com"
+
+
+@pytest.fixture
+async def only_these_processes_relay(connections: Connections) -> AsyncIterator[None]:
+    """Pause the in-test app's outbox relay: it shares the stores with the processes under test
+    and would otherwise publish their outbox rows to its own in-process bus."""
+    await connections.relay.stop()
+    yield
+    connections.relay.start()
+
+
+@pytest.mark.usefixtures("only_these_processes_relay")
+async def test_a_server_killed_between_commit_and_publish_loses_nothing(
+    shared_env: dict[str, str],
+    tmp_path: Path,
+    connections: Connections,
+    vendor_store: VendorStore,
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    # The listener publishes nothing itself, so only the writer's outbox can deliver.
+    with server(shared_env, tmp_path / "listener.log", C360_RELAY_ENABLED="false") as (b, pb):
+        await ready(b, pb)
+        async with graphql_ws(b) as ws:
+            await subscribe(ws, cid)
+            # The writer commits with its relay off (as if it died before publishing) ...
+            with server(shared_env, tmp_path / "writer.log", C360_RELAY_ENABLED="false") as (a, pa):
+                await ready(a, pa)
+                await change_email(a, cid, f"survived.{cid}@example.com")
+                pa.send_signal(signal.SIGKILL)  # ... and is killed outright.
+                pa.wait()
+            async with connections.engine.connect() as sql:
+                pending = (
+                    (
+                        await sql.execute(
+                            select(OutboxEvent.type).where(
+                                OutboxEvent.subject == str(cid), OutboxEvent.published_at.is_(None)
+                            )
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            assert pending == ["customer.contact_changed"]  # committed, not published
+            # Restarted, its relay finds the committed row and publishes it.
+            with server(shared_env, tmp_path / "writer.log") as (a, pa):
+                await ready(a, pa)
+                message = await next_message(ws)
+                change = message["payload"]["data"]["customerChanged"]
+                assert change["eventType"] == "customer.contact_changed"
+                assert change["customer"]["email"] == f"survived.{cid}@example.com"
