@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.settings import Settings
 from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
@@ -21,7 +21,7 @@ from sources.events.outbox import Relay
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
-from sources.sql.engine import create_engine, create_sessionmaker
+from sources.sql.engine import create_engine
 from sources.thirdparty.client import create_client as create_vendor_client
 
 
@@ -32,7 +32,6 @@ class Connections:
     settings: Settings
     round_trips: RoundTrips
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
     mongo: AsyncMongoClient[dict[str, Any]]
     db: Database
     loyalty: httpx.AsyncClient
@@ -133,7 +132,6 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             settings=settings,
             round_trips=round_trips,
             engine=engine,
-            sessions=create_sessionmaker(engine),
             mongo=mongo,
             db=db,
             loyalty=loyalty,

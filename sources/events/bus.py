@@ -169,7 +169,7 @@ class RedisStreamBus:
             raise NotRetainedError(event_id)
         text = _text(position)
         first = await self._first()
-        if first is None or _stream_key(text) < _stream_key(first):
+        if first is None or position_key(text) < position_key(first):
             raise NotRetainedError(event_id)
         return text
 
@@ -197,6 +197,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _stream_key(position: str) -> tuple[int, int]:
+def position_key(position: str) -> tuple[int, int]:
+    """Positions sort as (number, sequence): "00000042" and Redis's "1700000000000-3" alike."""
     millis, _, sequence = position.partition("-")
     return int(millis), int(sequence or 0)

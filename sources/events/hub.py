@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from sources.events.bus import Delivery, EventBus
+from sources.events.bus import Delivery, EventBus, position_key
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,6 @@ READ_BATCH = 500
 
 class SlowConsumerError(Exception):
     """The subscriber did not keep up: its queue filled and it was closed."""
-
-
-def position_key(position: str) -> tuple[int, int]:
-    """Positions sort as (number, sequence): "00000042" and Redis's "1700000000000-3" alike."""
-    number, _, sequence = position.partition("-")
-    return int(number), int(sequence or 0)
 
 
 @dataclass(eq=False)

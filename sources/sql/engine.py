@@ -8,8 +8,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 
@@ -45,8 +43,3 @@ def create_engine(url: str | URL, *, round_trips: RoundTrips | None = None) -> A
             round_trips.record(SQL)
 
     return engine
-
-
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded values after commit (records are copied out anyway)."""
-    return async_sessionmaker(engine, expire_on_commit=False)

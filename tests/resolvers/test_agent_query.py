@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.connections import Connections
 from sources.sql import models
@@ -32,7 +33,7 @@ async def test_agent_query_answers_over_real_http(
     body = await post(live_server, AGENT_QUERY, {"id": "7"})
     assert "errors" not in body
     customer = body["data"]["customer"]
-    async with connections.sessions() as session:
+    async with AsyncSession(connections.engine) as session:
         row = (
             await session.execute(select(models.Customer).where(models.Customer.id == 7))
         ).scalar_one()
