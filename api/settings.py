@@ -5,13 +5,17 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+# The HS256 secret of `make run`'s demo tokens; production refuses to start with it.
+DEVELOPMENT_JWT_SECRET = "c360-development-secret-do-not-use-in-production"
 
 
 class Settings(BaseSettings):
@@ -98,6 +102,73 @@ class Settings(BaseSettings):
     )
     events_max_body_bytes: int = Field(
         default=1_048_576, ge=1, description="The largest POST /events body read, in bytes."
+    )
+
+    auth_jwt_secret: SecretStr | None = Field(
+        default=SecretStr(DEVELOPMENT_JWT_SECRET),
+        description="HS256 secret for development tokens; unset it to accept only JWKS-signed ones.",
+    )
+    auth_jwt_jwks_url: str | None = Field(
+        default=None, description="The identity provider's JWKS URL (RS256/ES256 tokens)."
+    )
+    auth_jwt_jwks_file: Path | None = Field(
+        default=None, description="A JWKS file, instead of a URL (RS256/ES256 tokens)."
+    )
+    auth_jwt_issuer: str = Field(default="c360-development", description="Required `iss`.")
+    auth_jwt_audience: str = Field(default="c360", description="Required `aud`.")
+    auth_jwt_roles_claim: str = Field(
+        default="roles", description="Claim holding the roles; dots reach into objects."
+    )
+    auth_jwt_scopes_claim: str = Field(
+        default="scope", description="Claim holding service scopes (space-separated or a list)."
+    )
+    auth_jwt_leeway_seconds: float = Field(default=30.0, ge=0, description="Clock skew allowed.")
+    auth_jwks_cache_seconds: PositiveFloat = Field(
+        default=300.0, description="How long a fetched JWKS is trusted before it is fetched again."
+    )
+    auth_key_cache_seconds: PositiveFloat = Field(
+        default=5.0, description="How long a verified API key is remembered (revocation delay)."
+    )
+
+    limit_depth: int = Field(default=12, ge=1, description="Deepest field nesting allowed.")
+    limit_aliases: int = Field(default=100, ge=0, description="Most aliases in one document.")
+    limit_tokens: int = Field(default=5_000, ge=100, description="Most lexical tokens parsed.")
+    limit_cost_anonymous: int = Field(default=10, ge=0, description="Cost budget, anonymous.")
+    limit_cost_customer: int = Field(default=2_000, ge=0, description="Cost budget, customer.")
+    limit_cost_agent: int = Field(default=20_000, ge=0, description="Cost budget, agent.")
+    limit_cost_analyst: int = Field(default=20_000, ge=0, description="Cost budget, analyst.")
+    limit_cost_service: int = Field(default=100_000, ge=0, description="Cost budget, service.")
+    limit_cost_admin: int = Field(default=100_000, ge=0, description="Cost budget, admin.")
+    max_body_bytes: int = Field(
+        default=102_400, ge=1024, description="The largest /graphql request body, in bytes."
+    )
+    batch_enabled: bool = Field(
+        default=False, description="Accept a JSON array of operations in one POST."
+    )
+    batch_max: int = Field(default=10, ge=1, description="Most operations in one batch.")
+    execution_timeout: PositiveFloat = Field(
+        default=10.0, description="Seconds one operation may run before it is stopped."
+    )
+    rate_limit_enabled: bool = True
+    rate_limit_principal: str = Field(
+        default="600/minute", description="Requests per authenticated principal (limits syntax)."
+    )
+    rate_limit_ip: str = Field(
+        default="1200/minute", description="Requests per client IP address (limits syntax)."
+    )
+    persisted_queries_ttl: PositiveFloat = Field(
+        default=86_400.0, description="How long an automatic persisted query is kept."
+    )
+    trusted_documents_only: bool = Field(
+        default=False,
+        description="Customer-role requests may only run documents added by `c360 documents`.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed cross-origin (CORS) and on the WebSocket.",
+    )
+    audit_flush_seconds: PositiveFloat = Field(
+        default=1.0, description="How often buffered audit entries are written."
     )
 
     @field_validator("database_url", "mongo_url", "redis_url", "loyalty_url", "tracking_url")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     Table,
     TypeDecorator,
     UniqueConstraint,
@@ -171,3 +172,46 @@ class DeadLetter(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     reasons: Mapped[list[str]] = mapped_column(JSON)
     payload: Mapped[Any] = mapped_column(JSON, nullable=False)
+
+
+class ApiKey(Base):
+    """A service API key: only a hash of its secret is kept (`c360 keys create` shows it once)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The key's public part: found by it, then the secret's hash is compared.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """One request's clear-text reads of one customer's PII."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_customer_id_id", "customer_id", "id"),)
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    request_id: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    fields: Mapped[list[str]] = mapped_column(JSON)
+
+
+class TrustedDocument(Base):
+    """A GraphQL document registered with `c360 documents add`, by the SHA-256 of its text."""
+
+    __tablename__ = "trusted_documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
