@@ -9,18 +9,20 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from api.connections import open_connections
-from api.context import create_context
 from api.events_http import create_events_endpoint
 from api.graphql_http import GraphQLHTTP
-from api.graphql_ws import GraphQLWebSocket
+from api.graphql_ws import GraphQLWebSocket, WebSocketAdmission
+from api.guard import open_guard
 from api.health import healthz, readyz
 from api.metrics import Metrics, MetricsMiddleware
-from api.settings import Environment, Settings
+from api.settings import Settings
+from api.startup import refuse_production_without_auth, refuse_unsafe_production
 from resolvers.schema import create_schema
 from sources.events.appliers import apply_event
 from sources.events.registry import SchemaRegistry
@@ -30,14 +32,21 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> Starlette:
     """The c360 app for resolved settings (every store's URL known; see `api.embedded`)."""
-    schema = create_schema()
-    endpoint = GraphQLHTTP(schema, graphiql=settings.env is Environment.DEVELOPMENT)
+    refuse_unsafe_production(settings)
+    # WebSocket operations run through Strawberry: the admission checks join as an extension.
+    schema = create_schema(extensions=[WebSocketAdmission])
+    endpoint = GraphQLHTTP(schema, settings)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_connections(settings) as connections:
+        async with (
+            open_connections(settings) as connections,
+            open_guard(settings, schema._schema, connections.engine) as guard,
+        ):
+            await refuse_production_without_auth(settings, connections.engine)
             app.state.connections = connections
+            app.state.guard = guard
             metrics.watch_round_trips(connections.round_trips)
             if connections.cache is not None:
                 metrics.watch_cache(connections.cache)
@@ -46,7 +55,20 @@ def create_app(settings: Settings) -> Starlette:
             app.state.event_applier = None
 
     async def graphql(request: Request) -> Response:
-        return await endpoint(request, create_context(request.app.state.connections))
+        return await endpoint(request, request.app.state.connections, request.app.state.guard)
+
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "Retry-After"],
+                max_age=600,
+            )
+        )
 
     app = Starlette(
         routes=[
@@ -57,7 +79,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.endpoint = endpoint

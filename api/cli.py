@@ -1,18 +1,25 @@
-"""The `c360` command line: serve, migrate, seed, export-schema, events."""
+"""The `c360` command line: serve, migrate, seed, export-schema, events, keys, documents."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from api.demo import print_demo_tokens
 from api.embedded import embedded_stores, uses_simulator
+from api.principal import Role, Scope
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -23,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         # Workers read their settings from the environment: hand them the embedded URLs.
         for name in ("mongo_url", "loyalty_url", "tracking_url"):
             os.environ[f"C360_{name.upper()}"] = str(getattr(resolved, name))
+        print_demo_tokens(settings, sys.stderr)
         print(f"c360 serving on http://{args.host}:{args.port}/graphql", file=sys.stderr)
         uvicorn.run(
             "api.app:app_from_environment",
@@ -182,6 +190,152 @@ def _dead_letters(args: argparse.Namespace) -> int:
     return asyncio.run(_dead_letters_async(args, Settings().resolved_database_url()))
 
 
+async def _on_database(url: str, work: Callable[[AsyncEngine], Awaitable[int]]) -> int:
+    """Run `work` with an engine on `url`; a database that cannot be used is exit code 2."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from sources.sql.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        return await work(engine)
+    except (DBAPIError, OSError) as error:
+        where = make_url(url).render_as_string(hide_password=True)
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        print(f"cannot use the database {where}: {cause}", file=sys.stderr)
+        print("is the schema up to date? (c360 migrate)", file=sys.stderr)
+        return 2
+    finally:
+        await engine.dispose()
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _when(at: dt.datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at else "-"
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from api.keys import KeyRequestError, create_key
+
+    expires_at = None
+    if args.expires_in_days is not None:
+        expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.expires_in_days)
+
+    async def work(engine: AsyncEngine) -> int:
+        try:
+            info, key = await create_key(
+                engine=engine,
+                name=args.name,
+                roles=[Role(role) for role in args.role],
+                scopes=args.scope,
+                expires_at=expires_at,
+            )
+        except KeyRequestError as error:
+            print(f"cannot create the key: {error}", file=sys.stderr)
+            return 2
+        print(key)
+        print(f"the key {info.name!r} will not be shown again: store it now", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_on_database(Settings().resolved_database_url(), work))
+
+
+def _keys_list(_args: argparse.Namespace) -> int:
+    from api.keys import list_keys
+
+    async def work(engine: AsyncEngine) -> int:
+        keys = await list_keys(engine=engine)
+        if not keys:
+            print("no API keys", file=sys.stderr)
+            return 0
+        _print_table(
+            ("NAME", "ROLES", "SCOPES", "CREATED", "EXPIRES", "REVOKED"),
+            [
+                (
+                    key.name,
+                    ",".join(sorted(key.roles)),
+                    ",".join(sorted(key.scopes)) or "-",
+                    _when(key.created_at),
+                    _when(key.expires_at),
+                    _when(key.revoked_at),
+                )
+                for key in keys
+            ],
+        )
+        return 0
+
+    return asyncio.run(_on_database(Settings().resolved_database_url(), work))
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from api.keys import revoke_key
+
+    settings = Settings()
+
+    async def work(engine: AsyncEngine) -> int:
+        if not await revoke_key(engine=engine, name=args.name):
+            print(f"no API key is named {args.name!r}", file=sys.stderr)
+            return 1
+        print(
+            f"revoked the key {args.name!r}; servers that verified it recently may accept it "
+            f"for up to {settings.auth_key_cache_seconds:g}s more",
+            file=sys.stderr,
+        )
+        return 0
+
+    return asyncio.run(_on_database(settings.resolved_database_url(), work))
+
+
+def _documents_add(args: argparse.Namespace) -> int:
+    from api.documents import DocumentRequestError, add_document
+    from resolvers.schema import create_schema
+
+    try:
+        # Bytes, decoded as they are: read_text() would turn CRLF into LF and so change the
+        # hash a client computes over the file it sends.
+        body = Path(args.file).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
+    schema = create_schema()._schema
+
+    async def work(engine: AsyncEngine) -> int:
+        try:
+            sha256 = await add_document(engine=engine, body=body, name=args.name, schema=schema)
+        except DocumentRequestError as error:
+            print(f"cannot trust {args.file}: {error}", file=sys.stderr)
+            return 2
+        print(sha256)
+        return 0
+
+    return asyncio.run(_on_database(Settings().resolved_database_url(), work))
+
+
+def _documents_list(_args: argparse.Namespace) -> int:
+    from api.documents import list_documents
+
+    async def work(engine: AsyncEngine) -> int:
+        documents = await list_documents(engine=engine)
+        if not documents:
+            print("no trusted documents", file=sys.stderr)
+            return 0
+        _print_table(
+            ("SHA256", "NAME", "ADDED"),
+            [(d.sha256, d.name or "-", _when(d.added_at)) for d in documents],
+        )
+        return 0
+
+    return asyncio.run(_on_database(Settings().resolved_database_url(), work))
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -258,6 +412,77 @@ def build_parser() -> argparse.ArgumentParser:
         "--before", type=int, metavar="ID", help="only those older than dead letter ID (paging)"
     )
     dead_letters.set_defaults(run=_dead_letters)
+
+    database = "Reads and writes the SQL database in C360_DATABASE_URL (default: the SQLite "
+    database += "file under C360_DATA_DIR)."
+    keys = commands.add_parser(
+        "keys",
+        help="create, list and revoke service API keys",
+        description="Manage the API keys services authenticate with (X-API-Key, or "
+        "Authorization: Bearer). " + database,
+    )
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_create = keys_commands.add_parser(
+        "create",
+        help="create a key and print it (shown only this once)",
+        description="Create a key and print it on stdout; only its hash is stored, so it "
+        "cannot be shown again.",
+    )
+    keys_create.add_argument("--name", required=True, help="a unique name, recorded in audits")
+    keys_create.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=[role.value for role in Role],
+        metavar="ROLE",
+        help="a role of the key, repeatable: " + ", ".join(role.value for role in Role),
+    )
+    keys_create.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        choices=[scope.value for scope in Scope],
+        metavar="SCOPE",
+        help="what a service key may read, repeatable: " + ", ".join(s.value for s in Scope),
+    )
+    keys_create.add_argument(
+        "--expires-in-days", type=_positive, metavar="N", help="expire after N days (default never)"
+    )
+    keys_create.set_defaults(run=_keys_create)
+    keys_list = keys_commands.add_parser(
+        "list", help="list every key (never the key itself)", description="List every key."
+    )
+    keys_list.set_defaults(run=_keys_list)
+    keys_revoke = keys_commands.add_parser(
+        "revoke",
+        help="revoke a key by name",
+        description="Revoke a key. Servers remember verified keys for "
+        "C360_AUTH_KEY_CACHE_SECONDS: a server that verified it recently accepts it that "
+        "much longer.",
+    )
+    keys_revoke.add_argument("name", metavar="NAME", help="the key's name")
+    keys_revoke.set_defaults(run=_keys_revoke)
+
+    documents = commands.add_parser(
+        "documents",
+        help="trust GraphQL documents (persisted-query allow-list)",
+        description="Manage trusted documents: clients send a document's SHA-256 instead of "
+        "its text. " + database,
+    )
+    documents_commands = documents.add_subparsers(dest="documents_command", required=True)
+    documents_add = documents_commands.add_parser(
+        "add",
+        help="validate a document against the schema, trust it, print its SHA-256",
+        description="Validate FILE against the schema and trust it; prints the SHA-256 of the "
+        "file's exact text, which is what clients send.",
+    )
+    documents_add.add_argument("file", metavar="FILE", help="the GraphQL document")
+    documents_add.add_argument("--name", help="a name to recognise it by")
+    documents_add.set_defaults(run=_documents_add)
+    documents_list = documents_commands.add_parser(
+        "list", help="list trusted documents", description="List trusted documents, oldest first."
+    )
+    documents_list.set_defaults(run=_documents_list)
     return parser
 
 

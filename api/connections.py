@@ -11,6 +11,7 @@ import httpx
 from pymongo import AsyncMongoClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.audit import AuditLog
 from api.settings import Settings
 from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sources.cache.entity import CachePolicy, EntityCache
@@ -41,6 +42,7 @@ class Connections:
     hub: Hub
     relay: Relay
     changes: Changes
+    audit: AuditLog
 
 
 def create_bus(settings: Settings) -> EventBus:
@@ -114,8 +116,8 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     db = mongo[settings.mongo_database]
     bus = create_bus(settings)
     hub = Hub(bus, queue_size=settings.subscription_queue_size)
-    # The relay works in the background on connections of its own: its polling is not a
-    # request's work, and must not show in the round-trip counters.
+    # The relay and the audit log work in the background on connections of their own: their
+    # writes are not a request's work, and must not show in the round-trip counters.
     relay_engine = create_engine(settings.resolved_database_url())
     relay_mongo = create_mongo_client(settings.mongo_url, timeout=settings.mongo_timeout)
     relay = Relay(
@@ -124,9 +126,12 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         bus=bus,
         poll_seconds=settings.relay_poll_seconds,
     )
+    # The audit log writes in batches on the same background engine, off the request path.
+    audit = AuditLog(relay_engine, flush_seconds=settings.audit_flush_seconds)
     await hub.start()
     if settings.relay_enabled:
         relay.start()
+    audit.start()
     try:
         yield Connections(
             settings=settings,
@@ -141,8 +146,10 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             hub=hub,
             relay=relay,
             changes=Changes(engine=engine, db=db, cache=cache, relay=relay),
+            audit=audit,
         )
     finally:
+        await audit.stop()
         await relay.stop()
         await hub.stop()
         await bus.close()

@@ -1,4 +1,4 @@
-"""The per-request context every resolver receives: settings, connections and fresh loaders."""
+"""The per-request context every resolver receives: who asks, settings, connections, loaders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.websockets import WebSocket
+
 from api.connections import Connections
+from api.principal import ANONYMOUS, Principal
 from api.settings import Settings
 from sources.mongo.loaders import MongoLoaders
 from sources.sql.loaders import SqlLoaders
@@ -33,11 +36,19 @@ def use_fresh_loaders(connections: Connections) -> None:
     _operation_loaders.set(create_loaders(connections))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Context:
     settings: Settings
     connections: Connections
     request_loaders: Loaders
+    # Set once the request is authenticated; on a WebSocket, by its connection_init.
+    principal: Principal = ANONYMOUS
+    # Names this request (or WebSocket operation) in the audit log and in the logs.
+    request_id: str = ""
+    # The connection_init payload of a WebSocket (where its credentials come from).
+    connection_params: dict[str, Any] | None = None
+    # The WebSocket this context belongs to; None over HTTP.
+    websocket: WebSocket | None = None
     # Values served stale from the cache because their source failed: reported in the
     # response's `extensions.stale` as {"path": [...], "ageSeconds": N}.
     stale: list[dict[str, Any]] = field(default_factory=list)
@@ -47,6 +58,15 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         return _operation_loaders.get() or self.request_loaders
+
+    def audit_read(self, customer_id: int, type_name: str, field_name: str) -> None:
+        """Record that this request read one PII field of a customer in clear."""
+        self.connections.audit.record(
+            request_id=self.request_id,
+            principal=self.principal,
+            customer_id=customer_id,
+            field_name=f"{type_name}.{field_name}",
+        )
 
 
 def create_loaders(connections: Connections) -> Loaders:
@@ -66,10 +86,14 @@ def create_loaders(connections: Connections) -> Loaders:
     )
 
 
-def create_context(connections: Connections) -> Context:
+def create_context(
+    connections: Connections, *, principal: Principal = ANONYMOUS, request_id: str = ""
+) -> Context:
     """The context of one GraphQL operation."""
     return Context(
         settings=connections.settings,
         connections=connections,
         request_loaders=create_loaders(connections),
+        principal=principal,
+        request_id=request_id,
     )

@@ -37,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.connections import Connections
+from api.guard import Guard
+from api.principal import AuthenticationError, Scope
 from api.settings import Settings
 from sources.events.changes import ChangeRejectedError
 from sources.events.cloudevents import (
@@ -58,6 +60,33 @@ Applier = Callable[[Event], Awaitable[bool]]
 EventsEndpoint = Callable[[Request], Awaitable[Response]]
 
 
+async def _refuse_publisher(request: Request) -> Response | None:
+    """None when the caller may publish events (a service with `events:write`, or an admin)."""
+    guard: Guard = request.app.state.guard
+    ip = request.client.host if request.client else None
+    try:
+        principal = await guard.authenticator.from_headers(request.headers)
+    except AuthenticationError as error:
+        await guard.limiter.hit(principal=None, ip=ip)
+        return _json(
+            {"error": str(error)}, 401, {"www-authenticate": 'Bearer error="invalid_token"'}
+        )
+    if principal.anonymous:
+        return _json(
+            {"error": "Authentication required to publish events."},
+            401,
+            {"www-authenticate": "Bearer"},
+        )
+    decision = await guard.limiter.hit(principal=f"{principal.kind}:{principal.name}", ip=ip)
+    if not decision.allowed:
+        return _json(
+            {"error": "Too many requests."}, 429, {"retry-after": str(decision.retry_after)}
+        )
+    if not principal.may(Scope.EVENTS):
+        return _json({"error": "Publishing events needs the `events:write` scope."}, 403)
+    return None
+
+
 def create_events_endpoint(registry: SchemaRegistry, settings: Settings) -> EventsEndpoint:
     """The `POST /events` handler; the applier is `app.state.event_applier`, read per request."""
 
@@ -67,6 +96,9 @@ def create_events_endpoint(registry: SchemaRegistry, settings: Settings) -> Even
         apply: Applier | None = getattr(request.app.state, "event_applier", None)
         if apply is None:
             return _json({"error": "event application is not available"}, 503)
+        refused = await _refuse_publisher(request)
+        if refused is not None:
+            return refused
         try:
             items = await read_events(
                 request.headers,

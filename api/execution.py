@@ -32,6 +32,7 @@ class Executor:
         variables: dict[str, Any] | None = None,
         operation_name: str | None = None,
         extensions: dict[str, Any] | None = None,
+        hide_suggestions: bool = False,
     ) -> ExecutionResult:
         """The result of one operation; resolver errors are in `errors`, never raised."""
         result = graphql_execute(
@@ -42,6 +43,7 @@ class Executor:
             operation_name=operation_name,
             is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
             operation_extensions=extensions,
+            hide_suggestions=hide_suggestions,
             **self._kwargs,
         )
         if isinstance(result, ExecutionResult):

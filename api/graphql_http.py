@@ -14,6 +14,7 @@ graphql-http audit (tests/http/test_graphql_http_audit.py) holds the endpoint to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,15 +28,20 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     parse,
-    validate,
 )
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.context import Context
+from api.admission import may_explore
+from api.connections import Connections
+from api.context import create_context
+from api.documents import document_hash
 from api.errors import format_error
 from api.execution import Executor
+from api.guard import Guard, request_id
+from api.principal import AuthenticationError, Principal, Role
+from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,40 +65,35 @@ class RequestError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class GraphQLRequest:
-    query: str
+    query: str | None
     operation_name: str | None
     variables: dict[str, Any] | None
     extensions: dict[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedDocument:
-    document: DocumentNode | None
-    errors: list[GraphQLError]
-
-
 class DocumentCache:
-    """Parsed and validated documents by query text; validation is the costly part."""
+    """Parsed documents by query text (validation depends on the caller: `api.admission`)."""
 
-    def __init__(self, schema: strawberry.Schema, size: int = MAX_CACHED_DOCUMENTS) -> None:
-        self._schema = schema._schema
+    def __init__(self, max_tokens: int, size: int = MAX_CACHED_DOCUMENTS) -> None:
+        self._max_tokens = max_tokens
         self._size = size
-        self._entries: OrderedDict[str, PreparedDocument] = OrderedDict()
+        self._entries: OrderedDict[str, DocumentNode | GraphQLError] = OrderedDict()
 
-    def get(self, query: str) -> PreparedDocument:
+    def get(self, query: str) -> DocumentNode:
+        """The parsed document, or the GraphQLError of a syntax error or too many tokens."""
         entry = self._entries.get(query)
-        if entry is not None:
-            self._entries.move_to_end(query)
-            return entry
-        try:
-            document = parse(query)
-        except GraphQLError as error:
-            entry = PreparedDocument(None, [error])
+        if entry is None:
+            try:
+                entry = parse(query, max_tokens=self._max_tokens)
+            except GraphQLError as error:
+                entry = error
+            self._entries[query] = entry
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
         else:
-            entry = PreparedDocument(document, list(validate(self._schema, document)))
-        self._entries[query] = entry
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+            self._entries.move_to_end(query)
+        if isinstance(entry, GraphQLError):
+            raise entry
         return entry
 
 
@@ -141,18 +142,15 @@ def _as_dict(value: Any, name: str) -> dict[str, Any] | None:
 
 
 def read_params(raw: Any) -> GraphQLRequest:
-    """Validate the request parameters (query, operationName, variables, extensions)."""
-    if isinstance(raw, list):
-        raise RequestError("Batched requests (a JSON array) are not supported; send one object.")
+    """Validate the request parameters (query, operationName, variables, extensions).
+
+    `query` may be absent when `extensions.persistedQuery` names it by hash.
+    """
     if not isinstance(raw, dict):
         raise RequestError("The request body must be a JSON object.")
     query = raw.get("query")
-    if not isinstance(query, str):
-        raise RequestError(
-            "`query` is required and must be a string."
-            if query is None
-            else "`query` must be a string."
-        )
+    if query is not None and not isinstance(query, str):
+        raise RequestError("`query` must be a string.")
     operation_name = raw.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise RequestError("`operationName` must be a string when given.")
@@ -174,16 +172,19 @@ def _json_param(request: Request, name: str) -> Any:
         raise RequestError(f"`{name}` must be URL-encoded JSON.") from error
 
 
-async def parse_request(request: Request) -> GraphQLRequest:
-    """The GraphQL request carried by a GET query string or a JSON POST body."""
+async def read_request(request: Request, max_bytes: int) -> Any:
+    """The raw parameters of a GET query string, or the JSON of a POST body (object or array).
+
+    Only `application/json` is read: form-encoded, multipart and text/plain bodies, which a
+    browser may send cross-site without a preflight, are refused (CSRF).
+    """
     if request.method == "GET":
-        raw: Any = {
+        return {
             "query": request.query_params.get("query"),
             "operationName": request.query_params.get("operationName"),
             "variables": _json_param(request, "variables"),
             "extensions": _json_param(request, "extensions"),
         }
-        return read_params(raw)
     content_type = request.headers.get("content-type")
     if content_type is None:
         raise RequestError("A POST needs `Content-Type: application/json`.", status=415)
@@ -192,14 +193,33 @@ async def parse_request(request: Request) -> GraphQLRequest:
         raise RequestError(
             f"Unsupported Content-Type {media!r}; send application/json.", status=415
         )
-    body = await request.body()
+    body = await _read_body(request, max_bytes)
     if not body:
         raise RequestError("The POST body is empty; send a JSON object with a `query`.")
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise RequestError("The request body is not valid JSON.") from error
-    return read_params(raw)
+    return raw
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> RequestError:
+    return RequestError(f"The request body is over {max_bytes:,} bytes.", status=413)
 
 
 def select_operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
@@ -225,64 +245,219 @@ def select_operation(document: DocumentNode, operation_name: str | None) -> Oper
 class GraphQLHTTP:
     """The GraphQL endpoint: GET (queries only), POST, and GraphiQL for browsers."""
 
-    def __init__(self, schema: strawberry.Schema, *, graphiql: bool = True) -> None:
+    def __init__(self, schema: strawberry.Schema, settings: Settings) -> None:
         self.schema = schema
-        self.documents = DocumentCache(schema)
-        self.graphiql = graphiql
+        self.settings = settings
+        self.documents = DocumentCache(settings.limit_tokens)
         self.executor = Executor(schema)
 
-    async def __call__(self, request: Request, context: Context) -> Response:
-        if self.graphiql and wants_ide(request):
-            return HTMLResponse(get_graphql_ide_html())
-        media = negotiate(request.headers.get("accept"))
-        if media is None:
+    async def __call__(self, request: Request, connections: Connections, guard: Guard) -> Response:
+        rid = request_id(request.headers.get("x-request-id"))
+        headers = {"x-request-id": rid}
+        acceptable = negotiate(request.headers.get("accept"))
+        media = acceptable or JSON
+        ip = request.client.host if request.client else None
+        try:
+            principal = await guard.authenticator.from_headers(request.headers)
+        except AuthenticationError as error:
+            # A wrong credential still counts against the address it came from.
+            await guard.limiter.hit(principal=None, ip=ip)
+            headers["www-authenticate"] = (
+                f'Bearer error="invalid_token", error_description="{error}"'
+            )
+            return _error(media, str(error), 401, "UNAUTHENTICATED", headers)
+        decision = await guard.limiter.hit(
+            principal=None if principal.anonymous else f"{principal.kind}:{principal.name}", ip=ip
+        )
+        if not decision.allowed:
+            headers["retry-after"] = str(decision.retry_after)
+            return _error(
+                media,
+                f"Too many requests from this {decision.limit}; retry in {decision.retry_after} s.",
+                429,
+                "RATE_LIMITED",
+                headers,
+            )
+        if wants_ide(request):
+            if may_explore(self.settings, principal):
+                return HTMLResponse(get_graphql_ide_html(), headers=headers)
+            return _error(
+                media,
+                "GraphiQL is open to analyst, admin and service principals.",
+                403,
+                "FORBIDDEN",
+                headers,
+            )
+        if acceptable is None:
             return _respond(
                 JSON,
                 {"errors": [{"message": f"Not acceptable: send Accept: {GRAPHQL_RESPONSE}."}]},
                 406,
+                headers,
             )
         try:
-            params = await parse_request(request)
-            prepared = self.documents.get(params.query)
-            if prepared.document is None or prepared.errors:
-                return _request_errors(media, prepared.errors)
-            operation = select_operation(prepared.document, params.operation_name)
-            if request.method == "GET" and operation.operation is not OperationType.QUERY:
-                raise RequestError(
-                    f"A {operation.operation.value} cannot run over GET; use POST.",
-                    status=405,
-                    headers={"allow": "POST"},
-                )
-        except RequestError as error:
-            return _respond(
-                media, {"errors": [{"message": str(error)}]}, error.status, error.headers
+            raw = await read_request(request, self.settings.max_body_bytes)
+            if isinstance(raw, list):
+                return await self._batch(raw, request, connections, guard, principal, media, rid)
+            status, payload = await self._one(
+                read_params(raw), request, connections, guard, principal, media, rid
             )
-        except GraphQLError as error:
-            return _request_errors(media, [error])
+        except RequestError as error:
+            headers.update(error.headers)
+            return _respond(media, {"errors": [{"message": str(error)}]}, error.status, headers)
+        except ClientDisconnect:
+            # The client left while sending its request: no one is listening for an answer.
+            return Response(status_code=400, headers=headers)
+        return _respond(media, payload, status, headers)
 
-        result = await self.executor.execute(
-            prepared.document,
-            context,
-            variables=params.variables,
-            operation_name=params.operation_name,
-            extensions=params.extensions,
+    async def _batch(
+        self,
+        items: list[Any],
+        request: Request,
+        connections: Connections,
+        guard: Guard,
+        principal: Principal,
+        media: str,
+        rid: str,
+    ) -> Response:
+        """A JSON array of operations, when batching is on: one result each, in order."""
+        if not self.settings.batch_enabled:
+            raise RequestError("Batched requests (a JSON array) are turned off; send one object.")
+        if not 0 < len(items) <= self.settings.batch_max:
+            raise RequestError(f"A batch holds 1 to {self.settings.batch_max} operations.")
+        results = []
+        for index, item in enumerate(items):
+            try:
+                _, payload = await self._one(
+                    read_params(item),
+                    request,
+                    connections,
+                    guard,
+                    principal,
+                    media,
+                    f"{rid}.{index}",
+                )
+            except RequestError as error:
+                payload = {"errors": [{"message": str(error)}]}
+            results.append(payload)
+        return Response(
+            orjson.dumps(results),
+            media_type=f"{media}; charset=utf-8",
+            headers={"x-request-id": rid},
         )
-        errors = [format_error(e) for e in result.errors or ()]
-        if result.data is None and errors and all("path" not in e for e in errors):
+
+    async def _one(
+        self,
+        params: GraphQLRequest,
+        request: Request,
+        connections: Connections,
+        guard: Guard,
+        principal: Principal,
+        media: str,
+        rid: str,
+    ) -> tuple[int, dict[str, Any]]:
+        """The status and body of one operation (RequestError for a malformed request)."""
+        try:
+            query = await resolve_query(params, guard, principal)
+        except GraphQLError as error:
+            return _errors_status(media), {"errors": [format_error(error)]}
+        try:
+            document = self.documents.get(query)
+            errors = guard.admission.validate(query, document, principal)
+            if errors:
+                return _errors_status(media), {"errors": [format_error(e) for e in errors]}
+            operation = select_operation(document, params.operation_name)
+        except GraphQLError as error:
+            return _errors_status(media), {"errors": [format_error(error)]}
+        if request.method == "GET" and operation.operation is not OperationType.QUERY:
+            raise RequestError(
+                f"A {operation.operation.value} cannot run over GET; use POST.",
+                status=405,
+                headers={"allow": "POST"},
+            )
+        refusal = guard.admission.admit(document, operation, principal, params.variables)
+        if refusal is not None:
+            return refusal.status, {"errors": [format_error(e) for e in refusal.errors]}
+
+        context = create_context(connections, principal=principal, request_id=rid)
+        try:
+            async with asyncio.timeout(self.settings.execution_timeout):
+                result = await self.executor.execute(
+                    document,
+                    context,
+                    variables=params.variables,
+                    operation_name=params.operation_name,
+                    extensions=params.extensions,
+                    hide_suggestions=not may_explore(self.settings, principal),
+                )
+        except TimeoutError:
+            message = (
+                f"The operation ran longer than {self.settings.execution_timeout:g} s and was "
+                "stopped; ask for less."
+            )
+            return 504, {"errors": [{"message": message, "extensions": {"code": "TIMEOUT"}}]}
+        formatted = [format_error(e) for e in result.errors or ()]
+        if result.data is None and formatted and all("path" not in e for e in formatted):
             # Variable coercion failed: a request error, so there is no data entry.
-            return _request_errors(media, result.errors or [])
+            return _errors_status(media), {"errors": formatted}
         payload: dict[str, Any] = {"data": result.data}
-        if errors:
-            payload["errors"] = errors
+        if formatted:
+            payload["errors"] = formatted
         if context.stale:
             payload["extensions"] = {"stale": context.stale}
-        return _respond(media, payload, 200)
+        return 200, payload
 
 
-def _request_errors(media: str, errors: list[GraphQLError]) -> Response:
-    """The response to GraphQL request errors: nothing ran, so there is no `data` entry."""
-    status = 400 if media == GRAPHQL_RESPONSE else 200
-    return _respond(media, {"errors": [format_error(e) for e in errors]}, status)
+async def resolve_query(params: GraphQLRequest, guard: Guard, principal: Principal) -> str:
+    """The query text to run: sent, or found by its hash (APQ or a trusted document).
+
+    A customer-role principal may only run trusted documents when the allow-list is on.
+    """
+    sha = _persisted_hash(params.extensions)
+    query = params.query
+    if query is not None and sha is not None:
+        if document_hash(query) != sha:
+            raise RequestError("`persistedQuery.sha256Hash` is not the SHA-256 of `query`.")
+        await guard.persisted.put(sha, query)
+    elif query is None:
+        if sha is None:
+            raise RequestError("`query` is required and must be a string.")
+        query = await guard.trusted.get(sha) or await guard.persisted.get(sha)
+        if query is None:
+            raise GraphQLError(
+                "PersistedQueryNotFound", extensions={"code": "PERSISTED_QUERY_NOT_FOUND"}
+            )
+    if guard.settings.trusted_documents_only and principal.roles == {Role.CUSTOMER}:
+        if await guard.trusted.get(sha or document_hash(query)) is None:
+            raise GraphQLError(
+                "Only registered documents may run for customer principals: register it with "
+                "`c360 documents add` and send its hash.",
+                extensions={"code": "DOCUMENT_NOT_TRUSTED"},
+            )
+    return query
+
+
+def _persisted_hash(extensions: dict[str, Any] | None) -> str | None:
+    persisted = (extensions or {}).get("persistedQuery")
+    if persisted is None:
+        return None
+    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+        raise RequestError('`persistedQuery` must be {"version": 1, "sha256Hash": ...}.')
+    sha = persisted.get("sha256Hash")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise RequestError("`persistedQuery.sha256Hash` must be a SHA-256 hex digest.")
+    return sha.lower()
+
+
+def _errors_status(media: str) -> int:
+    """GraphQL request errors: 400 for graphql-response+json, 200 for application/json."""
+    return 400 if media == GRAPHQL_RESPONSE else 200
+
+
+def _error(media: str, message: str, status: int, code: str, headers: dict[str, str]) -> Response:
+    return _respond(
+        media, {"errors": [{"message": message, "extensions": {"code": code}}]}, status, headers
+    )
 
 
 def _respond(

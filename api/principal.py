@@ -26,6 +26,7 @@ class Scope(StrEnum):
     SHIPMENTS = "shipments:read"
     TIMELINE = "timeline:read"
     TICKETS = "tickets:read"
+    EVENTS = "events:write"  # publish upstream events to POST /events
 
 
 class AuthenticationError(Exception):
@@ -61,6 +62,12 @@ class Principal:
 
     def has(self, *roles: Role) -> bool:
         return not self.roles.isdisjoint(roles)
+
+    def may(self, scope: Scope) -> bool:
+        """Whether this principal holds `scope` as a service (admins hold every scope)."""
+        if Role.ADMIN in self.roles:
+            return True
+        return Role.SERVICE in self.roles and scope.value in self.scopes
 
 
 ANONYMOUS = Principal(kind="anonymous", name="anonymous")

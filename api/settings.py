@@ -106,7 +106,7 @@ class Settings(BaseSettings):
 
     auth_jwt_secret: SecretStr | None = Field(
         default=SecretStr(DEVELOPMENT_JWT_SECRET),
-        description="HS256 secret for development tokens; unset it to accept only JWKS-signed ones.",
+        description="HS256 secret (development tokens); empty: accept only JWKS-signed ones.",
     )
     auth_jwt_jwks_url: str | None = Field(
         default=None, description="The identity provider's JWKS URL (RS256/ES256 tokens)."
@@ -132,9 +132,9 @@ class Settings(BaseSettings):
 
     limit_depth: int = Field(default=12, ge=1, description="Deepest field nesting allowed.")
     limit_aliases: int = Field(default=100, ge=0, description="Most aliases in one document.")
-    limit_tokens: int = Field(default=5_000, ge=100, description="Most lexical tokens parsed.")
+    limit_tokens: int = Field(default=15_000, ge=100, description="Most lexical tokens parsed.")
     limit_cost_anonymous: int = Field(default=10, ge=0, description="Cost budget, anonymous.")
-    limit_cost_customer: int = Field(default=2_000, ge=0, description="Cost budget, customer.")
+    limit_cost_customer: int = Field(default=1_000, ge=0, description="Cost budget, customer.")
     limit_cost_agent: int = Field(default=20_000, ge=0, description="Cost budget, agent.")
     limit_cost_analyst: int = Field(default=20_000, ge=0, description="Cost budget, analyst.")
     limit_cost_service: int = Field(default=100_000, ge=0, description="Cost budget, service.")
@@ -171,7 +171,19 @@ class Settings(BaseSettings):
         default=1.0, description="How often buffered audit entries are written."
     )
 
-    @field_validator("database_url", "mongo_url", "redis_url", "loyalty_url", "tracking_url")
+    @field_validator("auth_jwt_secret")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator(
+        "database_url",
+        "mongo_url",
+        "redis_url",
+        "loyalty_url",
+        "tracking_url",
+        "auth_jwt_jwks_url",
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -39,6 +39,7 @@ def measure(
 ) -> WorkloadResult:
     """One workload at one concurrency: warm up, then a measured wrk run."""
     url = f"{service.url}{workload.path}"
+    seconds = max(seconds, workload.min_seconds)
     if warmup > 0:
         # Cold ids must stay unseen: warm the pools with the hot set instead.
         warm_ids = customer_ids(HOT_SET, "hot") if workload.rotation is Rotation.COLD else ids

@@ -23,6 +23,7 @@ from api.context import Context, Loaders, create_loaders
 from api.embedded import embedded_stores
 from api.execution import Executor
 from api.settings import Settings
+from bench.credentials import PRINCIPAL
 from bench.workloads import Workload
 from resolvers.schema import create_schema
 
@@ -87,7 +88,7 @@ async def measure_floor(
             template = create_loaders(connections)
             for variables in variable_sets:
                 loaders = recording_loaders(create_loaders(connections), memory)
-                context = Context(resolved, connections, loaders)
+                context = Context(resolved, connections, loaders, principal=PRINCIPAL)
                 result = await executor.execute(document, context, variables=variables)
                 if result.errors:
                     raise RuntimeError(f"floor run of {workload.name} failed: {result.errors[0]}")
@@ -96,7 +97,12 @@ async def measure_floor(
             started = time.perf_counter()
             while time.perf_counter() < deadline:
                 for variables in variable_sets:
-                    context = Context(resolved, connections, memory_loaders(template, memory))
+                    context = Context(
+                        resolved,
+                        connections,
+                        memory_loaders(template, memory),
+                        principal=PRINCIPAL,
+                    )
                     result = await executor.execute(document, context, variables=variables)
                     if result.errors:
                         raise RuntimeError(f"floor replay failed: {result.errors[0]}")

@@ -18,6 +18,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from api.settings import Settings
+from bench.credentials import bench_authorization
+
 SUBSCRIBE = "subscription($id: ID!) { customerChanged(customerId: $id) { eventId occurredAt } }"
 CHANGE = """mutation($input: UpdateCustomerContactInput!) {
   updateCustomerContact(input: $input) { __typename } }"""
@@ -42,9 +45,11 @@ async def _subscriber(
     ready: asyncio.Event,
     arrived: list[float],
     opened: list[int],
+    authorization: str,
 ) -> None:
     async with connect(url, subprotocols=[PROTOCOL], open_timeout=60, max_queue=None) as ws:
-        await ws.send(orjson.dumps({"type": "connection_init", "payload": {}}).decode())
+        init = {"type": "connection_init", "payload": {"authorization": authorization}}
+        await ws.send(orjson.dumps(init).decode())
         await _expect(ws, "connection_ack")
         await ws.send(
             orjson.dumps(
@@ -89,8 +94,12 @@ async def run_subscribers(
     ready = asyncio.Event()
     latencies: list[float] = []
     opened: list[int] = []
+    authorization = bench_authorization(Settings())
     started = time.perf_counter()
-    tasks = [asyncio.create_task(_subscriber(ws_url, c, ready, latencies, opened)) for c in targets]
+    tasks = [
+        asyncio.create_task(_subscriber(ws_url, c, ready, latencies, opened, authorization))
+        for c in targets
+    ]
     while len(opened) < subscribers:
         failed = [t for t in tasks if t.done() and t.exception()]
         if failed:
@@ -101,7 +110,8 @@ async def run_subscribers(
     ready.set()
     customers = list(per_customer)
     expected = events = 0
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    headers = {"authorization": authorization}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=headers) as http:
         begun = time.perf_counter()
         deadline = begun + seconds
         n = 0

@@ -45,6 +45,9 @@ class Workload:
     batch: int = 0
     # Subscriptions: WebSocket subscribers instead of wrk (see bench/subscribers.py).
     live: bool = False
+    # The shortest measured run that shows anything: an ingest batch takes seconds on the
+    # embedded MongoDB, so a shorter run would end before any batch is answered.
+    min_seconds: float = 0.0
 
     @property
     def path(self) -> str:
@@ -119,6 +122,7 @@ WORKLOADS: dict[str, Workload] = {
             Rotation.ALL,
             connections=4,
             batch=100,
+            min_seconds=6.0,
         ),
         Workload(
             "subscriptions",

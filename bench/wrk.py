@@ -16,6 +16,9 @@ from pathlib import Path
 
 import orjson
 
+from api.settings import Settings
+from bench.credentials import bench_authorization
+
 LUA = r"""
 local ids = {%(ids)s}
 local template = %(template)s
@@ -39,6 +42,7 @@ function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "%(content_type)s"
   wrk.headers["Accept"] = "application/graphql-response+json"
+  wrk.headers["Authorization"] = "%(authorization)s"
   stride = %(threads)d
 end
 
@@ -138,7 +142,9 @@ INGEST_EVENT = {
 }
 
 
-def lua_script(query: str, ids: list[int], threads: int, *, batch: int = 0) -> str:
+def lua_script(
+    query: str, ids: list[int], threads: int, *, batch: int = 0, authorization: str = ""
+) -> str:
     """The wrk script: GraphQL POSTs of `query` with `$id` taken from `ids` in turn, or, with
     `batch`, CloudEvents batches of that many events for customers taken from `ids`."""
     if batch:
@@ -157,6 +163,7 @@ def lua_script(query: str, ids: list[int], threads: int, *, batch: int = 0) -> s
         "run": uuid.uuid4().hex[:12],
         "expected": 202 if batch else 200,
         "content_type": "application/cloudevents-batch+json" if batch else "application/json",
+        "authorization": authorization,
     }
 
 
@@ -174,7 +181,12 @@ def run_wrk(
     threads = max(1, min(threads, connections))
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "load.lua"
-        script.write_text(lua_script(query, ids, threads, batch=batch), encoding="utf-8")
+        script.write_text(
+            lua_script(
+                query, ids, threads, batch=batch, authorization=bench_authorization(Settings())
+            ),
+            encoding="utf-8",
+        )
         completed = subprocess.run(
             [
                 wrk_binary(),

@@ -8,9 +8,12 @@ from typing import Annotated
 import strawberry
 from bson import ObjectId
 
+from api.principal import Scope
+from resolvers.access import Pii, readable
 from resolvers.common import Info, load, page_key
 from resolvers.engagement import InteractionConnection, Profile, Ticket
 from resolvers.enums import AddressKind, CustomerStatus, InteractionType, OrderStatus, TicketStatus
+from resolvers.masking import mask_email, mask_phone, mask_street, withhold
 from resolvers.order import OrderConnection
 from resolvers.vendor import LoyaltyMembership
 from sources.sql.records import AddressRecord, CustomerRecord
@@ -27,9 +30,16 @@ AfterArg = Annotated[
 
 @strawberry.type(description="A postal address of the customer.")
 class Address:
+    customer_id: strawberry.Private[int]
     kind: AddressKind = strawberry.field(description="What the address is used for.")
-    line1: str = strawberry.field(description="First street line.")
-    line2: str | None = strawberry.field(description="Second street line.")
+    line1: str | None = strawberry.field(
+        description="First street line (personal data: masked for analysts).",
+        extensions=[Pii(mask_street)],
+    )
+    line2: str | None = strawberry.field(
+        description="Second street line (personal data: masked for analysts).",
+        extensions=[Pii(mask_street)],
+    )
     city: str = strawberry.field(description="City or town.")
     region: str | None = strawberry.field(description="State, county or province.")
     postal_code: str = strawberry.field(description="Postal code.")
@@ -39,6 +49,7 @@ class Address:
     @classmethod
     def from_record(cls, record: AddressRecord) -> Address:
         return cls(
+            customer_id=record.customer_id,
             kind=AddressKind(record.kind),
             line1=record.line1,
             line2=record.line2,
@@ -57,12 +68,24 @@ class Address:
 )
 class Customer:
     record: strawberry.Private[CustomerRecord]
+    customer_id: strawberry.Private[int]
     id: strawberry.ID = strawberry.field(description="Customer id.")
     first_name: str = strawberry.field(description="Given name.")
     last_name: str = strawberry.field(description="Family name.")
-    email: str = strawberry.field(description="Email address, normalised to lower case.")
-    phone: str | None = strawberry.field(description="Phone number in E.164 form.")
-    birth_date: dt.date | None = strawberry.field(description="Date of birth, when known.")
+    email: str | None = strawberry.field(
+        description="Email address, normalised to lower case (personal data: masked for "
+        "analysts, e.g. `j***@example.com`).",
+        extensions=[Pii(mask_email)],
+    )
+    phone: str | None = strawberry.field(
+        description="Phone number in E.164 form (personal data: masked for analysts, e.g. "
+        "`+44*******321`).",
+        extensions=[Pii(mask_phone)],
+    )
+    birth_date: dt.date | None = strawberry.field(
+        description="Date of birth, when known (personal data: null for analysts).",
+        extensions=[Pii(withhold)],
+    )
     status: CustomerStatus = strawberry.field(description="ACTIVE, or MERGED into another.")
     created_at: dt.datetime = strawberry.field(description="When the record was created.")
     updated_at: dt.datetime = strawberry.field(description="When the record last changed.")
@@ -71,14 +94,20 @@ class Customer:
     def name(self) -> str:
         return f"{self.first_name} {self.last_name}"
 
-    @strawberry.field(description="Postal addresses, one per kind at most.")
+    @strawberry.field(
+        description="Postal addresses, one per kind at most.",
+        extensions=[readable(Scope.CUSTOMERS)],
+        metadata={"list_size": 3},
+    )
     async def addresses(self, info: Info) -> list[Address]:
         records = await load(
             info, info.context.loaders.sql.addresses_by_customer_id, self.record.id
         )
         return [Address.from_record(r) for r in records or []]
 
-    @strawberry.field(description="The customer's orders, newest first.")
+    @strawberry.field(
+        description="The customer's orders, newest first.", extensions=[readable(Scope.ORDERS)]
+    )
     async def orders(
         self,
         info: Info,
@@ -87,19 +116,24 @@ class Customer:
         status: Annotated[
             OrderStatus | None, strawberry.argument(description="Only orders in this status.")
         ] = None,
-    ) -> OrderConnection:
+    ) -> OrderConnection | None:
         filters = (status.value,) if status else ()
         key = page_key(info, self.record.id, first, after, filters=filters, valid_id=str.isdigit)
         page = await load(info, info.context.loaders.sql.order_page_by_customer, key)
         assert page is not None
         return OrderConnection.from_page(page, key)
 
-    @strawberry.field(description="Engagement profile; null when the customer has none.")
+    @strawberry.field(
+        description="Engagement profile; null when the customer has none.",
+        extensions=[readable(Scope.PROFILE)],
+    )
     async def profile(self, info: Info) -> Profile | None:
         record = await load(info, info.context.loaders.mongo.profile_by_customer_id, self.record.id)
         return Profile.from_record(record) if record else None
 
-    @strawberry.field(description="Interaction timeline, newest first.")
+    @strawberry.field(
+        description="Interaction timeline, newest first.", extensions=[readable(Scope.TIMELINE)]
+    )
     async def timeline(
         self,
         info: Info,
@@ -117,7 +151,11 @@ class Customer:
         page = await load(info, info.context.loaders.mongo.timeline_page_by_customer, key)
         return InteractionConnection.from_page(page, key) if page else None
 
-    @strawberry.field(description="Support tickets, newest first.")
+    @strawberry.field(
+        description="Support tickets, newest first.",
+        extensions=[readable(Scope.TICKETS)],
+        metadata={"list_size": 20},
+    )
     async def tickets(
         self,
         info: Info,
@@ -129,7 +167,10 @@ class Customer:
         records = await load(info, info.context.loaders.mongo.tickets_by_customer, key)
         return [Ticket.from_record(r) for r in records] if records is not None else None
 
-    @strawberry.field(description="Loyalty membership; null when not a member.")
+    @strawberry.field(
+        description="Loyalty membership; null when not a member.",
+        extensions=[readable(Scope.LOYALTY)],
+    )
     async def loyalty(self, info: Info) -> LoyaltyMembership | None:
         record = await load(
             info, info.context.loaders.vendor.loyalty_by_customer_id, self.record.id
@@ -140,6 +181,7 @@ class Customer:
     def from_record(cls, record: CustomerRecord) -> Customer:
         return cls(
             record=record,
+            customer_id=record.id,
             id=strawberry.ID(str(record.id)),
             first_name=record.first_name,
             last_name=record.last_name,

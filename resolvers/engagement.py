@@ -6,8 +6,10 @@ import datetime as dt
 
 import strawberry
 
+from resolvers.access import MarketingData, Pii
 from resolvers.common import Money, PageInfo
 from resolvers.enums import Channel, IdentityType, InteractionType, TicketPriority, TicketStatus
+from resolvers.masking import mask_identifier
 from sources.mongo.records import InteractionRecord, ProfileRecord, TicketRecord
 from sources.paging import Page, PageKey
 
@@ -35,14 +37,33 @@ class Consent:
 
 @strawberry.type(description="An identifier of the customer in another system.")
 class Identity:
+    customer_id: strawberry.Private[int]
     type: IdentityType = strawberry.field(description="Which system the identifier belongs to.")
-    value: str = strawberry.field(description="The identifier itself.")
+    value: str | None = strawberry.field(
+        description="The identifier itself (personal data: masked for analysts).",
+        extensions=[Pii(mask_identifier)],
+    )
+
+
+# Segments that serve the customer rather than market to them: kept when marketing consent is
+# withdrawn. Every other segment, and every trait, exists to target marketing.
+SERVICE_SEGMENTS = frozenset({"vip-service"})
+# Consent over any of these channels is consent to marketing contact.
+MARKETING_CHANNELS = frozenset({"EMAIL", "SMS", "PHONE", "PUSH", "POST"})
 
 
 @strawberry.type(description="The customer's engagement profile (CDP document).")
 class Profile:
-    traits: list[KeyValue] = strawberry.field(description="Free-form traits, by name.")
-    segments: list[str] = strawberry.field(description="Marketing and service segments.")
+    marketing_allowed: strawberry.Private[bool]
+    traits: list[KeyValue] = strawberry.field(
+        description="Free-form traits, by name; empty while marketing consent is withdrawn.",
+        extensions=[MarketingData()],
+    )
+    segments: list[str] = strawberry.field(
+        description="Marketing and service segments; only service segments while marketing "
+        "consent is withdrawn.",
+        extensions=[MarketingData()],
+    )
     preferences: Preferences = strawberry.field(description="Contact preferences.")
     consents: list[Consent] = strawberry.field(description="Consent per channel.")
     identities: list[Identity] = strawberry.field(description="Known identifiers elsewhere.")
@@ -51,9 +72,17 @@ class Profile:
         description="When the customer was last seen on any channel."
     )
 
+    def without_marketing(self, field_name: str, value: list[object]) -> list[object]:
+        """What a field shows while marketing consent is withdrawn."""
+        return [s for s in value if s in SERVICE_SEGMENTS] if field_name == "segments" else []
+
     @classmethod
     def from_record(cls, record: ProfileRecord) -> Profile:
         return cls(
+            # Withdrawn means no marketing channel is granted any more.
+            marketing_allowed=any(
+                c.granted for c in record.consents if c.channel in MARKETING_CHANNELS
+            ),
             traits=[KeyValue(key=k, value=v) for k, v in sorted(record.traits.items())],
             segments=record.segments,
             preferences=Preferences(
@@ -64,7 +93,8 @@ class Profile:
                 for c in record.consents
             ],
             identities=[
-                Identity(type=IdentityType(i.type), value=i.value) for i in record.identities
+                Identity(customer_id=record.customer_id, type=IdentityType(i.type), value=i.value)
+                for i in record.identities
             ],
             lifetime_value=Money.from_minor(record.lifetime_value_minor, record.currency),
             last_seen_at=record.last_seen_at,

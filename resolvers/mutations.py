@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from bson import ObjectId
 
+from resolvers.access import changeable
 from resolvers.common import Info, parse_id
 from resolvers.customer import Customer
 from resolvers.enums import (
@@ -154,6 +155,10 @@ def _customer_id(value: strawberry.ID) -> int:
     return number if number is not None else 0
 
 
+def _input_customer(arguments: dict[str, Any]) -> object:
+    return arguments["input"].customer_id
+
+
 async def _customer(info: Info, customer_id: int) -> Customer:
     record = await info.context.loaders.sql.customer_by_id.load(customer_id)
     assert record is not None
@@ -162,14 +167,18 @@ async def _customer(info: Info, customer_id: int) -> Customer:
 
 @strawberry.type(description="Changes to contact data, orders and consent.")
 class ContactMutations:
-    @strawberry.mutation(description="Change a customer's email, phone or name.")
+    @strawberry.mutation(
+        description="Change a customer's email, phone or name (agents, admins, and a customer "
+        "its own).",
+        extensions=[changeable(_input_customer)],
+    )
     async def update_customer_contact(
         self,
         info: Info,
         input: Annotated[
             UpdateCustomerContactInput, strawberry.argument(description="What to change.")
         ],
-    ) -> UpdateCustomerContactResult:
+    ) -> UpdateCustomerContactResult | None:
         try:
             record, event = await changes.change_contact(
                 info.context.connections.changes,
@@ -185,12 +194,12 @@ class ContactMutations:
             customer=Customer.from_record(record), event_id=strawberry.ID(event.id)
         )
 
-    @strawberry.mutation(description="Move an order to its next status.")
+    @strawberry.mutation(description="Move an order to its next status.", extensions=[changeable()])
     async def update_order_status(
         self,
         info: Info,
         input: Annotated[UpdateOrderStatusInput, strawberry.argument(description="The change.")],
-    ) -> UpdateOrderStatusResult:
+    ) -> UpdateOrderStatusResult | None:
         try:
             record, event = await changes.change_order_status(
                 info.context.connections.changes,
@@ -204,12 +213,16 @@ class ContactMutations:
             order=Order.from_record(record), event_id=strawberry.ID(event.id)
         )
 
-    @strawberry.mutation(description="Grant or withdraw a customer's consent for a channel.")
+    @strawberry.mutation(
+        description="Grant or withdraw a customer's consent for a channel (agents, admins, and "
+        "a customer its own).",
+        extensions=[changeable(_input_customer)],
+    )
     async def set_consent(
         self,
         info: Info,
         input: Annotated[SetConsentInput, strawberry.argument(description="The consent.")],
-    ) -> SetConsentResult:
+    ) -> SetConsentResult | None:
         customer_id = _customer_id(input.customer_id)
         try:
             event = await changes.change_consent(
@@ -354,12 +367,15 @@ TicketResult = Annotated[
 
 @strawberry.type(description="Every change c360 can be asked to make.")
 class Mutation(ContactMutations):
-    @strawberry.mutation(description="Add the customer's address of a kind, or replace it.")
+    @strawberry.mutation(
+        description="Add the customer's address of a kind, or replace it.",
+        extensions=[changeable()],
+    )
     async def set_address(
         self,
         info: Info,
         input: Annotated[SetAddressInput, strawberry.argument(description="The address.")],
-    ) -> AddressResult:
+    ) -> AddressResult | None:
         customer_id = _customer_id(input.customer_id)
         try:
             event = await changes.change_address(
@@ -381,13 +397,15 @@ class Mutation(ContactMutations):
             customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
         )
 
-    @strawberry.mutation(description="Remove the customer's address of a kind.")
+    @strawberry.mutation(
+        description="Remove the customer's address of a kind.", extensions=[changeable()]
+    )
     async def remove_address(
         self,
         info: Info,
         customer_id: Annotated[strawberry.ID, strawberry.argument(description="The customer.")],
         kind: Annotated[AddressKind, strawberry.argument(description="Which address.")],
-    ) -> AddressResult:
+    ) -> AddressResult | None:
         number = _customer_id(customer_id)
         try:
             event = await changes.remove_address(
@@ -399,14 +417,16 @@ class Mutation(ContactMutations):
             customer=await _customer(info, number), event_id=strawberry.ID(event.id)
         )
 
-    @strawberry.mutation(description="Add an interaction to the customer's timeline.")
+    @strawberry.mutation(
+        description="Add an interaction to the customer's timeline.", extensions=[changeable()]
+    )
     async def record_interaction(
         self,
         info: Info,
         input: Annotated[
             RecordInteractionInput, strawberry.argument(description="The interaction.")
         ],
-    ) -> RecordInteractionResult:
+    ) -> RecordInteractionResult | None:
         customer_id = _customer_id(input.customer_id)
         try:
             event = await changes.record_interaction(
@@ -425,12 +445,14 @@ class Mutation(ContactMutations):
             return _refused(RecordInteractionError, RecordInteractionErrorCode, error)
         return RecordInteractionSuccess(event_id=strawberry.ID(event.id))
 
-    @strawberry.mutation(description="Open a support ticket for a customer.")
+    @strawberry.mutation(
+        description="Open a support ticket for a customer.", extensions=[changeable()]
+    )
     async def open_ticket(
         self,
         info: Info,
         input: Annotated[OpenTicketInput, strawberry.argument(description="The ticket.")],
-    ) -> TicketResult:
+    ) -> TicketResult | None:
         try:
             ticket_id, event = await changes.open_ticket(
                 info.context.connections.changes,
@@ -443,12 +465,15 @@ class Mutation(ContactMutations):
             return _refused(TicketError, TicketErrorCode, error)
         return TicketSuccess(ticket_id=strawberry.ID(ticket_id), event_id=strawberry.ID(event.id))
 
-    @strawberry.mutation(description="Move a ticket to a new status (assign it, resolve it).")
+    @strawberry.mutation(
+        description="Move a ticket to a new status (assign it, resolve it).",
+        extensions=[changeable()],
+    )
     async def change_ticket_status(
         self,
         info: Info,
         input: Annotated[ChangeTicketStatusInput, strawberry.argument(description="The change.")],
-    ) -> TicketResult:
+    ) -> TicketResult | None:
         try:
             event = await changes.change_ticket_status(
                 info.context.connections.changes,

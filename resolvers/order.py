@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from api.principal import Scope
+from resolvers.access import readable
 from resolvers.common import Info, Money, PageInfo, load
 from resolvers.enums import Channel, OrderStatus
 from resolvers.vendor import Shipment
@@ -78,14 +80,15 @@ class Order:
     placed_at: dt.datetime = strawberry.field(description="When the order was placed.")
     updated_at: dt.datetime = strawberry.field(description="When the order last changed.")
 
-    @strawberry.field(description="The order's lines, in order.")
+    @strawberry.field(description="The order's lines, in order.", metadata={"list_size": 10})
     async def lines(self, info: Info) -> list[OrderLine]:
         records = await load(info, info.context.loaders.sql.lines_by_order_id, self.record.id)
         return [OrderLine.from_record(r, self.record.currency) for r in records or []]
 
     @strawberry.field(
         description="The parcel as the carrier tracks it; null before shipping or when the "
-        "carrier API cannot answer (see the error on this path)."
+        "carrier API cannot answer (see the error on this path).",
+        extensions=[readable(Scope.SHIPMENTS)],
     )
     async def shipment(self, info: Info) -> Shipment | None:
         if not self.record.tracking_number:
@@ -94,7 +97,9 @@ class Order:
         record = await load(info, loader, self.record.tracking_number)
         return Shipment.from_record(record) if record else None
 
-    @strawberry.field(description="The customer who placed the order.")
+    @strawberry.field(
+        description="The customer who placed the order.", extensions=[readable(Scope.CUSTOMERS)]
+    )
     async def customer(
         self, info: Info
     ) -> Annotated[Customer, strawberry.lazy("resolvers.customer")] | None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, SchemaExtension
 
+from api.principal import Scope
+from resolvers.access import own_customer
+from resolvers.admin import AdminQuery
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer
 from resolvers.mutations import Mutation
@@ -15,9 +19,16 @@ from resolvers.subscriptions import Subscription
 from sources.errors import SourceError
 
 
+def _requested_customer(arguments: dict[str, Any]) -> object:
+    return arguments["id"]
+
+
 @strawberry.type(description="Everything c360 can be asked.")
-class Query:
-    @strawberry.field(description="A customer by id; null when no customer has that id.")
+class Query(AdminQuery):
+    @strawberry.field(
+        description="A customer by id; null when no customer has that id.",
+        extensions=[own_customer(Scope.CUSTOMERS, _requested_customer)],
+    )
     async def customer(
         self,
         info: Info,
@@ -35,7 +46,7 @@ def _unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError | SourceError)
 
 
-def create_schema() -> strawberry.Schema:
+def create_schema(extensions: Sequence[type[SchemaExtension]] = ()) -> strawberry.Schema:
     """The c360 schema; `c360 export-schema` prints it as schema.graphql.
 
     MaskErrors covers what runs through Strawberry's own execution (subscriptions over
@@ -45,5 +56,5 @@ def create_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[lambda: MaskErrors(should_mask_error=_unexpected)],
+        extensions=[lambda: MaskErrors(should_mask_error=_unexpected), *extensions],
     )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
 
 from api.context import use_fresh_loaders
+from api.principal import Scope
+from resolvers.access import own_customer
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer
 from resolvers.engagement import Interaction, Ticket
@@ -158,11 +160,16 @@ def _activity(customer_id: int, delivery: Delivery) -> CustomerActivity:
     )
 
 
+def _subscribed_customer(arguments: dict[str, Any]) -> object:
+    return arguments["customer_id"]
+
+
 @strawberry.type(description="Live changes, pushed over WebSocket (graphql-transport-ws).")
 class Subscription:
     @strawberry.subscription(
         description="Every change to one customer as it happens. With `after`, first the "
-        "retained changes after that event id, then live ones, with no gap and no duplicate."
+        "retained changes after that event id, then live ones, with no gap and no duplicate.",
+        extensions=[own_customer(Scope.CUSTOMERS, _subscribed_customer)],
     )
     async def customer_changed(
         self, info: Info, customer_id: CustomerIdArg, after: AfterArg = None
@@ -177,7 +184,8 @@ class Subscription:
 
     @strawberry.subscription(
         description="Each order of one customer placed or moved on, with the order after it; "
-        "resumable with `after` like customerChanged."
+        "resumable with `after` like customerChanged.",
+        extensions=[own_customer(Scope.ORDERS, _subscribed_customer)],
     )
     async def order_changed(
         self, info: Info, customer_id: CustomerIdArg, after: AfterArg = None
@@ -191,7 +199,8 @@ class Subscription:
 
     @strawberry.subscription(
         description="Each new interaction or ticket change of one customer, as it happens; "
-        "resumable with `after` like customerChanged."
+        "resumable with `after` like customerChanged.",
+        extensions=[own_customer(Scope.TIMELINE, _subscribed_customer)],
     )
     async def customer_activity(
         self, info: Info, customer_id: CustomerIdArg, after: AfterArg = None

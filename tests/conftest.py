@@ -26,6 +26,7 @@ from sources.seed.loader import seed
 from sources.sql.engine import create_engine
 from sources.thirdparty.simulator import VendorStore, running_simulator
 from tests import services
+from tests.auth import AGENT
 
 SEEDED_CUSTOMERS = 30
 
@@ -170,7 +171,9 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, http
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://c360.test", headers=AGENT
+        ) as http:
             yield application, http
 
 
@@ -190,9 +193,11 @@ def connections(app: Starlette) -> Connections:
 
 @pytest.fixture(scope="session")
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process HTTP client of the app (no sockets)."""
+    """An in-process HTTP client of the app (no sockets), acting as an agent."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://c360.test", headers=AGENT
+    ) as http:
         yield http
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
-    Text,
     Table,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )

@@ -10,6 +10,7 @@ import httpx
 
 from api.connections import Connections
 from sources.thirdparty.simulator import VendorStore
+from tests.auth import PUBLISHER
 from tests.builders import build_customer
 
 CE = "application/cloudevents+json"
@@ -99,7 +100,9 @@ async def test_every_event_type_is_applied_to_its_store(
         ),
         cloud_event("consent.changed", cid, {"channel": "PUSH", "granted": True}),
     ]
-    response = await client.post("/events", json=events, headers={"content-type": BATCH})
+    response = await client.post(
+        "/events", json=events, headers=PUBLISHER | {"content-type": BATCH}
+    )
     assert response.status_code == 202, response.text
     assert response.json()["accepted"] == len(events)
 
@@ -137,8 +140,8 @@ async def test_an_event_seen_before_is_acknowledged_not_applied_twice(
         cid,
         {"type": "CHAT", "channel": "WEB", "occurred_at": "2026-11-01T10:00:00Z"},
     )
-    first = await client.post("/events", json=event, headers={"content-type": CE})
-    again = await client.post("/events", json=event, headers={"content-type": CE})
+    first = await client.post("/events", json=event, headers=PUBLISHER | {"content-type": CE})
+    again = await client.post("/events", json=event, headers=PUBLISHER | {"content-type": CE})
     assert first.json()["accepted"] == 1
     assert (again.status_code, again.json()["duplicates"]) == (202, 1)
     customer = await view(client, cid, "timeline(first: 50, types: [CHAT]) { edges { cursor } }")
@@ -149,7 +152,7 @@ async def test_a_valid_event_for_an_unknown_customer_is_rejected_with_its_reason
     client: httpx.AsyncClient,
 ) -> None:
     event = cloud_event("consent.changed", 987654321, {"channel": "SMS", "granted": False})
-    response = await client.post("/events", json=event, headers={"content-type": CE})
+    response = await client.post("/events", json=event, headers=PUBLISHER | {"content-type": CE})
     assert response.status_code == 400
     [result] = response.json()["results"]
     assert result["status"] == "rejected"

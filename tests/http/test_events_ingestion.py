@@ -19,6 +19,7 @@ from api.settings import Settings
 from sources.events.changes import ChangeRejectedError
 from sources.events.deadletters import DeadLetterRecord, list_dead_letters
 from sources.events.envelope import Event
+from tests.auth import PUBLISHER
 
 STRUCTURED = {"content-type": "application/cloudevents+json"}
 BATCH = {"content-type": "application/cloudevents-batch+json"}
@@ -73,7 +74,9 @@ async def test_a_structured_event_is_applied(
     client: httpx.AsyncClient, applier: RecordingApplier
 ) -> None:
     body = consent_event(dataschema="urn:c360:schema:consent.changed:v1", tenant="eu")
-    response = await client.post("/events", content=orjson.dumps(body), headers=STRUCTURED)
+    response = await client.post(
+        "/events", content=orjson.dumps(body), headers=PUBLISHER | STRUCTURED
+    )
     assert response.status_code == 202
     assert response.json() == {
         "accepted": 1,
@@ -98,7 +101,7 @@ async def test_a_batch_applies_its_valid_events_and_dead_letters_the_rest(
     first, last = consent_event(subject="7"), consent_event(subject="8")
     bad_data = consent_event(data={"channel": "FAX", "granted": "yes"})
     batch = [first, bad_data, "not an event", last]
-    response = await client.post("/events", content=orjson.dumps(batch), headers=BATCH)
+    response = await client.post("/events", content=orjson.dumps(batch), headers=PUBLISHER | BATCH)
 
     assert response.status_code == 400
     payload = response.json()
@@ -140,7 +143,7 @@ async def test_an_event_that_cannot_apply_is_rejected_and_the_rest_applied(
         consent_event(),
     )
     response = await client.post(
-        "/events", content=orjson.dumps([before, orphan, after]), headers=BATCH
+        "/events", content=orjson.dumps([before, orphan, after]), headers=PUBLISHER | BATCH
     )
     assert response.status_code == 400
     payload = response.json()
@@ -178,7 +181,7 @@ async def test_a_binary_mode_event_is_read_from_its_headers(
         "assignee": "technician-17",
         "eta": "2026-11-22T10:15:00+01:00",
     }
-    response = await client.post("/events", content=orjson.dumps(data), headers=headers)
+    response = await client.post("/events", content=orjson.dumps(data), headers=PUBLISHER | headers)
     assert response.status_code == 202, response.text
     assert response.json()["results"] == [
         {"index": 0, "id": event_id, "status": "accepted", "reasons": []}
@@ -193,7 +196,7 @@ async def test_binary_mode_needs_the_ce_headers(
     client: httpx.AsyncClient, applier: RecordingApplier, connections: Connections
 ) -> None:
     marker = f"no-headers-{uuid.uuid4()}"
-    response = await client.post("/events", json={"marker": marker})
+    response = await client.post("/events", json={"marker": marker}, headers=PUBLISHER)
     assert response.status_code == 400
     [result] = response.json()["results"]
     assert result["status"] == "rejected"
@@ -216,7 +219,7 @@ async def test_binary_mode_data_that_is_not_json_is_rejected(
         "ce-subject": "7",
         "ce-time": "2026-11-22T09:30:00Z",
     }
-    response = await client.post("/events", content=b"{granted", headers=headers)
+    response = await client.post("/events", content=b"{granted", headers=PUBLISHER | headers)
     assert response.status_code == 400
     [result] = response.json()["results"]
     assert result["reasons"][0].startswith("the body (the event's data) is not valid JSON")
@@ -233,8 +236,8 @@ async def test_an_event_id_seen_before_is_a_duplicate(
     client: httpx.AsyncClient, applier: RecordingApplier
 ) -> None:
     body = consent_event()
-    first = await client.post("/events", content=orjson.dumps(body), headers=STRUCTURED)
-    again = await client.post("/events", content=orjson.dumps(body), headers=STRUCTURED)
+    first = await client.post("/events", content=orjson.dumps(body), headers=PUBLISHER | STRUCTURED)
+    again = await client.post("/events", content=orjson.dumps(body), headers=PUBLISHER | STRUCTURED)
     assert first.status_code == again.status_code == 202
     assert again.json() == {
         "accepted": 0,
@@ -242,7 +245,9 @@ async def test_an_event_id_seen_before_is_a_duplicate(
         "rejected": 0,
         "results": [{"index": 0, "id": body["id"], "status": "duplicate", "reasons": []}],
     }
-    twice = await client.post("/events", content=orjson.dumps([body, body]), headers=BATCH)
+    twice = await client.post(
+        "/events", content=orjson.dumps([body, body]), headers=PUBLISHER | BATCH
+    )
     assert twice.status_code == 202
     assert [r["status"] for r in twice.json()["results"]] == ["duplicate", "duplicate"]
     assert [e.id for e in applier.applied] == [body["id"]]
@@ -251,7 +256,7 @@ async def test_an_event_id_seen_before_is_a_duplicate(
 async def test_an_empty_batch_is_accepted(
     client: httpx.AsyncClient, applier: RecordingApplier
 ) -> None:
-    response = await client.post("/events", content=b"[]", headers=BATCH)
+    response = await client.post("/events", content=b"[]", headers=PUBLISHER | BATCH)
     assert response.status_code == 202
     assert response.json() == {"accepted": 0, "duplicates": 0, "rejected": 0, "results": []}
 
@@ -272,7 +277,7 @@ async def test_a_body_of_the_wrong_shape_is_rejected_and_kept(
     body: bytes,
     reason: str,
 ) -> None:
-    response = await client.post("/events", content=body, headers=headers)
+    response = await client.post("/events", content=body, headers=PUBLISHER | headers)
     assert response.status_code == 400
     [result] = response.json()["results"]
     assert (result["index"], result["id"], result["status"]) == (0, None, "rejected")
@@ -289,7 +294,7 @@ async def test_an_unsupported_content_type_is_415(
     client: httpx.AsyncClient, applier: RecordingApplier, content_type: str | None
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
-    response = await client.post("/events", content=b"{}", headers=headers)
+    response = await client.post("/events", content=b"{}", headers=PUBLISHER | headers)
     assert response.status_code == 415
     assert "application/cloudevents+json" in response.json()["error"]
     assert response.headers["accept-post"] == (
@@ -301,7 +306,7 @@ async def test_a_body_over_the_limit_is_413(
     client: httpx.AsyncClient, applier: RecordingApplier, settings: Settings
 ) -> None:
     too_big = b" " * (settings.events_max_body_bytes + 1)
-    response = await client.post("/events", content=too_big, headers=STRUCTURED)
+    response = await client.post("/events", content=too_big, headers=PUBLISHER | STRUCTURED)
     assert response.status_code == 413
     assert response.json() == {
         "error": "The body is larger than 1048576 bytes; send fewer events per request."
@@ -312,7 +317,7 @@ async def test_a_body_over_the_limit_is_413(
         for _ in range(settings.events_max_body_bytes // 65536 + 1):
             yield b" " * 65536
 
-    streamed = await client.post("/events", content=chunks(), headers=STRUCTURED)
+    streamed = await client.post("/events", content=chunks(), headers=PUBLISHER | STRUCTURED)
     assert streamed.status_code == 413
     assert applier.applied == []
 
@@ -321,13 +326,13 @@ async def test_a_batch_over_the_limit_is_413(
     client: httpx.AsyncClient, applier: RecordingApplier, settings: Settings
 ) -> None:
     batch = [consent_event() for _ in range(settings.events_max_batch + 1)]
-    response = await client.post("/events", content=orjson.dumps(batch), headers=BATCH)
+    response = await client.post("/events", content=orjson.dumps(batch), headers=PUBLISHER | BATCH)
     assert response.status_code == 413
     assert response.json() == {
         "error": "The batch holds 501 events; at most 500 are accepted per request."
     }
     assert applier.applied == []
-    full = await client.post("/events", content=orjson.dumps(batch[:-1]), headers=BATCH)
+    full = await client.post("/events", content=orjson.dumps(batch[:-1]), headers=PUBLISHER | BATCH)
     assert full.status_code == 202
     assert full.json()["accepted"] == settings.events_max_batch
 
@@ -360,7 +365,9 @@ async def test_a_failing_applier_answers_503_and_stops(
     app.state.event_applier = failing
     try:
         batch = [consent_event(), consent_event()]
-        response = await client.post("/events", content=orjson.dumps(batch), headers=BATCH)
+        response = await client.post(
+            "/events", content=orjson.dumps(batch), headers=PUBLISHER | BATCH
+        )
     finally:
         app.state.event_applier = previous
     assert response.status_code == 503
@@ -378,7 +385,9 @@ async def test_dead_letters_are_listed_by_the_command_line(
     old = consent_event(subject="not-a-customer")
     new = consent_event(type="customer.deleted")
     for body in (old, new):
-        response = await client.post("/events", content=orjson.dumps(body), headers=STRUCTURED)
+        response = await client.post(
+            "/events", content=orjson.dumps(body), headers=PUBLISHER | STRUCTURED
+        )
         assert response.status_code == 400
     capsys.readouterr()
 

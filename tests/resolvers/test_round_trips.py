@@ -8,6 +8,7 @@ import httpx
 
 from api.connections import Connections
 from sources.thirdparty.simulator import VendorStore
+from tests.auth import AGENT
 from tests.builders import build_customer
 from tests.queries import AGENT_QUERY, many_customers_query
 
@@ -18,7 +19,7 @@ AGENT_ROUND_TRIPS = {"sql": 5, "mongo": 3, "loyalty": 1, "tracking": 1}
 async def measured(
     base_url: str, connections: Connections, query: str, variables: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    async with httpx.AsyncClient(base_url=base_url, headers=AGENT) as http:
         before = connections.round_trips.snapshot()
         response = await http.post("/graphql", json={"query": query, "variables": variables})
         spent = connections.round_trips.since(before)

@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from api.connections import Connections
 from sources.thirdparty.simulator import VendorStore
+from tests.auth import AGENT, PUBLISHER
 from tests.builders import build_customer
 
 SUBSCRIBE = """subscription($id: ID!, $after: ID) {
@@ -26,7 +27,7 @@ CONTACT = """mutation($input: UpdateCustomerContactInput!) { updateCustomerConta
 async def graphql_ws(base_url: str) -> AsyncIterator[ClientConnection]:
     url = base_url.replace("http://", "ws://") + "/graphql"
     async with connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
-        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        await ws.send(json.dumps({"type": "connection_init", "payload": AGENT}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         yield ws
 
@@ -53,7 +54,7 @@ async def subscribe(ws: ClientConnection, cid: int, after: str | None = None) ->
 
 
 async def change_email(base_url: str, cid: int, email: str) -> None:
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    async with httpx.AsyncClient(base_url=base_url, headers=AGENT) as http:
         response = await http.post(
             "/graphql",
             json={
@@ -145,9 +146,11 @@ async def test_an_ingested_upstream_event_reaches_the_subscriber(
     async with graphql_ws(live_server) as ws:
         await subscribe(ws, cid)
         await asyncio.sleep(0.2)
-        async with httpx.AsyncClient(base_url=live_server) as http:
+        async with httpx.AsyncClient(base_url=live_server, headers=AGENT) as http:
             response = await http.post(
-                "/events", json=event, headers={"content-type": "application/cloudevents+json"}
+                "/events",
+                json=event,
+                headers=PUBLISHER | {"content-type": "application/cloudevents+json"},
             )
         assert response.status_code == 202, response.text
         message = await next_message(ws)
@@ -178,7 +181,7 @@ async def test_order_changes_arrive_with_the_order_after_them(
         __typename } }"""
     async with graphql_ws(live_server) as ws:
         await start(ws, query, cid)
-        async with httpx.AsyncClient(base_url=live_server) as http:
+        async with httpx.AsyncClient(base_url=live_server, headers=AGENT) as http:
             await http.post(
                 "/graphql",
                 json={
@@ -225,11 +228,11 @@ async def test_customer_activity_shows_interactions_and_ticket_changes(
     ]
     async with graphql_ws(live_server) as ws:
         await start(ws, query, cid)
-        async with httpx.AsyncClient(base_url=live_server) as http:
+        async with httpx.AsyncClient(base_url=live_server, headers=AGENT) as http:
             response = await http.post(
                 "/events",
                 json=events,
-                headers={"content-type": "application/cloudevents-batch+json"},
+                headers=PUBLISHER | {"content-type": "application/cloudevents-batch+json"},
             )
         assert response.status_code == 202, response.text
         first = (await next_message(ws))["payload"]["data"]["customerActivity"]

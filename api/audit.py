@@ -1,0 +1,109 @@
+"""The PII audit trail: clear-text reads are buffered in memory and written in batches.
+
+A request only adds to an in-memory buffer (no I/O on the request path); a background task
+writes what has gathered every `audit_flush_seconds`, one row per request and customer with
+every field read. On shutdown the buffer is written before the connections close. If a write
+fails, the entries are kept and tried again on the next flush, so a database blip loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.principal import Principal
+from sources.sql.audit import AuditRecord, write_audit_entries
+
+log = logging.getLogger(__name__)
+
+# Past this many buffered rows (the database has been down a while) the oldest are dropped,
+# loudly, rather than the process growing without bound.
+MAX_BUFFERED = 100_000
+
+
+@dataclass(slots=True)
+class _Pending:
+    at: dt.datetime
+    principal: str
+    role: str
+    fields: set[str] = field(default_factory=set)
+
+
+class AuditLog:
+    """Buffers clear-text PII reads and writes them in the background."""
+
+    def __init__(self, engine: AsyncEngine, *, flush_seconds: float) -> None:
+        self._engine = engine
+        self._flush_seconds = flush_seconds
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._retry: list[AuditRecord] = []
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def record(
+        self, *, request_id: str, principal: Principal, customer_id: int, field_name: str
+    ) -> None:
+        """Note that `principal` read `field_name` of `customer_id` in clear (no I/O)."""
+        key = (request_id, customer_id)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Pending(
+                at=dt.datetime.now(dt.UTC), principal=principal.name, role=principal.role
+            )
+        pending.fields.add(field_name)
+
+    def start(self) -> None:
+        """Write buffered entries every `flush_seconds` until `stop`."""
+        self._task = asyncio.create_task(self._run(), name="audit-log")
+
+    async def stop(self) -> None:
+        """Stop the background writer and write what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Write every buffered entry now; the number written."""
+        async with self._lock:
+            pending, self._pending = self._pending, {}
+            entries = self._retry + [
+                AuditRecord(
+                    id=0,
+                    at=p.at,
+                    request_id=request_id,
+                    principal=p.principal,
+                    role=p.role,
+                    customer_id=customer_id,
+                    fields=sorted(p.fields),
+                )
+                for (request_id, customer_id), p in pending.items()
+            ]
+            self._retry = []
+            if not entries:
+                return 0
+            try:
+                async with self._engine.begin() as connection:
+                    await write_audit_entries(connection=connection, entries=entries)
+            except Exception:
+                log.exception("audit log write failed; %d entries kept for retry", len(entries))
+                if len(entries) > MAX_BUFFERED:
+                    log.error(
+                        "audit log buffer full: %d entries dropped", len(entries) - MAX_BUFFERED
+                    )
+                    entries = entries[-MAX_BUFFERED:]
+                self._retry = entries
+                return 0
+            return len(entries)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_seconds)
+            await self.flush()

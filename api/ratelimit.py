@@ -1,0 +1,256 @@
+"""Rate limits per principal and per client address, shared by every instance through Redis.
+
+Each request counts against its principal and its address: `rate_limit_principal` and
+`rate_limit_ip`, in `limits`' syntax ("600/minute", or several as "10/second;600/minute").
+The windows are sliding window counters: the current fixed window's count plus the previous
+window's, weighted by how much of it still overlaps the last full window back from now. A
+burst across a window boundary is counted as it is with a moving window, but each key costs
+two counters, not one timestamp per request (a moving window's list makes every hit O(N) in
+memory and time, which costs more than the request it guards at high limits).
+
+The counts live in Redis when `redis_url` is set (keys under `<cache_namespace>:ratelimit:`),
+so every instance sees the same counts; in this process otherwise. A Redis that fails or does
+not answer within `redis_timeout` opens a breaker for `redis_breaker_seconds`, as the cache
+does: meanwhile this instance counts on its own (each instance then allows the full limit,
+and the counts start afresh), and the first request after that tries Redis again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from limits import RateLimitItem, WindowStats, parse_many
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# What a failing Redis raises: redis-py's errors, socket errors, and our own time limit.
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Whether a request may proceed; when not, which limit refused it and for how long."""
+
+    allowed: bool
+    retry_after: int = 0  # whole seconds, at least 1 when refused
+    limit: str = ""  # "principal" or "ip" when refused
+
+
+ALLOWED = RateDecision(allowed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    kind: str  # "principal" or "ip"
+    item: RateLimitItem
+    who: str
+
+
+@dataclass(slots=True)
+class _Counters:
+    window: int  # index of the current fixed window
+    current: int
+    previous: int
+
+
+class LocalWindows:
+    """The sliding window counter of `limits`, kept in this process's memory.
+
+    limits' own MemoryStorage schedules a clean-up task on every hit; on the event loop that
+    costs more than the count itself. Here a key is two counters, read and written without
+    awaiting, so no lock is needed either; keys of ended windows are dropped as they are seen.
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._counters: dict[str, _Counters] = {}
+        self._max_keys = max_keys
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+        """Count one request; False (not counted) when the limit is spent."""
+        now = time.time()
+        counters = self._roll(item, identifiers, now)
+        if self._weighted(item, counters, now) + 1 > item.amount:
+            return False
+        counters.current += 1
+        return True
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        """When the next request would fit, and how many remain."""
+        now = time.time()
+        counters = self._roll(item, identifiers, now)
+        period = item.get_expiry()
+        start = counters.window * period
+        room = item.amount - 1 - counters.current
+        if room < 0:
+            # This window alone is spent: in the next one, it becomes the weighted previous.
+            start, room, previous = start + period, item.amount - 1, counters.current
+        else:
+            previous = counters.previous
+        # The previous window's weight falls as time passes: a slot frees up once it has
+        # fallen to `room`.
+        reset = start + period * max(0.0, 1 - room / previous) if previous else now
+        used = self._weighted(item, counters, now)
+        return WindowStats(reset_time=reset, remaining=max(0, int(item.amount - used)))
+
+    def _roll(self, item: RateLimitItem, identifiers: tuple[str, ...], now: float) -> _Counters:
+        key = item.key_for(*identifiers)
+        window = int(now // item.get_expiry())
+        counters = self._counters.get(key)
+        if counters is None:
+            if len(self._counters) >= self._max_keys:
+                self._counters = {k: c for k, c in self._counters.items() if c.window >= window - 1}
+            counters = self._counters[key] = _Counters(window, 0, 0)
+        elif counters.window != window:
+            counters.previous = counters.current if counters.window == window - 1 else 0
+            counters.current = 0
+            counters.window = window
+        return counters
+
+    @staticmethod
+    def _weighted(item: RateLimitItem, counters: _Counters, now: float) -> float:
+        period = item.get_expiry()
+        overlap = 1 - (now - counters.window * period) / period
+        return counters.previous * overlap + counters.current
+
+
+class RateLimiter:
+    """Per-principal and per-address request limits, in Redis or in this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._enabled = settings.rate_limit_enabled
+        self._limits = {
+            "principal": parse_many(settings.rate_limit_principal),
+            "ip": parse_many(settings.rate_limit_ip),
+        }
+        self._local = LocalWindows()
+        self._timeout = settings.redis_timeout
+        self._breaker_seconds = settings.redis_breaker_seconds
+        self._open_until = 0.0
+        self._redis_down = False
+        self._pool: ConnectionPool | None = None
+        self._shared: SlidingWindowCounterRateLimiter | None = None
+        if self._enabled and settings.redis_url:
+            self._pool = ConnectionPool.from_url(
+                settings.redis_url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                # One immediate retry on a broken connection: after an outage the pool still
+                # holds dead sockets, and the first use of each fails though Redis is back.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                health_check_interval=0,
+            )
+            storage = RedisStorage(
+                _storage_uri(settings.redis_url),
+                implementation="redispy",
+                key_prefix=f"{settings.cache_namespace}:ratelimit",
+                # Documented by limits (handed to redis-py's client), typed narrower there.
+                connection_pool=self._pool,  # type: ignore[arg-type]
+            )
+            self._shared = SlidingWindowCounterRateLimiter(storage)
+
+    async def hit(self, *, principal: str | None, ip: str | None) -> RateDecision:
+        """Count one request against its principal and its address; refused if either is spent."""
+        if not self._enabled:
+            return ALLOWED
+        checks = [
+            _Check(kind, item, who)
+            for kind, who in (("principal", principal), ("ip", ip))
+            if who
+            for item in self._limits[kind]
+        ]
+        if not checks:
+            return ALLOWED
+        shared = self._shared
+        if shared is not None and time.monotonic() >= self._open_until:
+            try:
+                # At most two round trips: the hits, then the windows of the refusing limits.
+                async with asyncio.timeout(self._timeout * 2):
+                    decision = await _decide(shared, checks, _all)
+            except _REDIS_FAILURES as error:
+                await self._open_breaker(error)
+            else:
+                if self._redis_down:
+                    self._redis_down = False
+                    log.info("rate limits: Redis answers again, counting there")
+                return decision
+        return await _decide(self._local, checks, _each)
+
+    async def close(self) -> None:
+        """Close the Redis connections."""
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    async def _open_breaker(self, error: BaseException) -> None:
+        self._open_until = time.monotonic() + self._breaker_seconds
+        if not self._redis_down:
+            self._redis_down = True  # one warning per outage, not one per request
+            log.warning(
+                "rate limits: Redis unavailable (%r); counting in this instance, "
+                "trying Redis again every %ss",
+                error,
+                self._breaker_seconds,
+            )
+        if self._pool is not None:
+            # A timed-out call can leave a reply unread on its socket: start afresh.
+            with contextlib.suppress(*_REDIS_FAILURES):
+                await self._pool.disconnect()
+
+
+async def _decide(
+    strategy: SlidingWindowCounterRateLimiter | LocalWindows,
+    checks: list[_Check],
+    run: Callable[[Sequence[Awaitable[Any]]], Awaitable[list[Any]]],
+) -> RateDecision:
+    """Hit every limit of the request; refused by the one that frees up last."""
+    allowed = await run([strategy.hit(c.item, c.kind, c.who) for c in checks])
+    refused = [check for check, ok in zip(checks, allowed, strict=True) if not ok]
+    if not refused:
+        return ALLOWED
+    windows = await run([strategy.get_window_stats(c.item, c.kind, c.who) for c in refused])
+    now = time.time()
+    waits = [
+        (max(1, math.ceil(window.reset_time - now)), check.kind)
+        for check, window in zip(refused, windows, strict=True)
+    ]
+    retry_after, kind = max(waits)
+    return RateDecision(allowed=False, retry_after=retry_after, limit=kind)
+
+
+async def _all(calls: Sequence[Awaitable[_T]]) -> list[_T]:
+    """Every call's result, run concurrently; the first failure raised once all have ended."""
+    # return_exceptions: a failing call must not leave its siblings running unobserved.
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+async def _each(calls: Sequence[Awaitable[_T]]) -> list[_T]:
+    """Every call's result, one after the other: in process they do not wait on I/O, so
+    running them as tasks would only add the tasks' cost."""
+    return [await call for call in calls]
+
+
+def _storage_uri(redis_url: str) -> str:
+    """limits' name for a redis-py URL: `async+redis://…`, `async+redis+unix://…`."""
+    if redis_url.startswith("unix://"):
+        return f"async+redis+{redis_url}"
+    return f"async+{redis_url}"

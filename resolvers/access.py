@@ -1,0 +1,171 @@
+"""Who may see and change what: rules declared on the schema's fields, applied after the cache.
+
+Loaders return whole entities, the same for every caller; these field extensions decide, per
+field and per principal, whether a value is returned in clear, masked, or refused. Because they
+run on the resolved value, a cached entity is never served with another principal's view.
+
+- `readable(scope)`: who may read a field that opens an area of data (the customer, orders,
+  profile, ...). Every human role may; a `service` key only with the area's scope.
+- `own_customer(...)`: a `customer` principal may only reach its own customer.
+- `changeable(...)`: who may run a mutation; a `customer` only its own contact and consent.
+- `Pii(mask)`: personal data. In clear for `agent`, `admin`, the customer itself and a `service`
+  with `pii:read`, and then recorded in the audit log; masked for `analyst`; refused otherwise.
+- `MarketingData()`: hidden from everyone but `admin` when marketing consent is withdrawn.
+
+A refused field is null with a `FORBIDDEN` error on its path, so every guarded field is
+nullable: the rest of the query still answers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import FieldExtension
+from strawberry.permission import BasePermission, PermissionExtension
+
+from api.principal import Principal, Role, Scope
+from resolvers.masking import Mask
+
+CustomerArgument = Callable[[dict[str, Any]], object]
+
+# Roles that see every customer's personal data in clear (the customer sees its own: the only
+# customer it can reach).
+_CLEAR = (Role.ADMIN, Role.AGENT, Role.CUSTOMER)
+
+
+def forbidden(message: str) -> GraphQLError:
+    """The error of a refused field: FORBIDDEN, with a message that says what is missing."""
+    return GraphQLError(message, extensions={"code": "FORBIDDEN"})
+
+
+def _principal(info: Any) -> Principal:
+    principal: Principal = info.context.principal
+    return principal
+
+
+class _Rule(BasePermission):
+    def on_unauthorized(self) -> None:
+        raise forbidden(self.message or "Not allowed.")
+
+
+class _Readable(_Rule):
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.message = f"Not allowed: reading this needs the `{scope.value}` scope."
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        principal = _principal(info)
+        return principal.has(Role.AGENT, Role.ANALYST, Role.CUSTOMER) or principal.may(self.scope)
+
+
+class _OwnCustomer(_Rule):
+    message = "Not allowed: a customer may only see its own record."
+
+    def __init__(self, customer_of: CustomerArgument) -> None:
+        self.customer_of = customer_of
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        principal = _principal(info)
+        if principal.roles != {Role.CUSTOMER}:
+            return True
+        return str(self.customer_of(kwargs)) == str(principal.customer_id)
+
+
+class _Changeable(_Rule):
+    def __init__(self, customer_of: CustomerArgument | None) -> None:
+        self.customer_of = customer_of
+        self.message = "Not allowed: this change needs the agent or admin role" + (
+            ", or a customer changing its own record." if customer_of else "."
+        )
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        principal = _principal(info)
+        if principal.has(Role.ADMIN, Role.AGENT):
+            return True
+        if self.customer_of is None or Role.CUSTOMER not in principal.roles:
+            return False
+        return str(self.customer_of(kwargs)) == str(principal.customer_id)
+
+
+class _Admin(_Rule):
+    message = "Not allowed: this needs the admin role."
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return Role.ADMIN in _principal(info).roles
+
+
+def _guard(*rules: BasePermission) -> PermissionExtension:
+    return PermissionExtension(list(rules), use_directives=False)
+
+
+def readable(scope: Scope) -> PermissionExtension:
+    """A field any human role may read, and a `service` key holding `scope`."""
+    return _guard(_Readable(scope))
+
+
+def own_customer(scope: Scope, customer_of: CustomerArgument) -> PermissionExtension:
+    """An entry point to one customer: readable, and a `customer` only reaches its own."""
+    return _guard(_Readable(scope), _OwnCustomer(customer_of))
+
+
+def changeable(customer_of: CustomerArgument | None = None) -> PermissionExtension:
+    """A mutation for `agent` and `admin`; with `customer_of`, also the customer's own change."""
+    return _guard(_Changeable(customer_of))
+
+
+def admin_only() -> PermissionExtension:
+    """A field only `admin` may use (the audit log)."""
+    return _guard(_Admin())
+
+
+class _ValueRule(FieldExtension):
+    """A rule applied to a field's resolved value, for sync and async resolvers alike."""
+
+    def apply_to(self, value: Any, source: Any, info: Any) -> Any:
+        raise NotImplementedError
+
+    def resolve(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
+        return self.apply_to(next_(source, info, **kwargs), source, info)
+
+    async def resolve_async(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
+        value = next_(source, info, **kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+        return self.apply_to(value, source, info)
+
+
+class Pii(_ValueRule):
+    """Personal data: in clear (and audited), masked, or refused, by role.
+
+    The field's source must carry the customer it belongs to as `customer_id`.
+    """
+
+    def __init__(self, mask: Mask) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def apply_to(self, value: Any, source: Any, info: Any) -> Any:
+        principal = _principal(info)
+        if principal.has(*_CLEAR) or principal.may(Scope.PII):
+            if value is not None:
+                info.context.audit_read(source.customer_id, info.path.typename, info.field_name)
+            return value
+        if Role.ANALYST in principal.roles:
+            return None if value is None else self.mask(value)
+        raise forbidden("Not allowed: personal data needs the `pii:read` scope.")
+
+
+class MarketingData(_ValueRule):
+    """Traits and segments kept only while the customer allows marketing (but for `admin`).
+
+    The field's source must carry `marketing_allowed`, and `without_marketing(field, value)`
+    for what the field shows otherwise.
+    """
+
+    def apply_to(self, value: Any, source: Any, info: Any) -> Any:
+        if source.marketing_allowed or Role.ADMIN in _principal(info).roles:
+            return value
+        return source.without_marketing(info.field_name, value)

@@ -1,0 +1,87 @@
+"""What only `admin` may ask: the PII audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import strawberry
+
+from resolvers.access import admin_only
+from resolvers.common import Info, PageInfo, page_key, parse_id
+from sources.paging import Page, Position
+from sources.sql.audit import AuditRecord, audit_entries
+
+
+@strawberry.type(description="One request's clear-text reads of one customer's personal data.")
+class AuditEntry:
+    at: dt.datetime = strawberry.field(description="When the request read the data.")
+    request_id: str = strawberry.field(description="The request (X-Request-ID) that read it.")
+    principal: str = strawberry.field(description="Who read it: an API key name or token subject.")
+    role: str = strawberry.field(description="The role it read it as.")
+    customer_id: strawberry.ID = strawberry.field(description="Whose data was read.")
+    fields: list[str] = strawberry.field(description="The fields read, as `Type.field`.")
+
+    @classmethod
+    def from_record(cls, record: AuditRecord) -> AuditEntry:
+        return cls(
+            at=record.at,
+            request_id=record.request_id,
+            principal=record.principal,
+            role=record.role,
+            customer_id=strawberry.ID(str(record.customer_id)),
+            fields=record.fields,
+        )
+
+
+@strawberry.type(description="An audit entry with the cursor that points at it.")
+class AuditEntryEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this entry.")
+    node: AuditEntry = strawberry.field(description="The entry.")
+
+
+@strawberry.type(description="A page of the audit log, newest first.")
+class AuditEntryConnection:
+    edges: list[AuditEntryEdge] = strawberry.field(description="The entries of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page sits.")
+
+
+@strawberry.type
+class AdminQuery:
+    @strawberry.field(
+        description="Who read a customer's personal data in clear, newest first (admin only). "
+        "Entries are written in batches, within about a second of the read.",
+        extensions=[admin_only()],
+    )
+    async def audit_log(
+        self,
+        info: Info,
+        customer_id: Annotated[strawberry.ID, strawberry.argument(description="The customer.")],
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size: default 20, at most 100.")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="Entries after this `endCursor`.")
+        ] = None,
+    ) -> AuditEntryConnection | None:
+        key = page_key(info, parse_id(customer_id) or 0, first, after, valid_id=str.isdigit)
+        async with info.context.connections.engine.connect() as connection:
+            records = await audit_entries(
+                connection=connection,
+                customer_id=key.owner,
+                limit=key.first + 1,
+                before_id=int(key.after.id) if key.after else None,
+            )
+        page = Page(
+            items=records[: key.first],
+            has_next=len(records) > key.first,
+            positions=[Position(at=r.at, id=str(r.id)) for r in records[: key.first]],
+        )
+        page_info, cursors = PageInfo.of(page, key)
+        return AuditEntryConnection(
+            edges=[
+                AuditEntryEdge(cursor=c, node=AuditEntry.from_record(r))
+                for c, r in zip(cursors, page.items, strict=True)
+            ],
+            page_info=page_info,
+        )

@@ -1,0 +1,362 @@
+"""Query limits: depth, aliases and cost, measured on a small schema of the test's own."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pytest
+import strawberry
+from graphql import GraphQLError, GraphQLSchema, get_introspection_query, parse, validate
+from graphql.validation import specified_rules
+
+from api.limits import (
+    QUERY_TOO_COMPLEX,
+    alias_limit_rule,
+    check_limits,
+    cost_limit_rule,
+    depth_limit_rule,
+)
+from api.settings import Settings
+from resolvers.schema import create_schema
+from tests.queries import AGENT_QUERY
+
+PAGE_DEFAULT = 20
+
+
+@strawberry.type
+class Label:
+    text: str
+
+
+@strawberry.type
+class Tag:
+    name: str
+    label: Label
+
+
+@strawberry.type
+class Item:
+    id: strawberry.ID
+    title: str
+
+    @strawberry.field(metadata={"list_size": 4})
+    def tags(self) -> list[Tag]:
+        return []
+
+    @strawberry.field
+    def related(self) -> list[Tag]:
+        return []
+
+
+@strawberry.type
+class ItemEdge:
+    node: Item
+
+
+@strawberry.type
+class ItemConnection:
+    total: int
+    edges: list[ItemEdge]
+
+
+SearchResult = Annotated[Item | Tag, strawberry.union("SearchResult")]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def item(self, id: strawberry.ID) -> Item | None:
+        return None
+
+    @strawberry.field
+    def items(self, first: int | None = None) -> ItemConnection:
+        return ItemConnection(total=0, edges=[])
+
+    @strawberry.field
+    def top(self, first: int = 5) -> list[Item]:
+        return []
+
+    @strawberry.field(metadata={"list_size_arg": "ids", "list_size": 7})
+    def items_by_ids(self, ids: list[strawberry.ID]) -> list[Item | None]:
+        return []
+
+    @strawberry.field
+    def search(self) -> list[SearchResult]:
+        return []
+
+
+@pytest.fixture(scope="module")
+def schema() -> GraphQLSchema:
+    return strawberry.Schema(query=Query)._schema
+
+
+def limit_errors(
+    schema: GraphQLSchema,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    max_depth: int = 100,
+    max_aliases: int = 100,
+    cost_budget: int = 1_000_000,
+    role: str = "agent",
+) -> list[GraphQLError]:
+    """The limit errors of a document the spec rules accept."""
+    document = parse(query)
+    assert validate(schema, document) == []
+    return check_limits(
+        schema,
+        document,
+        variables=variables,
+        max_depth=max_depth,
+        max_aliases=max_aliases,
+        cost_budget=cost_budget,
+        role=role,
+        page_default=PAGE_DEFAULT,
+    )
+
+
+def measure(
+    schema: GraphQLSchema, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Depth, aliases and cost of a one-operation document, read from zero-limit errors."""
+    errors = limit_errors(schema, query, variables, max_depth=0, max_aliases=0, cost_budget=0)
+    measured = {"depth": 0, "aliases": 0, "cost": 0}
+    for error in errors:
+        assert error.extensions is not None
+        measured[error.extensions["limit"]] = error.extensions["measured"]
+    return measured
+
+
+def test_depth_counts_fields_through_fragments_and_inline_fragments(
+    schema: GraphQLSchema,
+) -> None:
+    query = """{ items { ...Page } }
+    fragment Page on ItemConnection { edges { node { ... on Item { tags { name } } } } }"""
+    assert measure(schema, query)["depth"] == 5
+    assert measure(schema, "{ item(id: 1) { title } }")["depth"] == 2
+    assert measure(schema, "{ __typename }")["depth"] == 1
+
+
+def test_depth_over_the_limit_is_refused_with_both_numbers(schema: GraphQLSchema) -> None:
+    query = "{ item(id: 1) { tags { label { text } } } }"
+    assert limit_errors(schema, query, max_depth=4) == []
+    [error] = limit_errors(schema, query, max_depth=3)
+    assert error.message == "The operation is 4 levels deep; at most 3 are allowed."
+    assert error.extensions == {
+        "code": QUERY_TOO_COMPLEX,
+        "limit": "depth",
+        "measured": 4,
+        "allowed": 3,
+    }
+    assert error.locations is not None and error.locations[0].line == 1
+
+
+def test_aliases_are_counted_once_per_document_fragments_included(
+    schema: GraphQLSchema,
+) -> None:
+    query = """{ a: item(id: 1) { t: title } b: item(id: 2) { title } ...More ...More }
+    fragment More on Query { c: item(id: 3) { id } }"""
+    assert limit_errors(schema, query, max_aliases=4) == []
+    [error] = limit_errors(schema, query, max_aliases=3)
+    assert error.message == "The document has 4 aliases; at most 3 are allowed."
+    assert error.extensions == {
+        "code": QUERY_TOO_COMPLEX,
+        "limit": "aliases",
+        "measured": 4,
+        "allowed": 3,
+    }
+
+
+def test_first_multiplies_the_cost_of_the_selection(schema: GraphQLSchema) -> None:
+    # items = 1 + first * (edges: 1 + 1 * (node: 1 + 0))
+    assert measure(schema, "{ items(first: 10) { edges { node { title } } } }")["cost"] == 21
+    assert measure(schema, "{ items(first: 0) { edges { node { title } } } }")["cost"] == 1
+
+
+def test_first_from_variables_default_or_page_default(schema: GraphQLSchema) -> None:
+    query = "query($n: Int) { items(first: $n) { edges { node { title } } } }"
+    assert measure(schema, query, {"n": 3})["cost"] == 1 + 3 * 2
+    assert measure(schema, query, {"n": 3.0})["cost"] == 1 + 3 * 2
+    # Unset or null: the resolver's page_default.
+    assert measure(schema, query, {})["cost"] == 1 + PAGE_DEFAULT * 2
+    assert measure(schema, query, {"n": None})["cost"] == 1 + PAGE_DEFAULT * 2
+    assert measure(schema, "{ items { edges { node { title } } } }")["cost"] == 41
+    with_default = "query($n: Int = 4) { items(first: $n) { edges { node { title } } } }"
+    assert measure(schema, with_default)["cost"] == 1 + 4 * 2
+    assert measure(schema, with_default, {"n": 6})["cost"] == 1 + 6 * 2
+
+
+def test_first_defaults_to_the_schema_default(schema: GraphQLSchema) -> None:
+    # top(first = 5) of items whose tags (4 each, by hint) have a label.
+    assert measure(schema, "{ top { tags { label { text } } } }")["cost"] == 1 + 5 * (1 + 4 * 1)
+    assert measure(schema, "{ top(first: 2) { tags { label { text } } } }")["cost"] == 11
+
+
+def test_list_size_hint_and_unhinted_lists(schema: GraphQLSchema) -> None:
+    assert measure(schema, "{ item(id: 1) { tags { label { text } } } }")["cost"] == 1 + 5
+    # No hint and no `first`: a list is priced like one item.
+    assert measure(schema, "{ item(id: 1) { related { label { text } } } }")["cost"] == 1 + 2
+
+
+def test_list_size_arg_multiplies_by_the_length_of_the_list(schema: GraphQLSchema) -> None:
+    item = "{ tags { label { text } } }"  # 5 per item
+    literal = f'{{ itemsByIds(ids: ["1", "2", "3"]) {item} }}'
+    assert measure(schema, literal)["cost"] == 1 + 3 * 5
+    variable = f"query($ids: [ID!]!) {{ itemsByIds(ids: $ids) {item} }}"
+    assert measure(schema, variable, {"ids": ["1", "2", "3", "4", "5"]})["cost"] == 1 + 5 * 5
+    # One value where a list is expected is a list of one.
+    assert measure(schema, f'{{ itemsByIds(ids: "1") {item} }}')["cost"] == 1 + 5
+    # An unknown length falls back to the `list_size` hint.
+    assert measure(schema, variable, {})["cost"] == 1 + 7 * 5
+
+
+def test_fragments_are_priced_at_each_use_site(schema: GraphQLSchema) -> None:
+    query = """{ a: items(first: 2) { ...Page } b: items(first: 3) { ...Page } }
+    fragment Page on ItemConnection { edges { node { title } } }"""
+    assert measure(schema, query)["cost"] == (1 + 2 * 2) + (1 + 3 * 2)
+
+
+def test_a_fragment_spread_a_billion_times_is_priced_once(schema: GraphQLSchema) -> None:
+    # F30 spreads F29 twice, which spreads F28 twice...: 2**30 copies of F0 once expanded.
+    fragments = "\n".join(
+        f"fragment F{n} on Item {{ ...F{n - 1} ...F{n - 1} }}" for n in range(1, 31)
+    )
+    base = "fragment F0 on Item { tags { label { text } } }"
+    query = f"{{ item(id: 1) {{ ...F30 }} }}\n{base}\n{fragments}"
+    [error] = check_limits(
+        schema,
+        parse(query),
+        variables=None,
+        max_depth=10,
+        max_aliases=0,
+        cost_budget=1_000_000,
+        role="agent",
+        page_default=PAGE_DEFAULT,
+    )
+    assert error.extensions is not None
+    assert error.extensions["measured"] == 1 + 2**30 * 5
+
+
+def test_union_members_are_all_added(schema: GraphQLSchema) -> None:
+    query = "{ search { ... on Item { tags { label { text } } } ... on Tag { label { text } } } }"
+    assert measure(schema, query)["cost"] == 1 + (5 + 1)
+
+
+def test_typename_costs_nothing(schema: GraphQLSchema) -> None:
+    assert measure(schema, "{ __typename }")["cost"] == 0
+    assert measure(schema, "{ __typename item(id: 1) { __typename } }")["cost"] == 1
+    assert limit_errors(schema, "{ __typename }", cost_budget=0) == []
+
+
+@pytest.mark.parametrize(
+    "introspection",
+    [
+        get_introspection_query(),
+        # GraphiQL's own variant.
+        get_introspection_query(
+            descriptions=True,
+            specified_by_url=True,
+            directive_is_repeatable=True,
+            schema_description=True,
+            input_value_deprecation=True,
+            one_of=True,
+        ),
+    ],
+)
+def test_introspection_passes_the_tightest_limits(
+    schema: GraphQLSchema, introspection: str
+) -> None:
+    assert limit_errors(schema, introspection, max_depth=1, max_aliases=0, cost_budget=0) == []
+
+
+def test_introspection_beside_data_measures_only_the_data(schema: GraphQLSchema) -> None:
+    query = "{ __schema { types { name fields { name } } } item(id: 1) { tags { name } } }"
+    assert measure(schema, query) == {"depth": 3, "aliases": 0, "cost": 2}
+
+
+def test_cost_over_the_budget_names_the_role_and_both_numbers(schema: GraphQLSchema) -> None:
+    query = "{ items(first: 10000) { edges { node { title } } } }"
+    assert limit_errors(schema, query, cost_budget=20_001, role="analyst") == []
+    [error] = limit_errors(schema, query, cost_budget=20_000, role="analyst")
+    assert error.message == (
+        "The operation costs 20,001, over the analyst budget of 20,000: "
+        "ask for fewer items (`first`) or fewer fields."
+    )
+    assert error.extensions == {
+        "code": QUERY_TOO_COMPLEX,
+        "limit": "cost",
+        "measured": 20_001,
+        "allowed": 20_000,
+    }
+
+
+def test_each_operation_is_measured_on_its_own(schema: GraphQLSchema) -> None:
+    query = """query Cheap { item(id: 1) { title } }
+    query Dear { items(first: 50) { edges { node { title } } } }"""
+    [error] = limit_errors(schema, query, cost_budget=100)
+    assert error.extensions is not None and error.extensions["measured"] == 101
+    assert error.locations is not None and error.locations[0].line == 2
+
+
+def test_the_rules_combine_with_the_spec_rules(schema: GraphQLSchema) -> None:
+    document = parse("{ item(id: 1) { tags { name } } missing }")
+    errors = validate(schema, document, [*specified_rules, depth_limit_rule(2)])
+    assert sorted(error.message for error in errors) == [
+        "Cannot query field 'missing' on type 'Query'.",
+        "The operation is 3 levels deep; at most 2 are allowed.",
+    ]
+
+
+def test_the_rules_report_what_check_limits_reports(schema: GraphQLSchema) -> None:
+    document = parse("""{
+      a: items(first: 30) { edges { node { tags { label { text } } } } }
+      b: item(id: 1) { title }
+    }""")
+    rules = [
+        depth_limit_rule(4),
+        alias_limit_rule(1),
+        cost_limit_rule(100, role="customer", variables=None, page_default=PAGE_DEFAULT),
+    ]
+
+    def summary(errors: list[GraphQLError]) -> list[tuple[str, Any, Any]]:
+        return sorted((e.message, e.extensions, e.locations) for e in errors)
+
+    direct = check_limits(
+        schema,
+        document,
+        variables=None,
+        max_depth=4,
+        max_aliases=1,
+        cost_budget=100,
+        role="customer",
+        page_default=PAGE_DEFAULT,
+    )
+    assert len(direct) == 3
+    assert summary(validate(schema, document, rules)) == summary(direct)
+
+
+def test_a_fragment_chain_too_long_to_measure_is_refused(schema: GraphQLSchema) -> None:
+    # The spec rules refuse this before the limits see it; check_limits must not crash on it.
+    chain = "\n".join(f"fragment F{n} on Query {{ ...F{n + 1} }}" for n in range(1500))
+    query = f"{{ ...F0 }}\n{chain}\nfragment F1500 on Query {{ __typename }}"
+    [error] = check_limits(
+        schema,
+        parse(query),
+        variables=None,
+        max_depth=10,
+        max_aliases=10,
+        cost_budget=10,
+        role="agent",
+        page_default=PAGE_DEFAULT,
+    )
+    assert error.message == "The document nests fragments too deeply to be measured."
+    assert error.extensions == {"code": QUERY_TOO_COMPLEX, "limit": "depth", "allowed": 10}
+
+
+def test_the_agent_query_fits_the_agent_limits() -> None:
+    schema = create_schema()._schema
+    defaults = Settings(_env_file=None)
+    measured = measure(schema, AGENT_QUERY, {"id": "1"})
+    assert 0 < measured["cost"] <= defaults.limit_cost_agent
+    assert 0 < measured["depth"] <= defaults.limit_depth
+    assert measured["aliases"] == 0

@@ -1,0 +1,115 @@
+"""WebSocket credentials: refused before any subscription, closed when they expire."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from api.principal import Role
+from api.settings import Settings
+from api.tokens import mint_token
+from tests.auth import AGENT, bearer
+from tests.http.test_guards import BAD_TOKENS
+from tests.ws.test_subscriptions import SUBSCRIBE, next_message
+
+
+def _url(live_server: str) -> str:
+    return live_server.replace("http://", "ws://") + "/graphql"
+
+
+async def _init_closes_with(live_server: str, payload: dict[str, str]) -> int:
+    async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+@pytest.mark.parametrize("case", [*BAD_TOKENS, "missing"])
+async def test_a_bad_or_missing_credential_closes_with_4403(live_server: str, case: str) -> None:
+    payload = {} if case == "missing" else {"authorization": f"Bearer {BAD_TOKENS[case][0]}"}
+    assert await _init_closes_with(live_server, payload) == 4403
+
+
+async def test_an_expired_token_ends_the_connection(live_server: str) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    # Valid for two more seconds: long enough to subscribe, then the server must hang up.
+    short = mint_token(
+        settings,
+        subject="short-lived",
+        roles=[Role.AGENT],
+        lifetime=dt.timedelta(seconds=2),
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.auth_jwt_leeway_seconds),
+    )
+    async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {short}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": {"id": "1"}},
+                }
+            )
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4403
+    assert closed.value.rcvd.reason == "credential expired"
+
+
+async def test_a_customer_may_subscribe_only_to_itself(live_server: str) -> None:
+    me = bearer(Role.CUSTOMER, subject="5")
+    async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": me}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "other",
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": {"id": "6"}},
+                }
+            )
+        )
+        message = await next_message(ws)
+        assert message["id"] == "other"
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_limits_apply_to_websocket_operations(live_server: str) -> None:
+    deep = (
+        'subscription { customerChanged(customerId: "1") { customer { orders { edges { node {'
+        " customer { orders { edges { node { customer { orders { edges { node { id } } } } } } }"
+        " } } } } } } }"
+    )
+    async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": AGENT}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "d", "type": "subscribe", "payload": {"query": deep}}))
+        message = await next_message(ws)
+        assert message["type"] == "error"
+        assert "levels deep" in message["payload"][0]["message"]
+
+
+async def test_a_foreign_origin_is_refused_at_the_handshake(live_server: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            _url(live_server),
+            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            origin="https://evil.example",  # type: ignore[arg-type]
+        ):
+            pass
+    assert refused.value.response.status_code == 403
