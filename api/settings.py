@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         default=5.0, description="Seconds a WebSocket has to send connection_init."
     )
 
+    phone_region: str = Field(
+        default="GB",
+        description="Region (ISO 3166-1 alpha-2) for phone numbers written without +country.",
+    )
+    batch_keys_max: int = Field(
+        default=500, ge=1, description="Most ids or emails one server-to-server lookup takes."
+    )
+
     page_default: int = Field(default=20, ge=1)
     page_max: int = Field(default=100, ge=1)
 

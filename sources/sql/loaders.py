@@ -23,8 +23,9 @@ from sources.sql.records import (
 )
 
 # Loader names: they appear in cache keys, and invalidations name them.
-CUSTOMER, ADDRESSES, PRODUCT, ORDER, ORDER_LINES, ORDER_PAGE = (
+CUSTOMER, CUSTOMER_ID_BY_EMAIL, ADDRESSES, PRODUCT, ORDER, ORDER_LINES, ORDER_PAGE = (
     "customer",
+    "customer_id_by_email",
     "addresses",
     "product",
     "order",
@@ -50,6 +51,7 @@ class SqlLoaders:
         query: Callable[[AsyncConnection, Sequence[K]], Awaitable[Sequence[V | None]]],
         *,
         tagged: bool = False,
+        cached: bool = True,
     ) -> DataLoader[K, Any]:
         engine = self._engine
 
@@ -58,11 +60,22 @@ class SqlLoaders:
             async with engine.connect() as connection:
                 return await query(connection, keys)
 
-        return keyed_loader(SQL, self._timeout, batch, cache=self._cache, name=name, tagged=tagged)
+        cache = self._cache if cached else None
+        return keyed_loader(SQL, self._timeout, batch, cache=cache, name=name, tagged=tagged)
 
     @cached_property
     def customer_by_id(self) -> DataLoader[int, CustomerRecord | None]:
         return self._loader(CUSTOMER, lambda c, k: queries.customers_by_ids(connection=c, ids=k))
+
+    @cached_property
+    def customer_id_by_email(self) -> DataLoader[str, int | None]:
+        """Emails (normalised: trimmed, lower case) to customer ids. Not cached: an email
+        moves between customers, and the record itself is cached by id."""
+        return self._loader(
+            CUSTOMER_ID_BY_EMAIL,
+            lambda c, k: queries.customer_ids_by_emails(connection=c, emails=k),
+            cached=False,
+        )
 
     @cached_property
     def addresses_by_customer_id(self) -> DataLoader[int, list[AddressRecord] | None]:

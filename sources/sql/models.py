@@ -215,3 +215,36 @@ class TrustedDocument(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# Search terms compare byte-wise ("C" collation on PostgreSQL, SQLite's default), so a prefix
+# is a plain index range: term >= 'jo' AND term < 'jp'.
+SearchTerm = String(320).with_variant(String(320, collation="C"), "postgresql")
+
+
+class CustomerSearchTerm(Base):
+    """One searchable word of a customer (a name, the email, phone digits), lower case."""
+
+    __tablename__ = "customer_search"
+    __table_args__ = (Index("ix_customer_search_term", "term"),)
+
+    customer_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("customers.id"), primary_key=True
+    )
+    term: Mapped[str] = mapped_column(SearchTerm, primary_key=True)
+
+
+class CustomerMerge(Base):
+    """One merge of a customer into a survivor: who, when, and exactly what moved (to undo)."""
+
+    __tablename__ = "customer_merges"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    survivor_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"), index=True)
+    merged_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"), index=True)
+    merged_by: Mapped[str] = mapped_column(String(255))
+    merged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # {"orders": [ids], "interactions": [ids], "tickets": [ids], "identities": [{type, value}]}
+    moved: Mapped[dict[str, Any]] = mapped_column(JSON)
+    unmerged_by: Mapped[str | None] = mapped_column(String(255))
+    unmerged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
