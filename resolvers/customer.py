@@ -192,3 +192,13 @@ class Customer:
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
+
+
+async def surviving_customer(info: Info, record: CustomerRecord | None) -> Customer | None:
+    """The customer a record stands for: itself, or, for a merged record, the customer it was
+    merged into (following a chain of merges). Every lookup lands on the survivor."""
+    seen: set[int] = set()
+    while record is not None and record.merged_into is not None and record.id not in seen:
+        seen.add(record.id)
+        record = await load(info, info.context.loaders.sql.customer_by_id, record.merged_into)
+    return Customer.from_record(record) if record else None

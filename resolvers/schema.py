@@ -13,7 +13,7 @@ from api.principal import Scope
 from resolvers.access import own_customer
 from resolvers.admin import AdminQuery
 from resolvers.common import Info, load, parse_id
-from resolvers.customer import Customer
+from resolvers.customer import Customer, surviving_customer
 from resolvers.mutations import Mutation
 from resolvers.subscriptions import Subscription
 from sources.errors import SourceError
@@ -26,7 +26,8 @@ def _requested_customer(arguments: dict[str, Any]) -> object:
 @strawberry.type(description="Everything c360 can be asked.")
 class Query(AdminQuery):
     @strawberry.field(
-        description="A customer by id; null when no customer has that id.",
+        description="A customer by id; null when no customer has that id. The id of a customer "
+        "merged into another gives the surviving customer.",
         extensions=[own_customer(Scope.CUSTOMERS, _requested_customer)],
     )
     async def customer(
@@ -38,7 +39,7 @@ class Query(AdminQuery):
         if number is None:
             return None
         record = await load(info, info.context.loaders.sql.customer_by_id, number)
-        return Customer.from_record(record) if record else None
+        return await surviving_customer(info, record)
 
 
 def _unexpected(error: GraphQLError) -> bool:
