@@ -22,10 +22,20 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     settings = Settings()
+    # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found.
+    # The default one would end the process on the spot, leaving the embedded stores running;
+    # this one unwinds, so they are stopped like on Ctrl-C.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with embedded_stores(settings) as resolved:
         # Workers read their settings from the environment: hand them the embedded URLs.
         for name in ("mongo_url", "loyalty_url", "tracking_url"):

@@ -69,12 +69,15 @@ def embedded_mongo(storage_path: Path, *, startup_timeout: float = 30.0) -> Iter
 
 
 def _die_with_parent() -> None:
-    # If c360 is killed outright, the server must not outlive it holding the data lock.
+    # If c360 dies without stopping it (killed outright, or uvicorn re-raising SIGTERM after
+    # its shutdown, which skips our cleanup), the server must not outlive it holding the data
+    # lock. SIGKILL, not SIGTERM: SecantusDB's own SIGTERM shutdown was seen to hang for
+    # minutes when its parent was gone; WiredTiger's journal recovers the data on next start.
     import ctypes
     import signal
 
     pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _wait_until_answering(
