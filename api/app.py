@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from strawberry.extensions import MaxTokensLimiter
 
 from api.connections import open_connections
 from api.events_http import create_events_endpoint
@@ -33,8 +34,14 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> Starlette:
     """The c360 app for resolved settings (every store's URL known; see `api.embedded`)."""
     refuse_unsafe_production(settings)
-    # WebSocket operations run through Strawberry: the admission checks join as an extension.
-    schema = create_schema(extensions=[WebSocketAdmission])
+    # WebSocket operations run through Strawberry: the admission checks join as extensions
+    # (the token limit bounds parsing, which comes before them).
+    schema = create_schema(
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=settings.limit_tokens),
+            WebSocketAdmission,
+        ]
+    )
     endpoint = GraphQLHTTP(schema, settings)
     metrics = Metrics()
 

@@ -40,7 +40,9 @@ class AuditLog:
     def __init__(self, engine: AsyncEngine, *, flush_seconds: float) -> None:
         self._engine = engine
         self._flush_seconds = flush_seconds
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        # By request, principal and customer: the request id may come from the client
+        # (X-Request-ID), so it alone must not merge two principals' reads into one entry.
+        self._pending: dict[tuple[str, str, str, int], _Pending] = {}
         self._retry: list[AuditRecord] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -49,7 +51,7 @@ class AuditLog:
         self, *, request_id: str, principal: Principal, customer_id: int, field_name: str
     ) -> None:
         """Note that `principal` read `field_name` of `customer_id` in clear (no I/O)."""
-        key = (request_id, customer_id)
+        key = (request_id, f"{principal.kind}:{principal.name}", principal.role, customer_id)
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = _Pending(
@@ -84,7 +86,7 @@ class AuditLog:
                     customer_id=customer_id,
                     fields=sorted(p.fields),
                 )
-                for (request_id, customer_id), p in pending.items()
+                for (request_id, _, _, customer_id), p in pending.items()
             ]
             self._retry = []
             if not entries:

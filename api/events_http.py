@@ -37,8 +37,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.connections import Connections
-from api.guard import Guard
-from api.principal import AuthenticationError, Scope
+from api.guard import CallerRefusedError, Guard
+from api.principal import Scope
 from api.settings import Settings
 from sources.events.changes import ChangeRejectedError
 from sources.events.cloudevents import (
@@ -63,24 +63,18 @@ EventsEndpoint = Callable[[Request], Awaitable[Response]]
 async def _refuse_publisher(request: Request) -> Response | None:
     """None when the caller may publish events (a service with `events:write`, or an admin)."""
     guard: Guard = request.app.state.guard
-    ip = request.client.host if request.client else None
     try:
-        principal = await guard.authenticator.from_headers(request.headers)
-    except AuthenticationError as error:
-        await guard.limiter.hit(principal=None, ip=ip)
-        return _json(
-            {"error": str(error)}, 401, {"www-authenticate": 'Bearer error="invalid_token"'}
+        principal = await guard.identify(
+            request.client.host if request.client else None,
+            lambda: guard.authenticator.from_headers(request.headers),
         )
+    except CallerRefusedError as refused:
+        return _json({"error": str(refused)}, refused.status, refused.headers)
     if principal.anonymous:
         return _json(
             {"error": "Authentication required to publish events."},
             401,
             {"www-authenticate": "Bearer"},
-        )
-    decision = await guard.limiter.hit(principal=f"{principal.kind}:{principal.name}", ip=ip)
-    if not decision.allowed:
-        return _json(
-            {"error": "Too many requests."}, 429, {"retry-after": str(decision.retry_after)}
         )
     if not principal.may(Scope.EVENTS):
         return _json({"error": "Publishing events needs the `events:write` scope."}, 403)

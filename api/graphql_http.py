@@ -39,8 +39,8 @@ from api.context import create_context
 from api.documents import document_hash
 from api.errors import format_error
 from api.execution import Executor
-from api.guard import Guard, request_id
-from api.principal import AuthenticationError, Principal, Role
+from api.guard import CallerRefusedError, Guard, request_id
+from api.principal import Principal
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -258,26 +258,12 @@ class GraphQLHTTP:
         media = acceptable or JSON
         ip = request.client.host if request.client else None
         try:
-            principal = await guard.authenticator.from_headers(request.headers)
-        except AuthenticationError as error:
-            # A wrong credential still counts against the address it came from.
-            await guard.limiter.hit(principal=None, ip=ip)
-            headers["www-authenticate"] = (
-                f'Bearer error="invalid_token", error_description="{error}"'
+            principal = await guard.identify(
+                ip, lambda: guard.authenticator.from_headers(request.headers)
             )
-            return _error(media, str(error), 401, "UNAUTHENTICATED", headers)
-        decision = await guard.limiter.hit(
-            principal=None if principal.anonymous else f"{principal.kind}:{principal.name}", ip=ip
-        )
-        if not decision.allowed:
-            headers["retry-after"] = str(decision.retry_after)
-            return _error(
-                media,
-                f"Too many requests from this {decision.limit}; retry in {decision.retry_after} s.",
-                429,
-                "RATE_LIMITED",
-                headers,
-            )
+        except CallerRefusedError as refused:
+            headers.update(refused.headers)
+            return _error(media, str(refused), refused.status, refused.code, headers)
         if wants_ide(request):
             if may_explore(self.settings, principal):
                 return HTMLResponse(get_graphql_ide_html(), headers=headers)
@@ -328,6 +314,8 @@ class GraphQLHTTP:
         results = []
         for index, item in enumerate(items):
             try:
+                if index:
+                    await guard.count(principal)  # each operation counts, not each POST
                 _, payload = await self._one(
                     read_params(item),
                     request,
@@ -339,6 +327,10 @@ class GraphQLHTTP:
                 )
             except RequestError as error:
                 payload = {"errors": [{"message": str(error)}]}
+            except CallerRefusedError as refused:
+                payload = {
+                    "errors": [{"message": str(refused), "extensions": {"code": refused.code}}]
+                }
             results.append(payload)
         return Response(
             orjson.dumps(results),
@@ -358,9 +350,10 @@ class GraphQLHTTP:
     ) -> tuple[int, dict[str, Any]]:
         """The status and body of one operation (RequestError for a malformed request)."""
         try:
-            query = await resolve_query(params, guard, principal)
+            resolved = await resolve_query(params, guard, principal)
         except GraphQLError as error:
             return _errors_status(media), {"errors": [format_error(error)]}
+        query = resolved.text
         try:
             document = self.documents.get(query)
             errors = guard.admission.validate(query, document, principal)
@@ -378,6 +371,10 @@ class GraphQLHTTP:
         refusal = guard.admission.admit(document, operation, principal, params.variables)
         if refusal is not None:
             return refusal.status, {"errors": [format_error(e) for e in refusal.errors]}
+        if resolved.register is not None and not principal.anonymous:
+            # Kept only once admitted, and only for a known caller: the store is not an
+            # anonymous scratch space.
+            await guard.persisted.put(resolved.register, query)
 
         context = create_context(connections, principal=principal, request_id=rid)
         try:
@@ -408,17 +405,28 @@ class GraphQLHTTP:
         return 200, payload
 
 
-async def resolve_query(params: GraphQLRequest, guard: Guard, principal: Principal) -> str:
+@dataclass(frozen=True, slots=True)
+class ResolvedQuery:
+    text: str
+    # The APQ hash to register the text under once the operation is admitted (APQ's second
+    # request: hash and text), else None.
+    register: str | None = None
+
+
+async def resolve_query(
+    params: GraphQLRequest, guard: Guard, principal: Principal
+) -> ResolvedQuery:
     """The query text to run: sent, or found by its hash (APQ or a trusted document).
 
     A customer-role principal may only run trusted documents when the allow-list is on.
     """
     sha = _persisted_hash(params.extensions)
     query = params.query
+    register = None
     if query is not None and sha is not None:
         if document_hash(query) != sha:
             raise RequestError("`persistedQuery.sha256Hash` is not the SHA-256 of `query`.")
-        await guard.persisted.put(sha, query)
+        register = sha
     elif query is None:
         if sha is None:
             raise RequestError("`query` is required and must be a string.")
@@ -427,14 +435,14 @@ async def resolve_query(params: GraphQLRequest, guard: Guard, principal: Princip
             raise GraphQLError(
                 "PersistedQueryNotFound", extensions={"code": "PERSISTED_QUERY_NOT_FOUND"}
             )
-    if guard.settings.trusted_documents_only and principal.roles == {Role.CUSTOMER}:
+    if guard.settings.trusted_documents_only and principal.is_customer:
         if await guard.trusted.get(sha or document_hash(query)) is None:
             raise GraphQLError(
                 "Only registered documents may run for customer principals: register it with "
                 "`c360 documents add` and send its hash.",
                 extensions={"code": "DOCUMENT_NOT_TRUSTED"},
             )
-    return query
+    return ResolvedQuery(query, register)
 
 
 def _persisted_hash(extensions: dict[str, Any] | None) -> str | None:

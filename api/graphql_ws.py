@@ -35,14 +35,13 @@ from strawberry.types.unset import UnsetType
 from api.connections import Connections
 from api.context import Context, create_context
 from api.graphql_http import GraphQLRequest, resolve_query, select_operation
-from api.guard import Guard
-from api.principal import AuthenticationError
+from api.guard import CallerRefusedError, Guard
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
-# Close code for a credential that expired on an open socket (4403 is graphql-transport-ws's
-# "Forbidden"; the reason says why).
-EXPIRED = 4403
+# graphql-transport-ws's "Forbidden": a refused origin or credential, or one that expired on an
+# open socket (the close reason says which).
+FORBIDDEN = 4403
 
 
 class GraphQLWebSocket(GraphQL[Context, None]):
@@ -58,13 +57,23 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             connection_init_wait_timeout=dt.timedelta(seconds=settings.websocket_init_timeout),
         )
         self.allowed_origins = frozenset(settings.cors_origins)
+        self.leeway = dt.timedelta(seconds=settings.auth_jwt_leeway_seconds)
+        # Per open socket (by its scope), the task that closes it when its credential expires.
+        self._expiries: dict[int, asyncio.Task[None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not self._origin_allowed(scope):
             # Closing before accepting answers the handshake with 403.
-            await send({"type": "websocket.close", "code": 4403, "reason": "origin not allowed"})
+            await send(
+                {"type": "websocket.close", "code": FORBIDDEN, "reason": "origin not allowed"}
+            )
             return
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            expiry = self._expiries.pop(id(scope), None)
+            if expiry is not None:
+                expiry.cancel()
 
     def _origin_allowed(self, scope: Scope) -> bool:
         headers = dict(scope.get("headers") or [])
@@ -76,42 +85,39 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         return text.split("://", 1)[-1] == host or text in self.allowed_origins
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
+        """One context per socket; its principal is set by `connection_init`."""
         connections: Connections = request.app.state.connections
         context = create_context(connections, request_id=uuid.uuid4().hex)
         context.websocket = request if isinstance(request, WebSocket) else None
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate `connection_init`: refused (4403) without a valid credential."""
         websocket = context.websocket
         assert websocket is not None
         guard: Guard = websocket.app.state.guard
         try:
-            principal = await guard.authenticator.from_connection_params(context.connection_params)
-        except AuthenticationError as error:
-            log.info("websocket refused: %s", error)
-            raise ConnectionRejectionError from error
+            principal = await guard.identify(
+                websocket.client.host if websocket.client else None,
+                lambda: guard.authenticator.from_connection_params(context.connection_params),
+            )
+        except CallerRefusedError as refused:
+            log.info("websocket refused: %s", refused)
+            raise ConnectionRejectionError from refused
         if principal.anonymous:
             raise ConnectionRejectionError
         context.principal = principal
         if principal.expires_at is not None:
-            _close_when_expired(websocket, principal.expires_at)
+            # Accepted until the same leeway past expiry as HTTP allows.
+            closing = _close_at(websocket, principal.expires_at + self.leeway)
+            self._expiries[id(websocket.scope)] = asyncio.create_task(closing)
         return await super().on_ws_connect(context)
 
 
-def _close_when_expired(websocket: WebSocket, expires_at: dt.datetime) -> None:
-    delay = (expires_at - dt.datetime.now(dt.UTC)).total_seconds()
-
-    async def close() -> None:
-        await asyncio.sleep(max(delay, 0))
-        with contextlib.suppress(Exception):  # already closed by the client
-            await websocket.close(code=EXPIRED, reason="credential expired")
-
-    task = asyncio.create_task(close())
-    _expiry_tasks.add(task)
-    task.add_done_callback(_expiry_tasks.discard)
-
-
-_expiry_tasks: set[asyncio.Task[None]] = set()
+async def _close_at(websocket: WebSocket, when: dt.datetime) -> None:
+    await asyncio.sleep(max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0))
+    with contextlib.suppress(Exception):  # closed by the client meanwhile
+        await websocket.close(code=FORBIDDEN, reason="credential expired")
 
 
 class WebSocketAdmission(SchemaExtension):
@@ -130,17 +136,10 @@ async def _admit(execution: Any, context: Context) -> list[GraphQLError]:
     assert websocket is not None
     guard: Guard = websocket.app.state.guard
     principal = context.principal
-    decision = await guard.limiter.hit(
-        principal=f"{principal.kind}:{principal.name}",
-        ip=websocket.client.host if websocket.client else None,
-    )
-    if not decision.allowed:
-        return [
-            GraphQLError(
-                f"Too many requests; retry in {decision.retry_after} s.",
-                extensions={"code": "RATE_LIMITED", "retryAfter": decision.retry_after},
-            )
-        ]
+    try:
+        await guard.count(principal)
+    except CallerRefusedError as refused:
+        return [GraphQLError(str(refused), extensions={"code": refused.code})]
     query = execution.query or ""
     try:
         await resolve_query(GraphQLRequest(query, None, None, None), guard, principal)

@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -17,10 +17,21 @@ from api.admission import Admission
 from api.auth import Authenticator
 from api.documents import TrustedDocuments
 from api.persisted import PersistedQueries
+from api.principal import AuthenticationError, Principal
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class CallerRefusedError(Exception):
+    """A request turned away before anything else: its status, code and response headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,40 @@ class Guard:
     persisted: PersistedQueries
     trusted: TrustedDocuments
     admission: Admission
+
+    async def identify(
+        self, ip: str | None, authenticate: Callable[[], Awaitable[Principal]]
+    ) -> Principal:
+        """The caller's principal, counted against the rate limits, or CallerRefusedError.
+
+        The address is counted before any credential is looked at, so every guess at a key
+        or token spends the guesser's allowance (and a refused one is answered 429, not 401).
+        """
+        await self._count(principal=None, ip=ip)
+        try:
+            principal = await authenticate()
+        except AuthenticationError as error:
+            challenge = f'Bearer error="invalid_token", error_description="{error}"'
+            raise CallerRefusedError(
+                401, "UNAUTHENTICATED", str(error), {"www-authenticate": challenge}
+            ) from None
+        if not principal.anonymous:
+            await self.count(principal)
+        return principal
+
+    async def count(self, principal: Principal) -> None:
+        """Count one more operation of `principal` (a batch's, a WebSocket's subscribe)."""
+        await self._count(principal=f"{principal.kind}:{principal.name}", ip=None)
+
+    async def _count(self, *, principal: str | None, ip: str | None) -> None:
+        decision = await self.limiter.hit(principal=principal, ip=ip)
+        if not decision.allowed:
+            raise CallerRefusedError(
+                429,
+                "RATE_LIMITED",
+                f"Too many requests from this {decision.limit}; retry in {decision.retry_after} s.",
+                {"retry-after": str(decision.retry_after)},
+            )
 
 
 @contextlib.asynccontextmanager

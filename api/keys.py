@@ -76,6 +76,9 @@ async def create_key(
     if not roles:
         raise KeyRequestError(f"a key needs at least one role: {_choices(Role)}")
     checked_roles = _members(Role, roles, "role")
+    if Role.CUSTOMER in checked_roles:
+        # A customer is one person with one id, signed in through the identity provider.
+        raise KeyRequestError("API keys are for services and staff: customers use tokens")
     checked_scopes = frozenset(scope.value for scope in _members(Scope, scopes, "scope"))
     if expires_at is not None:
         if expires_at.tzinfo is None:

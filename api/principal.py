@@ -50,6 +50,7 @@ class Principal:
 
     @property
     def anonymous(self) -> bool:
+        """Whether no credential was sent."""
         return self.kind == "anonymous"
 
     @property
@@ -61,7 +62,13 @@ class Principal:
         return "anonymous"
 
     def has(self, *roles: Role) -> bool:
+        """Whether this principal holds any of `roles`."""
         return not self.roles.isdisjoint(roles)
+
+    @property
+    def is_customer(self) -> bool:
+        """An end customer: it may see and change only its own record."""
+        return Role.CUSTOMER in self.roles
 
     def may(self, scope: Scope) -> bool:
         """Whether this principal holds `scope` as a service (admins hold every scope)."""

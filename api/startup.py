@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import datetime as dt
+
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.auth import jwt_configured
 from api.settings import DEVELOPMENT_JWT_SECRET, Environment, Settings
 from sources.sql.models import ApiKey, table
 
@@ -36,12 +39,18 @@ async def refuse_production_without_auth(settings: Settings, engine: AsyncEngine
     """Raise when production has no way to authenticate anyone (no JWT, no active API key)."""
     if settings.env is not Environment.PRODUCTION:
         return
-    if settings.auth_jwt_secret or settings.auth_jwt_jwks_url or settings.auth_jwt_jwks_file:
+    if jwt_configured(settings):
         return
     keys = table(ApiKey)
+    now = dt.datetime.now(dt.UTC)
     async with engine.connect() as connection:
         active = await connection.scalar(
-            select(func.count()).select_from(keys).where(keys.c.revoked_at.is_(None))
+            select(func.count())
+            .select_from(keys)
+            .where(
+                keys.c.revoked_at.is_(None),
+                or_(keys.c.expires_at.is_(None), keys.c.expires_at > now),
+            )
         )
     if not active:
         raise UnsafeConfigurationError(

@@ -320,6 +320,10 @@ def _principal(claims: Mapping[str, Any], settings: Settings) -> Principal:
         raise AuthenticationError("the token grants no c360 role")
     customer_id = None
     if Role.CUSTOMER in roles:
+        # A customer's view is bounded by its id; another role beside it would lift that
+        # bound (an analyst's "any customer" with a customer's "in clear").
+        if len(roles) > 1:
+            raise AuthenticationError("a customer token may hold no other role")
         if not _CUSTOMER_ID.fullmatch(subject):
             raise AuthenticationError("a customer token's subject must be its customer id")
         customer_id = int(subject)

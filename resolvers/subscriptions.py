@@ -15,7 +15,7 @@ from graphql import GraphQLError
 
 from api.context import use_fresh_loaders
 from api.principal import Scope
-from resolvers.access import own_customer
+from resolvers.access import own_customer, readable
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer
 from resolvers.engagement import Interaction, Ticket
@@ -78,7 +78,10 @@ class CustomerActivity:
         description="The interaction, for interaction and cart events."
     )
 
-    @strawberry.field(description="The ticket as the change left it, for ticket events.")
+    @strawberry.field(
+        description="The ticket as the change left it, for ticket events.",
+        extensions=[readable(Scope.TICKETS)],
+    )
     async def ticket(self, info: Info) -> Ticket | None:
         if self.ticket_id is None:
             return None

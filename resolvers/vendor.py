@@ -6,13 +6,20 @@ import datetime as dt
 
 import strawberry
 
+from resolvers.access import Pii
 from resolvers.enums import LoyaltyTier, ShipmentStatus
+from resolvers.masking import mask_identifier
 from sources.thirdparty.records import LoyaltyRecord, ShipmentRecord
 
 
 @strawberry.type(description="The customer's membership of the loyalty program (loyalty API).")
 class LoyaltyMembership:
-    member_number: str = strawberry.field(description="The member number printed on the card.")
+    customer_id: strawberry.Private[int]
+    member_number: str | None = strawberry.field(
+        description="The member number printed on the card (personal data: it is also an "
+        "identity, so it is masked for analysts like identity values).",
+        extensions=[Pii(mask_identifier)],
+    )
     tier: LoyaltyTier = strawberry.field(description="Current tier.")
     points: int = strawberry.field(description="Points balance available to spend.")
     enrolled_at: dt.datetime = strawberry.field(description="When the customer joined.")
@@ -20,6 +27,7 @@ class LoyaltyMembership:
     @classmethod
     def from_record(cls, record: LoyaltyRecord) -> LoyaltyMembership:
         return cls(
+            customer_id=record.customer_id,
             member_number=record.member_number,
             tier=LoyaltyTier(record.tier),
             points=record.points,

@@ -20,6 +20,7 @@ PII = """query($id: ID!) { customer(id: $id) {
   id firstName email phone birthDate
   addresses { line1 line2 city }
   profile { identities { type value } }
+  loyalty { tier memberNumber }
 } }"""
 BIRTH = dt.date(1987, 4, 12)
 
@@ -71,12 +72,12 @@ ROLES: dict[str, tuple[dict[str, str] | None, str]] = {
     "service with pii:read": (
         bearer(
             Role.SERVICE,
-            scopes=[Scope.CUSTOMERS.value, Scope.PROFILE.value, Scope.PII.value],
+            scopes=[Scope.CUSTOMERS, Scope.PROFILE, Scope.LOYALTY, Scope.PII],
         ),
         CLEAR,
     ),
     "service without pii:read": (
-        bearer(Role.SERVICE, scopes=[Scope.CUSTOMERS.value, Scope.PROFILE.value]),
+        bearer(Role.SERVICE, scopes=[Scope.CUSTOMERS, Scope.PROFILE, Scope.LOYALTY]),
         FORBIDDEN,
     ),
     "customer (itself)": (None, CLEAR),
@@ -96,6 +97,7 @@ async def test_each_role_sees_each_pii_field_clear_masked_or_forbidden(
     assert customer["firstName"] == "Test"
     assert customer["addresses"][0]["city"] == "London"
     assert customer["profile"]["identities"][0]["type"] == "CRM_ID"
+    assert customer["loyalty"]["tier"] == "GOLD"
     fields = {
         "customer.email": customer["email"],
         "customer.phone": customer["phone"],
@@ -103,6 +105,8 @@ async def test_each_role_sees_each_pii_field_clear_masked_or_forbidden(
         "customer.addresses.0.line1": customer["addresses"][0]["line1"],
         "customer.addresses.0.line2": customer["addresses"][0]["line2"],
         "customer.profile.identities.0.value": customer["profile"]["identities"][0]["value"],
+        # The member number is the LOYALTY_NUMBER identity by another name.
+        "customer.loyalty.memberNumber": customer["loyalty"]["memberNumber"],
     }
     if view == CLEAR:
         assert "errors" not in body
@@ -113,6 +117,7 @@ async def test_each_role_sees_each_pii_field_clear_masked_or_forbidden(
             "customer.addresses.0.line1": "1 Test Street",
             "customer.addresses.0.line2": "Flat 2B",
             "customer.profile.identities.0.value": f"CRM-{cid}",
+            "customer.loyalty.memberNumber": f"LOY{cid}",
         }
     elif view == MASKED:
         assert "errors" not in body
@@ -124,6 +129,7 @@ async def test_each_role_sees_each_pii_field_clear_masked_or_forbidden(
             "customer.addresses.0.line1": "* T*** S*****",
             "customer.addresses.0.line2": "F*** 2*",
             "customer.profile.identities.0.value": crm[:2] + "*" * (len(crm) - 4) + crm[-2:],
+            "customer.loyalty.memberNumber": f"LO{'*' * (len(str(cid)) - 1)}{str(cid)[-2:]}",
         }
     else:
         assert set(fields.values()) == {None}
@@ -219,8 +225,12 @@ async def test_mutations_by_role(
     order = {"input": {"orderId": str(me * 1000), "status": "DELIVERED"}}
 
     customer = bearer(Role.CUSTOMER, subject=str(me))
-    assert (await _ask(client, customer, CONSENT, consent))["data"]["setConsent"]
-    assert (await _ask(client, customer, CONTACT, contact))["data"]["updateCustomerContact"]
+    own_consent = await _ask(client, customer, CONSENT, consent)
+    assert own_consent["data"]["setConsent"] == {"__typename": "SetConsentSuccess"}
+    own_contact = await _ask(client, customer, CONTACT, contact)
+    assert own_contact["data"]["updateCustomerContact"] == {
+        "__typename": "UpdateCustomerContactSuccess"
+    }
     for headers, query, variables in (
         (customer, ORDER, order),  # not a contact or consent change
         (customer, CONSENT, {"input": consent["input"] | {"customerId": str(other)}}),
@@ -285,9 +295,28 @@ async def test_the_audit_log_records_exactly_the_clear_text_reads(
                 "Customer.email",
                 "Customer.phone",
                 "Identity.value",
+                "LoyaltyMembership.memberNumber",
             ],
         },
     ]
+    # A request id chosen by the client cannot fold two principals' reads into one entry.
+    for subject in ("agent-9", "agent-10"):
+        await client.post(
+            "/graphql",
+            json={
+                "query": "query($id: ID!) { customer(id: $id) { email } }",
+                "variables": variables,
+            },
+            headers=bearer(Role.AGENT, subject=subject) | {"x-request-id": "shared-id"},
+        )
+    await connections.audit.flush()
+    body = await _ask(client, bearer(Role.ADMIN), AUDIT, variables)
+    shared = [
+        e["node"]
+        for e in body["data"]["auditLog"]["edges"]
+        if e["node"]["requestId"] == "shared-id"
+    ]
+    assert sorted(e["principal"] for e in shared) == ["agent-10", "agent-9"]
     # Only admin may read it.
     body = await _ask(client, bearer(Role.AGENT), AUDIT, variables)
     assert body["data"]["auditLog"] is None

@@ -64,6 +64,11 @@ BAD_TOKENS = {
     "wrong key": (_signed(_claims(), "another-secret-of-at-least-32-bytes!"), "signature"),
     "tampered": (_tampered(), "signature"),
     "not a token": ("not-a-token", "malformed"),
+    # A customer's view is bounded by its id: no other role may ride along.
+    "customer with another role": (
+        _signed(_claims(sub="3", roles=["customer", "analyst"])),
+        "no other role",
+    ),
 }
 
 
@@ -145,9 +150,7 @@ async def test_cost_budgets_are_per_role(client: httpx.AsyncClient) -> None:
 
 
 async def test_rate_limit_answers_429_with_retry_after_then_recovers(settings: Settings) -> None:
-    limited = settings.model_copy(
-        update={"rate_limit_principal": "3 per 2 seconds", "cache_namespace": "c360rl"}
-    )
+    limited = settings.model_copy(update={"rate_limit_principal": "3 per 2 seconds"})
     async with running_app(limited) as (_, http):
         statuses = [(await http.post("/graphql", json=TYPENAME)).status_code for _ in range(3)]
         assert statuses == [200, 200, 200]
@@ -369,3 +372,16 @@ async def test_only_publishers_may_post_events(app: Starlette) -> None:
         assert "events:write" in agent.json()["error"]
         bad = await http.post("/events", json=event, headers={"authorization": "Bearer nope"})
         assert bad.status_code == 401
+
+
+async def test_guessing_credentials_spends_the_address_allowance(settings: Settings) -> None:
+    limited = settings.model_copy(update={"rate_limit_ip": "3/minute"})
+    async with running_app(limited) as (app, _):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as http:
+            guesses = [
+                (await http.post("/graphql", json=ME, headers={"x-api-key": f"c360_{n}_x"}))
+                for n in range(4)
+            ]
+    assert [r.status_code for r in guesses] == [401, 401, 401, 429]
+    assert int(guesses[-1].headers["retry-after"]) >= 1

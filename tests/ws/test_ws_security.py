@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 
 import pytest
 from websockets.asyncio.client import connect
@@ -39,7 +40,8 @@ async def test_a_bad_or_missing_credential_closes_with_4403(live_server: str, ca
 
 async def test_an_expired_token_ends_the_connection(live_server: str) -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    # Valid for two more seconds: long enough to subscribe, then the server must hang up.
+    # Expiring so that, with the leeway the server allows, it is good for two more seconds:
+    # long enough to subscribe, then the server must hang up.
     short = mint_token(
         settings,
         subject="short-lived",
@@ -47,11 +49,13 @@ async def test_an_expired_token_ends_the_connection(live_server: str) -> None:
         lifetime=dt.timedelta(seconds=2),
         now=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.auth_jwt_leeway_seconds),
     )
+    acked_at = 0.0
     async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         await ws.send(
             json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {short}"}})
         )
         assert json.loads(await ws.recv())["type"] == "connection_ack"
+        acked_at = time.monotonic()
         await ws.send(
             json.dumps(
                 {
@@ -64,6 +68,8 @@ async def test_an_expired_token_ends_the_connection(live_server: str) -> None:
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await asyncio.wait_for(ws.recv(), 10)
+    # It was open, subscribed, for about the two seconds left, then closed for expiry.
+    assert time.monotonic() - acked_at >= 1.0
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4403
     assert closed.value.rcvd.reason == "credential expired"
@@ -113,3 +119,18 @@ async def test_a_foreign_origin_is_refused_at_the_handshake(live_server: str) ->
         ):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_the_token_limit_bounds_websocket_documents(live_server: str) -> None:
+    huge = "subscription { " + "a " * 15_001 + "}"
+    async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": AGENT}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "t", "type": "subscribe", "payload": {"query": huge}}))
+        # Strawberry answers a document it cannot parse by closing with 4400 (the protocol's
+        # "bad request"), after reading no more than the limit.
+        with pytest.raises(ConnectionClosed) as closed:
+            await next_message(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400
+    assert "more than 15000 tokens" in closed.value.rcvd.reason
