@@ -46,6 +46,7 @@ bench: install
 
 schema: install
 	$(BIN)/c360 export-schema --output schema.graphql
+	$(BIN)/c360 export-schema --federation --output schema.subgraph.graphql
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -2,9 +2,11 @@
 
 Checked before anything executes, in this order:
 1. `validate`: the schema's rules; in production, roles that may not explore the schema get
-   no "Did you mean" suggestions and no introspection (`analyst`, `admin` and `service` do);
-2. `admit`: anonymous callers may only ask for `__typename` (and introspect, where allowed),
-   else 401; depth, aliases and cost against the role's budget (`api.limits`), else 400.
+   no "Did you mean" suggestions, no introspection and no federation `_service { sdl }`
+   (`analyst`, `admin` and `service` do);
+2. `admit`: anonymous callers may only ask for `__typename` (and introspect or read
+   `_service`, where allowed), else 401 (so `_entities` needs a credential); depth, aliases
+   and cost against the role's budget (`api.limits`), else 400.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from graphql import (
     OperationDefinitionNode,
     validate,
 )
-from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
+from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule, specified_rules
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-from api.limits import check_limits
+from api.limits import INTROSPECTION_FIELDS, check_limits
 from api.principal import Principal, Role
 from api.settings import Environment, Settings
 
-INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
+# Federation's `_service { sdl }` tells what introspection does (the subgraph SDL): it is open
+# where introspection is, so a gateway or `rover` can fetch it like GraphiQL introspects.
+SERVICE_FIELD = "_service"
 # Roles that may explore the schema (introspection, GraphiQL, suggestions) in production.
 EXPLORERS = (Role.ANALYST, Role.ADMIN, Role.SERVICE)
 _CACHED_VALIDATIONS = 2048
@@ -62,8 +68,10 @@ class Admission:
         }
         # Validation is the costly step and depends only on the document and two flags.
         self._validated: OrderedDict[tuple[str, bool], list[GraphQLError]] = OrderedDict()
-        self._rules_open = tuple(specified_rules)
-        self._rules_closed = (*specified_rules, NoSchemaIntrospectionCustomRule)
+        # graphql-core's rules and Strawberry's own (which its execution would otherwise add).
+        rules = (*specified_rules, OneOfInputValidationRule, MaybeNullValidationRule)
+        self._rules_open = rules
+        self._rules_closed = (*rules, NoSchemaIntrospectionCustomRule, NoServiceSdlRule)
 
     def validate(
         self, query: str, document: DocumentNode, principal: Principal
@@ -118,9 +126,25 @@ class Admission:
         return Refusal(400, limit_errors) if limit_errors else None
 
 
+class NoServiceSdlRule(ValidationRule):
+    """Refuses federation's `_service` where introspection is refused."""
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> None:
+        if node.name.value == SERVICE_FIELD and self.context.get_parent_type() is (
+            self.context.schema.query_type
+        ):
+            self.report_error(
+                GraphQLError(
+                    "The subgraph SDL (`_service`) is not allowed here, as introspection is "
+                    "not: it is for the analyst, admin and service roles.",
+                    node,
+                )
+            )
+
+
 def _only_public_fields(operation: OperationDefinitionNode) -> bool:
-    """Whether the operation's root selects only `__typename` and introspection."""
-    public = INTROSPECTION_FIELDS | {"__typename"}
+    """Whether the operation's root selects only `__typename`, introspection and `_service`."""
+    public = INTROSPECTION_FIELDS | {SERVICE_FIELD, "__typename"}
     return all(
         isinstance(selection, FieldNode) and selection.name.value in public
         for selection in operation.selection_set.selections

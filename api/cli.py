@@ -1,4 +1,5 @@
-"""The `c360` command line: serve, migrate, seed, export-schema, events, keys, documents."""
+"""The `c360` command line: serve, migrate, seed, export-schema, events, keys, documents,
+search."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING
 from api.demo import print_demo_tokens
 from api.embedded import embedded_stores, uses_simulator
 from api.principal import Role, Scope
-from api.settings import Settings
+from api.settings import DEVELOPMENT_JWT_SECRET, Settings
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +44,15 @@ def _serve(args: argparse.Namespace) -> int:
         for name in ("mongo_url", "loyalty_url", "tracking_url"):
             os.environ[f"C360_{name.upper()}"] = str(getattr(resolved, name))
         print_demo_tokens(settings, sys.stderr)
+        secret = settings.auth_jwt_secret
+        public_secret = secret is not None and secret.get_secret_value() == DEVELOPMENT_JWT_SECRET
+        if public_secret and args.host not in LOOPBACK:
+            print(
+                f"WARNING: serving on {args.host} with the development JWT secret: it is "
+                "public, so anyone who can reach this port can sign an admin token. Set "
+                "C360_AUTH_JWT_SECRET or a JWKS (and C360_ENV=production) for anything shared.",
+                file=sys.stderr,
+            )
         print(f"c360 serving on http://{args.host}:{args.port}/graphql", file=sys.stderr)
         uvicorn.run(
             "api.app:app_from_environment",
@@ -53,6 +65,8 @@ def _serve(args: argparse.Namespace) -> int:
             ws="websockets-sansio",
             log_level=args.log_level,
             access_log=args.access_log,
+            # A WebSocket message is a request too: no larger than a POST body may be.
+            ws_max_size=settings.max_body_bytes,
         )
     return 0
 
@@ -145,9 +159,11 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _export_schema(args: argparse.Namespace) -> int:
+    from resolvers.federation import client_sdl, subgraph_sdl
     from resolvers.schema import create_schema
 
-    sdl = create_schema().as_str() + "\n"
+    print_sdl = subgraph_sdl if args.federation else client_sdl
+    sdl = print_sdl(create_schema()) + "\n"
     if args.output:
         Path(args.output).write_text(sdl, encoding="utf-8")
     else:
@@ -346,6 +362,24 @@ def _documents_list(_args: argparse.Namespace) -> int:
     return asyncio.run(_on_database(Settings().resolved_database_url(), work))
 
 
+def _search_reindex(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sources.seed.loader import customer_count
+    from sources.sql.search import reindex_search
+
+    async def work(engine: AsyncEngine) -> int:
+        total = await customer_count(engine)
+        started = time.perf_counter()
+        with tqdm(total=total, unit="customer", disable=args.quiet, desc="indexing") as bar:
+            done = await reindex_search(engine=engine, batch=args.batch, progress=bar.update)
+        elapsed = time.perf_counter() - started
+        print(f"indexed {done:,} customers for search in {elapsed:.1f}s", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_on_database(Settings().resolved_database_url(), work))
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -398,8 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument("--port", type=int, default=8100, help="port to bind (default 8100)")
     simulator.set_defaults(run=_simulator)
 
-    export = commands.add_parser("export-schema", help="print the schema as SDL (schema.graphql)")
+    export = commands.add_parser(
+        "export-schema",
+        help="print the client SDL (schema.graphql), or the subgraph SDL with --federation",
+    )
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
+    export.add_argument(
+        "--federation",
+        action="store_true",
+        help="print the Apollo Federation 2 subgraph SDL a gateway composes "
+        "(schema.subgraph.graphql): @key, @link, _entities, _service",
+    )
     export.set_defaults(run=_export_schema)
 
     events = commands.add_parser(
@@ -493,6 +536,29 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="list trusted documents", description="List trusted documents, oldest first."
     )
     documents_list.set_defaults(run=_documents_list)
+
+    search = commands.add_parser(
+        "search",
+        help="maintain customer search",
+        description="Maintain the terms `searchCustomers` matches. " + database,
+    )
+    search_commands = search.add_subparsers(dest="search_command", required=True)
+    search_reindex = search_commands.add_parser(
+        "reindex",
+        help="(re)write every customer's search terms, with a progress bar",
+        description="Rewrite every customer's search terms from the customer rows. Needed "
+        "once for a database seeded or loaded before search existed (it finds nobody until "
+        "then); safe to run at any time, while the service runs.",
+    )
+    search_reindex.add_argument(
+        "--batch",
+        type=_positive,
+        default=2000,
+        metavar="N",
+        help="customers per transaction (default 2000)",
+    )
+    search_reindex.add_argument("--quiet", action="store_true", help="no progress bar")
+    search_reindex.set_defaults(run=_search_reindex)
     return parser
 
 

@@ -11,7 +11,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.dataset import DatasetError, bench_settings, customer_ids, prepare_dataset
+from bench.dataset import (
+    DatasetError,
+    bench_settings,
+    customer_ids,
+    prepare_dataset,
+    request_keys,
+)
 from bench.floor import measure_floor
 from bench.report import Report, WorkloadResult, judge, markdown, timestamp, write
 from bench.server import PeakRss, Service, running_service
@@ -20,7 +26,17 @@ from bench.workloads import HOT_SET, WORKLOADS, Rotation, Workload
 from bench.wrk import WrkMissingError, run_wrk, wrk_binary
 
 # Cold first, before any other workload has touched its customers.
-ORDER = ("typename", "agent360-cold", "agent360-warm", "orders-page", "ingest", "subscriptions")
+ORDER = (
+    "typename",
+    "agent360-cold",
+    "agent360-warm",
+    "orders-page",
+    "customer-search",
+    "batch-100",
+    "entities-100",
+    "ingest",
+    "subscriptions",
+)
 
 
 def say(message: str) -> None:
@@ -30,7 +46,7 @@ def say(message: str) -> None:
 def measure(
     service: Service,
     workload: Workload,
-    ids: list[int],
+    ids: Sequence[int | str],
     *,
     connections: int,
     seconds: float,
@@ -42,7 +58,9 @@ def measure(
     seconds = max(seconds, workload.min_seconds)
     if warmup > 0:
         # Cold ids must stay unseen: warm the pools with the hot set instead.
-        warm_ids = customer_ids(HOT_SET, "hot") if workload.rotation is Rotation.COLD else ids
+        warm_ids: Sequence[int | str] = (
+            customer_ids(HOT_SET, "hot") if workload.rotation is Rotation.COLD else ids
+        )
         run_wrk(
             url,
             workload.query,
@@ -50,11 +68,20 @@ def measure(
             connections=connections,
             seconds=warmup,
             batch=workload.batch,
+            keys=workload.keys,
+            variable=workload.variable,
         )
     before = service.settled_counters()
     with PeakRss(service).watching() as rss:
         run = run_wrk(
-            url, workload.query, ids, connections=connections, seconds=seconds, batch=workload.batch
+            url,
+            workload.query,
+            ids,
+            connections=connections,
+            seconds=seconds,
+            batch=workload.batch,
+            keys=workload.keys,
+            variable=workload.variable,
         )
     after = service.settled_counters()
     # Divided by what the server answered in the window, so requests in flight when wrk
@@ -159,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_floor:
         for name in (n for n in names if not (WORKLOADS[n].batch or WORKLOADS[n].live)):
             workload = WORKLOADS[name]
-            ids = customer_ids(args.customers, workload.rotation)
+            ids = request_keys(args.customers, workload.rotation)
             say(f"bench: engine floor of {name} ...")
             floors[name] = asyncio.run(
                 measure_floor(settings, workload, ids[:200], seconds=args.floor_seconds)
@@ -197,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
             result = measure(
                 service,
                 workload,
-                customer_ids(args.customers, workload.rotation),
+                request_keys(args.customers, workload.rotation),
                 connections=connections,
                 seconds=args.duration,
                 warmup=args.warmup,

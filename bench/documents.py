@@ -36,6 +36,26 @@ ORDERS_PAGE_QUERY = """query OrderHistory($id: ID!) {
   }
 }"""
 
+# An agent typing into customer search: the first page of matches.
+SEARCH_QUERY = """query Search($query: String!) {
+  searchCustomers(query: $query, first: 20) {
+    edges { cursor node { id name email phone } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+# A service looking many customers up at once, server to server (`customers(ids:)`).
+BATCH_QUERY = """query Batch($ids: [ID!]!) {
+  customers(ids: $ids) { id name profile { segments } loyalty { tier } }
+}"""
+
+# What an Apollo gateway sends c360 for the Customer entities another subgraph returned.
+ENTITIES_QUERY = """query Entities($representations: [_Any!]!) {
+  _entities(representations: $representations) {
+    ... on Customer { id name email loyalty { tier } }
+  }
+}"""
+
 
 def many_customers_query(count: int) -> str:
     """The agent view of `count` customers in one document, one alias each."""

@@ -69,18 +69,22 @@ def memory_loaders(template: Loaders, memory: Memory) -> Loaders:
     return Loaders(**groups)
 
 
-def _variables(ids: Sequence[int]) -> list[dict[str, Any] | None]:
-    return [{"id": str(i)} for i in ids] if ids else [None]
+def _variables(workload: Workload, ids: Sequence[int | str]) -> list[dict[str, Any] | None]:
+    """The variables of each request: one per id, or one per `keys.count` ids."""
+    if not ids:
+        return [None]
+    size = workload.keys.count if workload.keys else 1
+    return [workload.variables(ids[start : start + size]) for start in range(0, len(ids), size)]
 
 
 async def measure_floor(
-    settings: Settings, workload: Workload, ids: Sequence[int], *, seconds: float
+    settings: Settings, workload: Workload, ids: Sequence[int | str], *, seconds: float
 ) -> float:
     """Operations per second of `workload` over `ids`, executed in-process from memory."""
     executor = Executor(create_schema())
     document = parse(workload.query)
     memory: Memory = {}
-    variable_sets = _variables(ids)
+    variable_sets = _variables(workload, ids)
     # Recording goes to the sources themselves: through a shared cache it would warm the
     # entries the service's cold workload must not find.
     with embedded_stores(settings.model_copy(update={"cache_enabled": False})) as resolved:
@@ -89,7 +93,9 @@ async def measure_floor(
             for variables in variable_sets:
                 loaders = recording_loaders(create_loaders(connections), memory)
                 context = Context(resolved, connections, loaders, principal=PRINCIPAL)
-                result = await executor.execute(document, context, variables=variables)
+                result = await executor.execute(
+                    document, context, variables=copy.deepcopy(variables)
+                )
                 if result.errors:
                     raise RuntimeError(f"floor run of {workload.name} failed: {result.errors[0]}")
             operations = 0
@@ -103,7 +109,11 @@ async def measure_floor(
                         memory_loaders(template, memory),
                         principal=PRINCIPAL,
                     )
-                    result = await executor.execute(document, context, variables=variables)
+                    # A copy, as a request parses its own: Strawberry's `_entities` takes
+                    # `__typename` out of each representation it is given.
+                    result = await executor.execute(
+                        document, context, variables=copy.deepcopy(variables)
+                    )
                     if result.errors:
                         raise RuntimeError(f"floor replay failed: {result.errors[0]}")
                     operations += 1

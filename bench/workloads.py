@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from bench.documents import AGENT_QUERY, ORDERS_PAGE_QUERY, TYPENAME_QUERY
+from bench.documents import (
+    AGENT_QUERY,
+    BATCH_QUERY,
+    ENTITIES_QUERY,
+    ORDERS_PAGE_QUERY,
+    SEARCH_QUERY,
+    TYPENAME_QUERY,
+)
 
 
 class Rotation(StrEnum):
@@ -15,6 +25,7 @@ class Rotation(StrEnum):
     HOT = "hot"  # a hot set of 100 customers, over and over (an agent's busy morning)
     COLD = "cold"  # customers not seen before in the run, each once
     ALL = "all"  # every customer in turn
+    PREFIXES = "prefixes"  # no ids: what agents type into search (see dataset.search_prefixes)
 
 
 HOT_SET = 100
@@ -32,6 +43,20 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Keys:
+    """Many customers per request: the list variable `variable` holds `count` items, each the
+    JSON `item` with `%s` for a customer id (the ids taken in turn from the rotation)."""
+
+    variable: str
+    count: int
+    item: str
+
+    def value(self, ids: Sequence[int | str]) -> list[Any]:
+        """The variable's value for these customer ids."""
+        return [json.loads(self.item % i) for i in ids]
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str
     description: str
@@ -43,6 +68,10 @@ class Workload:
     round_trips: dict[str, int] | None = None
     # Ingestion: events per POST /events batch (0: a GraphQL workload on /graphql).
     batch: int = 0
+    # Many customers per request (None: one customer id as `$id`, or none).
+    keys: Keys | None = None
+    # The variable each value of the rotation fills: `$id`, or `$query` for search prefixes.
+    variable: str = "id"
     # Subscriptions: WebSocket subscribers instead of wrk (see bench/subscribers.py).
     live: bool = False
     # The shortest measured run that shows anything: an ingest batch takes seconds on the
@@ -52,6 +81,12 @@ class Workload:
     @property
     def path(self) -> str:
         return "/events" if self.batch else "/graphql"
+
+    def variables(self, ids: Sequence[int | str]) -> dict[str, Any] | None:
+        """The variables of one request about `ids`: one of them, or `keys.count`."""
+        if self.keys is not None:
+            return {self.keys.variable: self.keys.value(ids)}
+        return {self.variable: str(ids[0])} if ids else None
 
 
 AGENT_ROUND_TRIPS = {"sql": 5, "mongo": 3, "loyalty": 1, "tracking": 1}
@@ -112,6 +147,37 @@ WORKLOADS: dict[str, Workload] = {
             Rotation.ALL,
             connections=16,
             round_trips={"sql": 4, "mongo": 0, "loyalty": 0, "tracking": 0},
+        ),
+        Workload(
+            "customer-search",
+            "Agents typing into customer search: `searchCustomers(query:, first: 20)` with 2 to "
+            "4 letter prefixes of the seeded first and last names (which also start the emails), "
+            "in turn.",
+            SEARCH_QUERY,
+            Rotation.PREFIXES,
+            connections=16,
+            variable="query",
+            round_trips={"sql": 1, "mongo": 0, "loyalty": 0, "tracking": 0},
+        ),
+        Workload(
+            "batch-100",
+            "A service looking up 100 customers per request by id (`customers(ids:)`), with "
+            "their profile segments and loyalty tier.",
+            BATCH_QUERY,
+            Rotation.ALL,
+            connections=8,
+            round_trips={"sql": 1, "mongo": 1, "loyalty": 1, "tracking": 0},
+            keys=Keys("ids", 100, '"%s"'),
+        ),
+        Workload(
+            "entities-100",
+            "An Apollo gateway resolving 100 Customer representations (`_entities`) with their "
+            "name, email and loyalty tier.",
+            ENTITIES_QUERY,
+            Rotation.ALL,
+            connections=8,
+            round_trips={"sql": 1, "mongo": 0, "loyalty": 1, "tracking": 0},
+            keys=Keys("representations", 100, '{"__typename": "Customer", "id": "%s"}'),
         ),
         Workload(
             "ingest",

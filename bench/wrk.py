@@ -1,7 +1,8 @@
 """Drive the service with wrk: closed loop, fixed connections, fixed duration, GraphQL POSTs.
 
-A generated Lua script rotates customer ids through a JSON body template and counts a
-response as an error when its status is not 200 or its body carries GraphQL `errors`.
+A generated Lua script rotates customer ids (or search prefixes) through a JSON body template
+and counts a response as an error when its status is not 200 or its body carries GraphQL
+`errors`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import orjson
 
 from api.settings import Settings
 from bench.credentials import bench_authorization
+from bench.workloads import Keys
 
 LUA = r"""
 local ids = {%(ids)s}
@@ -26,6 +29,9 @@ local template = %(template)s
 local batch = %(batch)d
 local run = "%(run)s"
 local expected = %(expected)d
+-- Many customers per request: `keys` items, each `key` with a customer id, in one list.
+local keys = %(keys)d
+local key = %(key)s
 local threads = {}
 -- Globals, not locals: wrk reads them per thread with thread:get() in done().
 counter = 0
@@ -56,6 +62,13 @@ function request()
       events[i] = string.format(template, id, ids[index])
     end
     body = "[" .. table.concat(events, ",") .. "]"
+  elseif keys > 0 then
+    local items = {}
+    for i = 1, keys do
+      local index = (offset + (counter * keys + i) * stride) %% #ids + 1
+      items[i] = string.format(key, ids[index])
+    end
+    body = string.format(template, "[" .. table.concat(items, ",") .. "]")
   elseif #ids > 0 then
     -- Each thread walks its own slice of the ids, so no two threads repeat one.
     local index = (offset + counter * stride) %% #ids + 1
@@ -143,25 +156,39 @@ INGEST_EVENT = {
 
 
 def lua_script(
-    query: str, ids: list[int], threads: int, *, batch: int = 0, authorization: str = ""
+    query: str,
+    ids: Sequence[int | str],
+    threads: int,
+    *,
+    batch: int = 0,
+    keys: Keys | None = None,
+    variable: str = "id",
+    authorization: str = "",
 ) -> str:
-    """The wrk script: GraphQL POSTs of `query` with `$id` taken from `ids` in turn, or, with
+    """The wrk script: GraphQL POSTs of `query` with `$id` (or `$<variable>`, e.g. a search
+    prefix) taken from `ids` in turn (with `keys`, a list of `keys.count` of them), or, with
     `batch`, CloudEvents batches of that many events for customers taken from `ids`."""
     if batch:
         body = orjson.dumps(INGEST_EVENT).decode().replace("%", "%%")
         body = body.replace('"ID_SLOT"', '"%s"').replace('"SUBJECT_SLOT"', '"%s"')
+    elif keys is not None:
+        body = orjson.dumps({"query": query, "variables": {keys.variable: "KEYS_SLOT"}}).decode()
+        body = body.replace("%", "%%").replace('"KEYS_SLOT"', "%s")
     elif ids:
-        body = orjson.dumps({"query": query, "variables": {"id": "ID_SLOT"}}).decode()
+        body = orjson.dumps({"query": query, "variables": {variable: "ID_SLOT"}}).decode()
         body = body.replace("%", "%%").replace('"ID_SLOT"', '"%s"')
     else:
         body = orjson.dumps({"query": query}).decode()
     return LUA % {
-        "ids": ",".join(str(i) for i in ids),
+        # Lua strings: customer ids and search prefixes alike go into the body as text.
+        "ids": ",".join(json.dumps(str(i)) for i in ids),
         "template": json.dumps(body),
         "threads": threads,
         "batch": batch,
         "run": uuid.uuid4().hex[:12],
         "expected": 202 if batch else 200,
+        "keys": keys.count if keys else 0,
+        "key": json.dumps(keys.item if keys else ""),
         "content_type": "application/cloudevents-batch+json" if batch else "application/json",
         "authorization": authorization,
     }
@@ -170,12 +197,14 @@ def lua_script(
 def run_wrk(
     url: str,
     query: str,
-    ids: list[int],
+    ids: Sequence[int | str],
     *,
     connections: int,
     seconds: float,
     threads: int = 1,
     batch: int = 0,
+    keys: Keys | None = None,
+    variable: str = "id",
 ) -> WrkResult:
     """One closed-loop wrk run against `url`; blocks for `seconds`."""
     threads = max(1, min(threads, connections))
@@ -183,7 +212,13 @@ def run_wrk(
         script = Path(tmp) / "load.lua"
         script.write_text(
             lua_script(
-                query, ids, threads, batch=batch, authorization=bench_authorization(Settings())
+                query,
+                ids,
+                threads,
+                batch=batch,
+                keys=keys,
+                variable=variable,
+                authorization=bench_authorization(Settings()),
             ),
             encoding="utf-8",
         )

@@ -7,6 +7,9 @@ run on the resolved value, a cached entity is never served with another principa
 - `readable(scope)`: who may read a field that opens an area of data (the customer, orders,
   profile, ...). Every human role may; a `service` key only with the area's scope.
 - `own_customer(...)`: a `customer` principal may only reach its own customer.
+- `staff_lookup(scope)`: lookups of many customers at once, for staff and `service` keys with
+  `scope`, never for the `customer` role. `check_readable` and `check_entity` apply the same
+  rules to a federation `_entities` representation, which no field extension guards.
 - `changeable(...)`: who may run a mutation; a `customer` only its own contact and consent.
 - `Pii(mask)`: personal data. In clear for `agent`, `admin`, the customer itself and a `service`
   with `pii:read`, and then recorded in the audit log; masked for `analyst`; refused otherwise.
@@ -31,9 +34,8 @@ from resolvers.masking import Mask
 
 CustomerArgument = Callable[[dict[str, Any]], object]
 
-# Roles that see every customer's personal data in clear (the customer sees its own: the only
-# customer it can reach).
-_CLEAR = (Role.ADMIN, Role.AGENT, Role.CUSTOMER)
+# Roles that see every customer's personal data in clear.
+_CLEAR = (Role.ADMIN, Role.AGENT)
 
 
 def forbidden(message: str) -> GraphQLError:
@@ -69,7 +71,7 @@ class _OwnCustomer(_Rule):
 
     def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         principal = _principal(info)
-        if principal.roles != {Role.CUSTOMER}:
+        if not principal.is_customer:
             return True
         return str(self.customer_of(kwargs)) == str(principal.customer_id)
 
@@ -88,6 +90,19 @@ class _Changeable(_Rule):
         if self.customer_of is None or Role.CUSTOMER not in principal.roles:
             return False
         return str(self.customer_of(kwargs)) == str(principal.customer_id)
+
+
+class _StaffLookup(_Rule):
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.message = (
+            "Not allowed: lookups of many customers are for staff (agent, analyst, admin) and "
+            f"for services with the `{scope.value}` scope."
+        )
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        principal = _principal(info)
+        return principal.has(Role.AGENT, Role.ANALYST) or principal.may(self.scope)
 
 
 class _Admin(_Rule):
@@ -114,6 +129,30 @@ def own_customer(scope: Scope, customer_of: CustomerArgument) -> PermissionExten
 def changeable(customer_of: CustomerArgument | None = None) -> PermissionExtension:
     """A mutation for `agent` and `admin`; with `customer_of`, also the customer's own change."""
     return _guard(_Changeable(customer_of))
+
+
+def staff_lookup(scope: Scope) -> PermissionExtension:
+    """A lookup of many customers at once: staff and `service` keys holding `scope`, never the
+    `customer` role (it has one customer to see)."""
+    return _guard(_StaffLookup(scope))
+
+
+def check_readable(info: Any, scope: Scope) -> None:
+    """Raise FORBIDDEN unless the principal may read data of `scope` (`readable`'s rule), for
+    what no field extension guards: a federation `_entities` representation."""
+    _check(info, _Readable(scope))
+
+
+def check_entity(info: Any, scope: Scope, customer_id: object) -> None:
+    """Raise FORBIDDEN unless the principal may read an entity of `scope` belonging to
+    `customer_id` (`own_customer`'s rules), for a federation `_entities` representation."""
+    _check(info, _Readable(scope), _OwnCustomer(lambda _: customer_id))
+
+
+def _check(info: Any, *rules: _Rule) -> None:
+    for rule in rules:
+        if not rule.has_permission(None, info):
+            raise forbidden(rule.message or "Not allowed.")
 
 
 def admin_only() -> PermissionExtension:
@@ -149,7 +188,10 @@ class Pii(_ValueRule):
 
     def apply_to(self, value: Any, source: Any, info: Any) -> Any:
         principal = _principal(info)
-        if principal.has(*_CLEAR) or principal.may(Scope.PII):
+        # A customer reads its own data in clear, and only its own: the entry points keep it
+        # to its record, and this holds even where one leads elsewhere (a merge's survivor).
+        own = principal.is_customer and source.customer_id == principal.customer_id
+        if own or principal.has(*_CLEAR) or principal.may(Scope.PII):
             if value is not None:
                 info.context.audit_read(source.customer_id, info.path.typename, info.field_name)
             return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -24,10 +24,19 @@ _EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "TND":
 
 async def load(info: Info, loader: DataLoader[K, V], key: K) -> V:
     """`loader.load(key)`, noting in the response when the cache served it stale."""
-    value = await loader.load(key)
+    return cast(V, _fresh(info, await loader.load(key)))
+
+
+async def load_many(info: Info, loader: DataLoader[K, V], keys: Sequence[K]) -> list[V]:
+    """`loader.load_many(keys)`, in key order: many keys of one field, in one batch."""
+    return [_fresh(info, value) for value in await loader.load_many(keys)]
+
+
+def _fresh(info: Info, value: Any) -> Any:
+    """A loaded value, unwrapped when the cache served it stale (and noted in the response)."""
     if isinstance(value, Stale):
         info.context.stale.append({"path": info.path.as_list(), "ageSeconds": round(value.age)})
-        return cast(V, value.value)
+        return value.value
     return value
 
 
@@ -75,6 +84,15 @@ class PageInfo:
         return info, cursors
 
 
+def page_size(info: Info, first: int | None) -> int:
+    """The page size `first` asks for (the default when null), refused beyond the cap."""
+    settings = info.context.settings
+    size = settings.page_default if first is None else first
+    if not 0 <= size <= settings.page_max:
+        raise UserInputError(f"`first` must be between 0 and {settings.page_max}; got {size}.")
+    return size
+
+
 def page_key(
     info: Info,
     owner: int,
@@ -89,10 +107,7 @@ def page_key(
     `valid_id` checks the id inside a cursor, so a cursor of another connection is refused
     here with a clear message rather than failing in the source.
     """
-    settings = info.context.settings
-    size = settings.page_default if first is None else first
-    if not 0 <= size <= settings.page_max:
-        raise UserInputError(f"`first` must be between 0 and {settings.page_max}; got {size}.")
+    size = page_size(info, first)
     position: Position | None = None
     if after is not None:
         try:
@@ -116,4 +131,14 @@ def parse_id(value: strawberry.ID | str) -> int | None:
     return number if 0 < number < 2**63 else None
 
 
-__all__ = ["Info", "Money", "PageInfo", "UserInputError", "load", "page_key", "parse_id"]
+__all__ = [
+    "Info",
+    "Money",
+    "PageInfo",
+    "UserInputError",
+    "load",
+    "load_many",
+    "page_key",
+    "page_size",
+    "parse_id",
+]

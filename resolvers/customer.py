@@ -9,13 +9,14 @@ import strawberry
 from bson import ObjectId
 
 from api.principal import Scope
-from resolvers.access import Pii, readable
-from resolvers.common import Info, load, page_key
+from resolvers.access import Pii, check_entity, check_readable, readable
+from resolvers.common import Info, UserInputError, load, page_key, parse_id
 from resolvers.engagement import InteractionConnection, Profile, Ticket
 from resolvers.enums import AddressKind, CustomerStatus, InteractionType, OrderStatus, TicketStatus
 from resolvers.masking import mask_email, mask_phone, mask_street, withhold
 from resolvers.order import OrderConnection
 from resolvers.vendor import LoyaltyMembership
+from sources.events.changes import normalise_email
 from sources.sql.records import AddressRecord, CustomerRecord
 
 FirstArg = Annotated[
@@ -61,10 +62,11 @@ class Address:
         )
 
 
-@strawberry.type(
+@strawberry.federation.type(
     description="A customer: who they are (SQL system of record) and everything known about "
     "them from the engagement store and third-party APIs. Fields backed by a source other than "
-    "SQL are nullable: when that source fails, they are null and an error names the path."
+    "SQL are nullable: when that source fails, they are null and an error names the path.",
+    keys=["id", "email"],
 )
 class Customer:
     record: strawberry.Private[CustomerRecord]
@@ -93,6 +95,16 @@ class Customer:
     @strawberry.field(description="Full name: given name then family name.")
     def name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    @strawberry.field(
+        description="The customer this record was merged into (status MERGED); null for an "
+        "active customer."
+    )
+    async def merged_into(self, info: Info) -> Customer | None:
+        if self.record.merged_into is None:
+            return None
+        record = await load(info, info.context.loaders.sql.customer_by_id, self.record.merged_into)
+        return Customer.from_record(record) if record else None
 
     @strawberry.field(
         description="Postal addresses, one per kind at most.",
@@ -176,6 +188,29 @@ class Customer:
             info, info.context.loaders.vendor.loyalty_by_customer_id, self.record.id
         )
         return LoyaltyMembership.from_record(record) if record else None
+
+    @classmethod
+    async def resolve_reference(
+        cls, info: Info, id: strawberry.ID | None = None, email: str | None = None
+    ) -> Customer | None:
+        """The customer of a federation representation, `{id}` or `{email}`, with the rules of
+        `Query.customer`. Through the loaders: the gateway's representations, resolved side
+        by side, cost one batch per source together."""
+        loaders = info.context.loaders.sql
+        if id is not None:
+            check_entity(info, Scope.CUSTOMERS, id)
+            number = parse_id(id)
+        elif email is not None:
+            check_readable(info, Scope.CUSTOMERS)
+            number = await load(info, loaders.customer_id_by_email, normalise_email(email))
+        else:
+            raise UserInputError("A Customer representation needs its `id` or its `email`.")
+        record = await load(info, loaders.customer_by_id, number) if number else None
+        customer = await surviving_customer(info, record)
+        if id is None:
+            # A customer principal learns nothing of an email not its own, held or not.
+            check_entity(info, Scope.CUSTOMERS, customer.id if customer else None)
+        return customer
 
     @classmethod
     def from_record(cls, record: CustomerRecord) -> Customer:

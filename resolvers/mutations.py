@@ -26,6 +26,7 @@ from resolvers.enums import (
     TicketPriority,
     TicketStatus,
 )
+from resolvers.merge import MergeMutations
 from resolvers.order import Order
 from sources.events import changes
 
@@ -366,7 +367,7 @@ TicketResult = Annotated[
 
 
 @strawberry.type(description="Every change c360 can be asked to make.")
-class Mutation(ContactMutations):
+class Mutation(ContactMutations, MergeMutations):
     @strawberry.mutation(
         description="Add the customer's address of a kind, or replace it.",
         extensions=[changeable()],

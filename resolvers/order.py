@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from api.principal import Scope
-from resolvers.access import readable
-from resolvers.common import Info, Money, PageInfo, load
+from resolvers.access import check_entity, check_readable, readable
+from resolvers.common import Info, Money, PageInfo, load, parse_id
 from resolvers.enums import Channel, OrderStatus
 from resolvers.vendor import Shipment
 from sources.paging import Page, PageKey
@@ -19,13 +19,21 @@ if TYPE_CHECKING:
     from resolvers.customer import Customer
 
 
-@strawberry.type(description="An item of the product catalogue.")
+@strawberry.federation.type(description="An item of the product catalogue.", keys=["sku"])
 class Product:
     sku: str = strawberry.field(description="Stock keeping unit, the product's key.")
     name: str = strawberry.field(description="Display name.")
     category: str = strawberry.field(description="Catalogue category.")
     price: Money = strawberry.field(description="Current list price.")
     stock: int = strawberry.field(description="Units on hand now.")
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, sku: str) -> Product | None:
+        """The product of a federation representation `{sku}`, for whoever may read orders
+        (products are reached through orders), through the loader."""
+        check_readable(info, Scope.ORDERS)
+        record = await load(info, info.context.loaders.sql.product_by_sku, sku)
+        return Product.from_record(record) if record else None
 
     @classmethod
     def from_record(cls, record: ProductRecord) -> Product:
@@ -66,7 +74,9 @@ class OrderLine:
         )
 
 
-@strawberry.type(description="A customer's order, from the system of record.")
+@strawberry.federation.type(
+    description="A customer's order, from the system of record.", keys=["id"]
+)
 class Order:
     record: strawberry.Private[OrderRecord]
     id: strawberry.ID = strawberry.field(description="Order id.")
@@ -107,6 +117,16 @@ class Order:
 
         record = await load(info, info.context.loaders.sql.customer_by_id, self.record.customer_id)
         return Customer.from_record(record) if record else None
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Order | None:
+        """The order of a federation representation `{id}`, through the loader; a customer
+        principal only reaches its own orders."""
+        check_readable(info, Scope.ORDERS)
+        number = parse_id(id)
+        record = await load(info, info.context.loaders.sql.order_by_id, number) if number else None
+        check_entity(info, Scope.ORDERS, record.customer_id if record else None)
+        return Order.from_record(record) if record else None
 
     @classmethod
     def from_record(cls, record: OrderRecord) -> Order:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import strawberry
@@ -12,8 +12,11 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from api.principal import Scope
 from resolvers.access import own_customer
 from resolvers.admin import AdminQuery
+from resolvers.batch import BatchQuery
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer, surviving_customer
+from resolvers.federation import FEDERATION_VERSION, price_entities
+from resolvers.identity import IdentityQuery
 from resolvers.mutations import Mutation
 from resolvers.subscriptions import Subscription
 from sources.errors import SourceError
@@ -24,7 +27,7 @@ def _requested_customer(arguments: dict[str, Any]) -> object:
 
 
 @strawberry.type(description="Everything c360 can be asked.")
-class Query(AdminQuery):
+class Query(BatchQuery, IdentityQuery, AdminQuery):
     @strawberry.field(
         description="A customer by id; null when no customer has that id. The id of a customer "
         "merged into another gives the surviving customer.",
@@ -47,15 +50,21 @@ def _unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError | SourceError)
 
 
-def create_schema(extensions: Sequence[type[SchemaExtension]] = ()) -> strawberry.Schema:
-    """The c360 schema; `c360 export-schema` prints it as schema.graphql.
+def create_schema(
+    extensions: Sequence[type[SchemaExtension] | Callable[[], SchemaExtension]] = (),
+) -> strawberry.Schema:
+    """The c360 schema, an Apollo Federation 2 subgraph; `c360 export-schema` prints its client
+    SDL as schema.graphql, `--federation` its subgraph SDL (`resolvers.federation`).
 
     MaskErrors covers what runs through Strawberry's own execution (subscriptions over
     WebSocket); the HTTP endpoint masks with `api.errors.format_error`, by the same rule.
     """
-    return strawberry.Schema(
+    schema = strawberry.federation.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[lambda: MaskErrors(should_mask_error=_unexpected), *extensions],
+        federation_version=FEDERATION_VERSION,
     )
+    price_entities(schema)
+    return schema

@@ -11,6 +11,7 @@ from sqlalchemy import insert
 
 from api.connections import Connections
 from sources.sql import models
+from sources.sql.search import Searchable, write_search_terms
 from sources.thirdparty.simulator import VendorStore
 
 # Far above the seeded ids, so built customers never collide with the seed dataset.
@@ -25,10 +26,24 @@ async def build_customer(
     orders: int = 1,
     interactions: int = 5,
     profile: dict[str, Any] | None = None,
+    contact: dict[str, Any] | None = None,
 ) -> int:
     """A customer with `orders` shipped orders (two lines each), a profile, a timeline, an open
-    ticket and a loyalty membership; returns the customer id."""
+    ticket and a loyalty membership; returns the customer id. `contact` overrides columns of
+    the customer row (first_name, last_name, email, phone, ...)."""
     cid = next(_ids)
+    customer = {
+        "id": cid,
+        "first_name": "Test",
+        "last_name": f"Customer{cid}",
+        "email": f"test.{cid}@example.com",
+        "phone": f"+4420{cid:08d}",
+        "birth_date": None,
+        "status": "ACTIVE",
+        "merged_into": None,
+        "created_at": T0,
+        "updated_at": T0,
+    } | (contact or {})
     order_rows = [
         {
             "id": cid * 1000 + n,
@@ -45,23 +60,8 @@ async def build_customer(
         for n in range(orders)
     ]
     async with connections.engine.begin() as sql:
-        await sql.execute(
-            insert(models.Customer.__table__),
-            [
-                {
-                    "id": cid,
-                    "first_name": "Test",
-                    "last_name": f"Customer{cid}",
-                    "email": f"test.{cid}@example.com",
-                    "phone": f"+4420{cid:08d}",
-                    "birth_date": None,
-                    "status": "ACTIVE",
-                    "merged_into": None,
-                    "created_at": T0,
-                    "updated_at": T0,
-                }
-            ],
-        )
+        await sql.execute(insert(models.Customer.__table__), [customer])
+        await write_search_terms(connection=sql, customers=[Searchable.of(customer)], replace=False)
         await sql.execute(
             insert(models.Address.__table__),
             [

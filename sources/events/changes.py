@@ -26,8 +26,9 @@ from sources.events.envelope import C360_SOURCE, Event
 from sources.events.outbox import Relay, add_to_mongo_outbox, add_to_sql_outbox
 from sources.mongo.queries import Database
 from sources.sql import writes
-from sources.sql.queries import customers_by_ids
+from sources.sql.queries import customers_by_ids, orders_by_ids
 from sources.sql.records import CustomerRecord, OrderRecord
+from sources.sql.search import Searchable, write_search_terms
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -210,11 +211,27 @@ async def change_contact(
         record = await writes.update_customer(
             connection=connection, customer_id=customer_id, values=values, at=at
         )
+        # Every contact field is searchable: the terms change in the same transaction.
+        await write_search_terms(connection=connection, customers=[Searchable.of(record)])
         event = _event("customer.contact_changed", customer_id, values, at, origin)
         await add_to_sql_outbox(connection=connection, events=[event])
     await changes._invalidate("sql", "customer", keys=[customer_id])
     changes._published()
     return record, event
+
+
+async def _lock_order(connection: AsyncConnection, order_id: int) -> OrderRecord:
+    """The order, locked after its customer: customer first, as merges (which move orders
+    between customers) lock them, so the two cannot deadlock."""
+    while True:
+        [order] = await orders_by_ids(connection=connection, ids=[order_id])
+        if order is None:
+            raise ChangeRejectedError("ORDER_NOT_FOUND", f"no order has id {order_id}", "orderId")
+        await writes.lock_customer(connection=connection, customer_id=order.customer_id)
+        locked = await writes.order_for_update(connection=connection, order_id=order_id)
+        if locked is not None and locked.customer_id == order.customer_id:
+            return locked
+        # A merge moved the order to another customer meanwhile: lock that one instead.
 
 
 async def change_order_status(
@@ -230,10 +247,7 @@ async def change_order_status(
         raise ChangeRejectedError("INVALID_STATUS", f"unknown order status {status!r}", "status")
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
-        order = await writes.order_for_update(connection=connection, order_id=order_id)
-        if order is None:
-            raise ChangeRejectedError("ORDER_NOT_FOUND", f"no order has id {order_id}", "orderId")
-        await writes.lock_customer(connection=connection, customer_id=order.customer_id)
+        order = await _lock_order(connection, order_id)
         if status not in ORDER_TRANSITIONS[order.status]:
             allowed = ", ".join(sorted(ORDER_TRANSITIONS[order.status])) or "none"
             raise ChangeRejectedError(

@@ -16,6 +16,7 @@ from sources.roundtrips import MONGO
 
 # Loader names: they appear in cache keys, and invalidations name them.
 PROFILE, TICKETS, TIMELINE_PAGE = "profile", "tickets", "timeline_page"
+CUSTOMER_IDS_BY_IDENTITY = "customer_ids_by_identity"
 
 
 class MongoLoaders:
@@ -35,6 +36,19 @@ class MongoLoaders:
             lambda k: queries.profiles_by_customer_ids(db=db, ids=k),
             cache=self._cache,
             name=PROFILE,
+        )
+
+    @cached_property
+    def customer_ids_by_identity(self) -> DataLoader[tuple[str, str], list[int] | None]:
+        """Customer ids by (identity type, value), for identity lookups: one query for the
+        batch. Not cached: a merge moves identities to another profile, and a stale answer
+        would send a caller to the wrong customer."""
+        db = self._db
+        return keyed_loader(
+            MONGO,
+            self._timeout,
+            lambda k: queries.customer_ids_by_identities(db=db, keys=k),
+            name=CUSTOMER_IDS_BY_IDENTITY,
         )
 
     @cached_property

@@ -37,7 +37,11 @@ async def profiles_by_customer_ids(
 ) -> list[ProfileRecord | None]:
     """Profiles in key order, None for a customer without one."""
     found: dict[int, ProfileRecord] = {}
-    async for doc in db.profiles.find({"_id": {"$in": list(set(ids))}}):
+    unique = list(set(ids))
+    # At most one profile per key: one more than that lets the first batch hold them all and
+    # close the cursor (the default first batch is 101 documents, then a getMore).
+    cursor = db.profiles.find({"_id": {"$in": unique}}, batch_size=len(unique) + 1)
+    async for doc in cursor:
         found[doc["_id"]] = ProfileRecord.from_document(doc)
     return [found.get(i) for i in ids]
 
@@ -100,3 +104,25 @@ async def timeline_pages(*, db: Database, keys: Sequence[PageKey]) -> list[Page[
         return rows
 
     return await group_pages(keys, run, counted=False)
+
+
+async def customer_ids_by_identities(
+    *, db: Database, keys: Sequence[tuple[str, str]]
+) -> list[list[int]]:
+    """The ids of the customers whose profile holds each (identity type, value) key, in one
+    query (served by the `identities.type` + `identities.value` index)."""
+    values: dict[str, set[str]] = {}
+    for kind, value in keys:
+        values.setdefault(kind, set()).add(value)
+    clauses = [
+        {"identities": {"$elemMatch": {"type": kind, "value": {"$in": sorted(wanted)}}}}
+        for kind, wanted in values.items()
+    ]
+    found: dict[tuple[str, str], set[int]] = {}
+    if clauses:
+        query = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        async for doc in db.profiles.find(query, {"identities": 1}):
+            for identity in doc.get("identities", []):
+                pair = (identity.get("type"), identity.get("value"))
+                found.setdefault(pair, set()).add(doc["_id"])
+    return [sorted(found.get(key, ())) for key in keys]

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pymongo
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
@@ -13,10 +14,12 @@ from tqdm import tqdm
 from sources.mongo.queries import Database, ensure_indexes
 from sources.seed.generator import Chunk, Generator, Row
 from sources.sql import models
+from sources.sql.search import Searchable, term_rows
 from sources.thirdparty.simulator import VendorStore
 
 CHUNK = 250
 SQL_BATCH = 5000
+INDEX_BUILD_SECONDS = 3600
 
 
 async def customer_count(engine: AsyncEngine) -> int:
@@ -38,6 +41,8 @@ async def _insert_sql(engine: AsyncEngine, table: Any, rows: Sequence[Row]) -> N
 async def _write_sql(engine: AsyncEngine, chunk: Chunk) -> None:
     # Parents before children, for the foreign keys.
     await _insert_sql(engine, models.Customer.__table__, chunk.customers)
+    terms = term_rows(Searchable.of(customer) for customer in chunk.customers)
+    await _insert_sql(engine, models.CustomerSearchTerm.__table__, terms)
     await _insert_sql(engine, models.Address.__table__, chunk.addresses)
     await _insert_sql(engine, models.Order.__table__, chunk.orders)
     await _insert_sql(engine, models.OrderLine.__table__, chunk.order_lines)
@@ -105,5 +110,8 @@ async def seed(
         if pending is not None:
             await pending
     # Building indexes once over the loaded data is much faster than maintaining them per insert.
-    await ensure_indexes(db=db)
+    # One build can take longer than the client's socket timeout (minutes at 100,000 customers
+    # on the embedded server), so the builds get a deadline of their own.
+    with pymongo.timeout(INDEX_BUILD_SECONDS):
+        await ensure_indexes(db=db)
     return counts

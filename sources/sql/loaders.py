@@ -13,7 +13,8 @@ from sources.cache.entity import EntityCache
 from sources.loader import keyed_loader
 from sources.paging import Page, PageKey
 from sources.roundtrips import SQL
-from sources.sql import queries
+from sources.sql import queries, search
+from sources.sql.queries import Contact
 from sources.sql.records import (
     AddressRecord,
     CustomerRecord,
@@ -32,6 +33,8 @@ CUSTOMER, CUSTOMER_ID_BY_EMAIL, ADDRESSES, PRODUCT, ORDER, ORDER_LINES, ORDER_PA
     "order_lines",
     "order_page",
 )
+# Lookups and search read uncached (see their loaders): these names only label them.
+CUSTOMERS_BY_CONTACT, CUSTOMER_SEARCH = "customers_by_contact", "customer_search"
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -74,6 +77,27 @@ class SqlLoaders:
         return self._loader(
             CUSTOMER_ID_BY_EMAIL,
             lambda c, k: queries.customer_ids_by_emails(connection=c, emails=k),
+            cached=False,
+        )
+
+    @cached_property
+    def customers_by_contact(self) -> DataLoader[Contact, list[CustomerRecord] | None]:
+        """The customers an email, phone or id names, for identity lookups: one statement
+        for every contact of the batch. Not cached: emails and phones move between customers
+        and merges change who holds them, and the records themselves are cached by id."""
+        return self._loader(
+            CUSTOMERS_BY_CONTACT,
+            lambda c, k: queries.customers_by_contacts(connection=c, keys=k),
+            cached=False,
+        )
+
+    @cached_property
+    def customer_search_page(self) -> DataLoader[search.SearchKey, search.SearchPage | None]:
+        """A page of customer search results. Not cached: any contact change anywhere may
+        change any page, and a typed prefix is rarely asked twice."""
+        return self._loader(
+            CUSTOMER_SEARCH,
+            lambda c, k: search.search_pages(connection=c, keys=k),
             cached=False,
         )
 

@@ -8,8 +8,9 @@ so the session's identity map and unit of work would be pure overhead.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import BindParameter, Select, and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -195,3 +196,47 @@ async def order_pages(
         return rows
 
     return await group_pages(keys, run, counted=True)
+
+
+class Contact(NamedTuple):
+    """How a lookup names a customer: `email` (normalised), `phone` (E.164) or `id`."""
+
+    field: str
+    value: str | int
+
+
+_CONTACT_FIELDS = ("email", "phone", "id")
+
+
+def _contact_statement(fields: tuple[str, ...]) -> Select[Any]:
+    customer = models.Customer
+    return select(*_columns(customer)).where(
+        or_(*(getattr(customer, f).in_(bindparam(f, expanding=True)) for f in fields))
+    )
+
+
+# One statement per combination of the fields asked, so no branch is an always-false IN ()
+# that could keep the planner from using each field's index.
+_CUSTOMERS_BY_CONTACT = {
+    fields: _contact_statement(fields)
+    for size in range(1, len(_CONTACT_FIELDS) + 1)
+    for fields in itertools.combinations(_CONTACT_FIELDS, size)
+}
+
+
+async def customers_by_contacts(
+    *, connection: AsyncConnection, keys: Sequence[Contact]
+) -> list[list[CustomerRecord]]:
+    """The customers each contact names (several may share a phone), in one statement."""
+    wanted: dict[str, set[str | int]] = {f: set() for f in _CONTACT_FIELDS}
+    for key in keys:
+        wanted[key.field].add(key.value)
+    fields = tuple(f for f in _CONTACT_FIELDS if wanted[f])
+    found: dict[Contact, list[CustomerRecord]] = {}
+    if fields:
+        stmt = _CUSTOMERS_BY_CONTACT[fields]
+        params = {f: list(wanted[f]) for f in fields}
+        for record in await _records(connection, CustomerRecord, stmt, **params):
+            for field in fields:
+                found.setdefault(Contact(field, getattr(record, field)), []).append(record)
+    return [sorted(found.get(key, []), key=lambda r: r.id) for key in keys]

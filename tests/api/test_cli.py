@@ -9,7 +9,7 @@ from api.settings import Settings
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "migrate", "seed", "simulator", "export-schema", "events"]
+    "command", ["serve", "migrate", "seed", "simulator", "export-schema", "events", "search"]
 )
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -43,3 +43,11 @@ def test_events_dead_letters_has_help(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "usage: c360 events dead-letters" in out
     assert "--limit N" in out
+
+
+def test_search_reindex_indexes_every_customer(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("C360_DATABASE_URL", str(settings.database_url))
+    assert main(["search", "reindex", "--quiet", "--batch", "7"]) == 0
+    assert "indexed" in capsys.readouterr().err

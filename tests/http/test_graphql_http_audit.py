@@ -2,62 +2,23 @@
 
 The audit suite is JavaScript (tests/http/audit, pinned by its package-lock.json), so node runs
 it against the live server. Every MUST and SHOULD item has to pass; MAY items are reported only.
-The node processes are awaited through asyncio because the server answering them runs in this
-same event loop: a blocking wait would stall it and the audit would never get a response.
+Node runs through `tests.node`, which installs the pinned packages and never blocks the event
+loop the live server answers in.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import services
+from tests.node import node_with_packages, run
 
 AUDIT_DIR = Path(__file__).parent / "audit"
 LEVELS = ("MUST", "SHOULD", "MAY")
-INSTALL_TIMEOUT = 240.0
 AUDIT_TIMEOUT = 120.0
-
-
-async def _run(*command: str, limit: float) -> tuple[int, str, str]:
-    """Run a command in the audit directory without blocking the event loop; `limit` seconds."""
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=AUDIT_DIR,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(limit):
-            stdout, stderr = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"{' '.join(command)} did not finish within {limit:.0f}s") from None
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
-async def _node_with_audit_deps() -> str:
-    """The node executable, with the audit's pinned packages installed (`npm ci` if missing)."""
-    node = shutil.which("node")
-    if node is None:
-        services.unavailable("node", "not on PATH; the graphql-http audit runs on Node.js")
-    assert node is not None
-    if not (AUDIT_DIR / "node_modules" / "graphql-http").is_dir():
-        npm = shutil.which("npm")
-        if npm is None:
-            services.unavailable("npm", "not on PATH; needed to install tests/http/audit")
-        assert npm is not None
-        code, out, err = await _run(npm, "ci", "--no-audit", "--no-fund", limit=INSTALL_TIMEOUT)
-        assert code == 0, f"npm ci in {AUDIT_DIR} failed ({code}):\n{out}\n{err}"
-    return node
 
 
 def _level(result: dict[str, Any]) -> str:
@@ -80,8 +41,10 @@ def _describe(result: dict[str, Any]) -> str:
 async def test_graphql_http_audit_passes_every_must_and_should(
     live_server: str, request: pytest.FixtureRequest
 ) -> None:
-    node = await _node_with_audit_deps()
-    code, out, err = await _run(node, "audit.mjs", f"{live_server}/graphql", limit=AUDIT_TIMEOUT)
+    node = await node_with_packages(AUDIT_DIR, "graphql-http", "the graphql-http audit")
+    code, out, err = await run(
+        node, "audit.mjs", f"{live_server}/graphql", cwd=AUDIT_DIR, limit=AUDIT_TIMEOUT
+    )
     assert code == 0, f"the audit could not run ({code}):\n{err}"
     results: list[dict[str, Any]] = json.loads(out)
 

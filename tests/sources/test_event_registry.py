@@ -63,6 +63,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "note": "Technician on the way",
     },
     "consent.changed": {"channel": "SMS", "granted": False},
+    "customer.merged": {
+        "merge_id": "12",
+        "survivor_id": "42",
+        "merged_id": "43",
+        "merged_by": "agent-ada",
+        "moved": {"orders": 2, "interactions": 40, "tickets": 1, "identities": 3},
+    },
+    "customer.unmerged": {
+        "merge_id": "12",
+        "survivor_id": "42",
+        "merged_id": "43",
+        "unmerged_by": "agent-ada",
+        "returned": {"orders": 2, "interactions": 40, "tickets": 1, "identities": 3},
+    },
 }
 
 

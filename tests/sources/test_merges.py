@@ -1,0 +1,89 @@
+"""A merge or an unmerge cut short between its SQL and MongoDB steps (MongoDB unreachable) is
+left marked as under way, with no event sent, and the next call touching the customers
+finishes it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pymongo
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from api.connections import Connections
+from sources.events import merges
+from sources.events.changes import Changes
+from sources.net import free_port
+from sources.sql.merges import MERGED, MERGING, UNMERGED, UNMERGING, merge_by_id, pending_merges
+from sources.sql.queries import customers_by_ids
+from sources.thirdparty.simulator import VendorStore
+from tests.builders import build_customer
+
+
+async def _state(connections: Connections, merge_id: int) -> tuple[str, str]:
+    """The merge's state and the merged customer's status."""
+    async with connections.engine.connect() as sql:
+        record = await merge_by_id(connection=sql, merge_id=merge_id)
+        assert record is not None
+        [merged] = await customers_by_ids(connection=sql, ids=[record.merged_id])
+    assert merged is not None
+    return record.state, merged.status
+
+
+async def _owners(connections: Connections, merged: int) -> set[int]:
+    """Who owns the merged customer's interactions and ticket now."""
+    db = connections.db
+    found: list[dict[str, Any]] = await db.interactions.find(
+        {"customer_id": {"$exists": True}, "_merge_test": merged}
+    ).to_list(None)
+    found += await db.tickets.find({"_id": f"TT-{merged}"}).to_list(None)
+    return {doc["customer_id"] for doc in found}
+
+
+async def test_a_step_cut_short_is_finished_by_the_next_call(
+    connections: Connections, vendor_store: VendorStore
+) -> None:
+    a = await build_customer(connections, vendor_store)
+    b = await build_customer(connections, vendor_store, interactions=2)
+    await connections.db.interactions.update_many({"customer_id": b}, {"$set": {"_merge_test": b}})
+    unreachable: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=200&directConnection=true"
+    )
+    broken: Changes = dataclasses.replace(connections.changes, db=unreachable["c360"])
+    try:
+        # A deadline shorter than the merge's own: the driver gives up sooner.
+        with pytest.raises(PyMongoError), pymongo.timeout(0.5):
+            await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
+        async with connections.engine.connect() as sql:
+            [record] = await pending_merges(connection=sql, customer_ids=[a])
+        assert await _state(connections, record.id) == (MERGING, "MERGED")
+        assert await _owners(connections, b) == {b}
+
+        # The retry finishes the merge: the events go out now, once.
+        done, events = await merges.merge_customers(
+            connections.changes, survivor_id=a, merged_id=b, merged_by="t"
+        )
+        assert done.id == record.id and done.state == MERGED
+        assert [e.type for e in events] == ["customer.merged"] * 2
+        assert len(done.moved["interactions"]) == 2 and done.moved["tickets"] == [f"TT-{b}"]
+        assert await _owners(connections, b) == {a}
+
+        with pytest.raises(PyMongoError), pymongo.timeout(0.5):
+            await merges.unmerge_customers(broken, merge_id=done.id, unmerged_by="t")
+        assert await _state(connections, done.id) == (UNMERGING, "ACTIVE")
+        assert await _owners(connections, b) == {a}
+
+        c = await build_customer(connections, vendor_store)
+        # A merge touching either customer first finishes the unmerge, then goes on.
+        merged, _ = await merges.merge_customers(
+            connections.changes, survivor_id=c, merged_id=b, merged_by="t"
+        )
+        # (b is merged again, into c, now.)
+        assert await _state(connections, done.id) == (UNMERGED, "MERGED")
+        assert (merged.survivor_id, merged.state) == (c, MERGED)
+        assert len(merged.moved["interactions"]) == 2
+        assert await _owners(connections, b) == {c}
+    finally:
+        await unreachable.close()
