@@ -73,12 +73,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _migrate(_args: argparse.Namespace) -> int:
     from migrations.runner import upgrade
+    from sources.sql.search import terms_missing
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url())
+    url = settings.resolved_database_url()
+    upgrade(url)
     print("database schema is up to date", file=sys.stderr)
-    return 0
+
+    async def index_if_missing(engine: AsyncEngine) -> int:
+        if await terms_missing(engine=engine):
+            print("customer search has no terms yet: indexing every customer", file=sys.stderr)
+            return await _reindex(engine, batch=2000, quiet=False)
+        return 0
+
+    return asyncio.run(_on_database(url, index_if_missing))
 
 
 async def _seed_async(args: argparse.Namespace, settings: Settings) -> int:
@@ -363,21 +372,26 @@ def _documents_list(_args: argparse.Namespace) -> int:
 
 
 def _search_reindex(args: argparse.Namespace) -> int:
+    async def work(engine: AsyncEngine) -> int:
+        return await _reindex(engine, batch=args.batch, quiet=args.quiet)
+
+    return asyncio.run(_on_database(Settings().resolved_database_url(), work))
+
+
+async def _reindex(engine: AsyncEngine, *, batch: int, quiet: bool) -> int:
+    """Rewrite every customer's search terms, with a progress bar unless `quiet`."""
     from tqdm import tqdm
 
     from sources.seed.loader import customer_count
     from sources.sql.search import reindex_search
 
-    async def work(engine: AsyncEngine) -> int:
-        total = await customer_count(engine)
-        started = time.perf_counter()
-        with tqdm(total=total, unit="customer", disable=args.quiet, desc="indexing") as bar:
-            done = await reindex_search(engine=engine, batch=args.batch, progress=bar.update)
-        elapsed = time.perf_counter() - started
-        print(f"indexed {done:,} customers for search in {elapsed:.1f}s", file=sys.stderr)
-        return 0
-
-    return asyncio.run(_on_database(Settings().resolved_database_url(), work))
+    total = await customer_count(engine)
+    started = time.perf_counter()
+    with tqdm(total=total, unit="customer", disable=quiet, desc="indexing") as bar:
+        done = await reindex_search(engine=engine, batch=batch, progress=bar.update)
+    elapsed = time.perf_counter() - started
+    print(f"indexed {done:,} customers for search in {elapsed:.1f}s", file=sys.stderr)
+    return 0
 
 
 def _positive(text: str) -> int:

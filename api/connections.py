@@ -18,12 +18,16 @@ from sources.cache.entity import CachePolicy, EntityCache
 from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
 from sources.events.changes import Changes
 from sources.events.hub import Hub
+from sources.events.merges import StalledMerges
 from sources.events.outbox import Relay
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
 from sources.sql.engine import create_engine
 from sources.thirdparty.client import create_client as create_vendor_client
+
+# How often each instance looks for merges a failure cut short (and how old they must be).
+STALLED_MERGES_SECONDS = 60.0
 
 
 @dataclass
@@ -128,9 +132,14 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     )
     # The audit log writes in batches on the same background engine, off the request path.
     audit = AuditLog(relay_engine, flush_seconds=settings.audit_flush_seconds)
+    background = Changes(
+        engine=relay_engine, db=relay_mongo[settings.mongo_database], cache=cache, relay=relay
+    )
+    stalled = StalledMerges(background, every_seconds=STALLED_MERGES_SECONDS)
     await hub.start()
     if settings.relay_enabled:
         relay.start()
+        stalled.start()
     audit.start()
     try:
         yield Connections(
@@ -150,6 +159,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         )
     finally:
         await audit.stop()
+        await stalled.stop()
         await relay.stop()
         await hub.stop()
         await bus.close()

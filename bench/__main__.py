@@ -23,7 +23,7 @@ from bench.report import Report, WorkloadResult, judge, markdown, timestamp, wri
 from bench.server import PeakRss, Service, running_service
 from bench.subscribers import run_subscribers
 from bench.workloads import HOT_SET, WORKLOADS, Rotation, Workload
-from bench.wrk import WrkMissingError, run_wrk, wrk_binary
+from bench.wrk import WrkMissingError, WrkResult, run_wrk, wrk_binary
 
 # Cold first, before any other workload has touched its customers.
 ORDER = (
@@ -56,33 +56,26 @@ def measure(
     """One workload at one concurrency: warm up, then a measured wrk run."""
     url = f"{service.url}{workload.path}"
     seconds = max(seconds, workload.min_seconds)
+
+    def drive(keys: Sequence[int | str], duration: float) -> WrkResult:
+        return run_wrk(
+            url,
+            workload.query,
+            keys,
+            connections=connections,
+            seconds=duration,
+            batch=workload.batch,
+            keys=workload.keys,
+            variable=workload.variable,
+        )
+
     if warmup > 0:
         # Cold ids must stay unseen: warm the pools with the hot set instead.
-        warm_ids: Sequence[int | str] = (
-            customer_ids(HOT_SET, "hot") if workload.rotation is Rotation.COLD else ids
-        )
-        run_wrk(
-            url,
-            workload.query,
-            warm_ids,
-            connections=connections,
-            seconds=warmup,
-            batch=workload.batch,
-            keys=workload.keys,
-            variable=workload.variable,
-        )
+        cold = workload.rotation is Rotation.COLD
+        drive(customer_ids(HOT_SET, "hot") if cold else ids, warmup)
     before = service.settled_counters()
     with PeakRss(service).watching() as rss:
-        run = run_wrk(
-            url,
-            workload.query,
-            ids,
-            connections=connections,
-            seconds=seconds,
-            batch=workload.batch,
-            keys=workload.keys,
-            variable=workload.variable,
-        )
+        run = drive(ids, seconds)
     after = service.settled_counters()
     # Divided by what the server answered in the window, so requests in flight when wrk
     # stopped count on both sides of the ratio.
@@ -213,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
                     rate=args.event_rate,
                     seconds=args.duration,
                 )
-                result.targets = judge(result, postgres)
+                result.targets = judge(result, postgres, args.customers)
                 results.append(result)
                 continue
             connections = args.connections or workload.connections
@@ -230,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
                 warmup=args.warmup,
                 floor=floors.get(name),
             )
-            result.targets = judge(result, postgres)
+            result.targets = judge(result, postgres, args.customers)
             results.append(result)
         if "agent360-warm" in names:
             workload = WORKLOADS["agent360-warm"]

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from tqdm import tqdm
 
 from api.embedded import embedded_stores, uses_simulator
 from api.settings import Settings
@@ -17,6 +18,7 @@ from sources.mongo.client import create_client
 from sources.seed.generator import FIRST_NAMES, LAST_NAMES
 from sources.seed.loader import customer_count, seed
 from sources.sql.engine import create_engine
+from sources.sql.search import reindex_search, terms_missing
 from sources.thirdparty.simulator import VendorStore
 
 
@@ -49,6 +51,10 @@ async def _prepare(settings: Settings, customers: int, simulator: bool) -> int:
     try:
         existing = await customer_count(engine)
         if existing == customers:
+            if await terms_missing(engine=engine):
+                # A dataset seeded before a migration that remade the search terms.
+                with tqdm(total=customers, unit="customer", desc="indexing") as bar:
+                    await reindex_search(engine=engine, progress=bar.update)
             return 0
         if existing:
             raise DatasetError(

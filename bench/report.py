@@ -51,15 +51,15 @@ class Report:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
 
-def judge(result: WorkloadResult, postgres: bool) -> list[dict[str, Any]]:
+def judge(result: WorkloadResult, postgres: bool, customers: int) -> list[dict[str, Any]]:
     """Each target of the workload: met, missed (and by how much), or not applicable here."""
     verdicts = []
     for target in WORKLOADS[result.workload].targets:
-        verdicts.append(_verdict(target, getattr(result, target.metric), postgres))
+        verdicts.append(_verdict(target, getattr(result, target.metric), postgres, customers))
     return verdicts
 
 
-def _verdict(target: Target, value: float | None, postgres: bool) -> dict[str, Any]:
+def _verdict(target: Target, value: float | None, postgres: bool, customers: int) -> dict[str, Any]:
     verdict: dict[str, Any] = {
         "target": target.description,
         "metric": target.metric,
@@ -68,6 +68,9 @@ def _verdict(target: Target, value: float | None, postgres: bool) -> dict[str, A
     }
     if target.needs_postgres and not postgres:
         verdict["status"] = "not applicable (SQL store is not PostgreSQL)"
+        return verdict
+    if customers < target.min_customers:
+        verdict["status"] = f"not applicable (fewer than {target.min_customers:,} customers)"
         return verdict
     if value is None:
         verdict["status"] = "not measured"

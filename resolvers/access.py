@@ -38,6 +38,12 @@ CustomerArgument = Callable[[dict[str, Any]], object]
 _CLEAR = (Role.ADMIN, Role.AGENT)
 
 
+def reads_pii_in_clear(principal: Principal) -> bool:
+    """Whether `principal` reads every customer's personal data in clear (`agent`, `admin`,
+    a `service` with `pii:read`); a customer reads only its own."""
+    return principal.has(*_CLEAR) or principal.may(Scope.PII)
+
+
 def forbidden(message: str) -> GraphQLError:
     """The error of a refused field: FORBIDDEN, with a message that says what is missing."""
     return GraphQLError(message, extensions={"code": "FORBIDDEN"})
@@ -191,7 +197,7 @@ class Pii(_ValueRule):
         # A customer reads its own data in clear, and only its own: the entry points keep it
         # to its record, and this holds even where one leads elsewhere (a merge's survivor).
         own = principal.is_customer and source.customer_id == principal.customer_id
-        if own or principal.has(*_CLEAR) or principal.may(Scope.PII):
+        if own or reads_pii_in_clear(principal):
             if value is not None:
                 info.context.audit_read(source.customer_id, info.path.typename, info.field_name)
             return value

@@ -3,8 +3,7 @@
 Each list is answered in key order, `null` where a key names no customer (or cannot name one),
 duplicates allowed. Whatever the number of keys, each source is asked once per level: the keys
 go to the loaders together, so 500 customers with their profiles and loyalty cost one SQL
-statement (two by email: email to id, then id to customer), one MongoDB command and one
-loyalty batch request.
+statement, one MongoDB command and one loyalty batch request, by id or by email.
 """
 
 from __future__ import annotations
@@ -58,9 +57,9 @@ async def customers_by_emails(info: Info, emails: Sequence[str]) -> list[Custome
     """Customers (survivors of merges) holding each email, in order; None where none does."""
     normalised = [normalise_email(e) for e in emails]
     wanted = sorted({e for e in normalised if e})
-    ids = await load_many(info, info.context.loaders.sql.customer_id_by_email, wanted)
-    by_email = dict(zip(wanted, ids, strict=True))
-    return await customers_by_ids(info, [by_email.get(e) for e in normalised])
+    records = await load_many(info, info.context.loaders.sql.customer_by_email, wanted)
+    found = dict(zip(wanted, records, strict=True))
+    return await _survivors(info, [found.get(e) for e in normalised])
 
 
 @strawberry.type

@@ -98,11 +98,12 @@ class Customer:
 
     @strawberry.field(
         description="The customer this record was merged into (status MERGED); null for an "
-        "active customer."
+        "active customer. Refused to a customer principal: the survivor is another record."
     )
     async def merged_into(self, info: Info) -> Customer | None:
         if self.record.merged_into is None:
             return None
+        check_entity(info, Scope.CUSTOMERS, self.record.merged_into)
         record = await load(info, info.context.loaders.sql.customer_by_id, self.record.merged_into)
         return Customer.from_record(record) if record else None
 
@@ -200,12 +201,12 @@ class Customer:
         if id is not None:
             check_entity(info, Scope.CUSTOMERS, id)
             number = parse_id(id)
+            record = await load(info, loaders.customer_by_id, number) if number else None
         elif email is not None:
             check_readable(info, Scope.CUSTOMERS)
-            number = await load(info, loaders.customer_id_by_email, normalise_email(email))
+            record = await load(info, loaders.customer_by_email, normalise_email(email))
         else:
             raise UserInputError("A Customer representation needs its `id` or its `email`.")
-        record = await load(info, loaders.customer_by_id, number) if number else None
         customer = await surviving_customer(info, record)
         if id is None:
             # A customer principal learns nothing of an email not its own, held or not.
@@ -231,7 +232,14 @@ class Customer:
 
 async def surviving_customer(info: Info, record: CustomerRecord | None) -> Customer | None:
     """The customer a record stands for: itself, or, for a merged record, the customer it was
-    merged into (following a chain of merges). Every lookup lands on the survivor."""
+    merged into (following a chain of merges). Every lookup lands on the survivor.
+
+    Except a `customer` principal's: it reaches its own record, merged or not, and no other
+    (a merge made in error, which is what unmerge is for, must not open another person's
+    orders and timeline to it).
+    """
+    if info.context.principal.is_customer:
+        return Customer.from_record(record) if record else None
     seen: set[int] = set()
     while record is not None and record.merged_into is not None and record.id not in seen:
         seen.add(record.id)

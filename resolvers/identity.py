@@ -10,7 +10,7 @@ import phonenumbers
 import strawberry
 
 from api.principal import Scope
-from resolvers.access import staff_lookup
+from resolvers.access import forbidden, reads_pii_in_clear, staff_lookup
 from resolvers.common import Info, PageInfo, UserInputError, load, page_size
 from resolvers.customer import Customer, surviving_customer
 from resolvers.enums import IdentityType
@@ -23,6 +23,7 @@ from sources.sql.search import (
     SearchKey,
     decode_search_cursor,
     encode_search_cursor,
+    names_only,
     query_terms,
 )
 
@@ -207,7 +208,9 @@ class IdentityQuery:
         "first name, a last name, an email (or its part before the @) or a phone number's "
         "digits (`07700 9`, `+44 7700`, `7700`) of the customer. Results by last name, first "
         "name, then id; merged customers are left out. For staff and service keys with "
-        "`customers:read`; not the customer role.",
+        "`customers:read`; not the customer role. Emails and phones are searched only for "
+        "those who read them in clear (agent, admin, a service with `pii:read`); for others "
+        "words match names alone, and an email or phone word is refused (FORBIDDEN).",
         extensions=[staff_lookup(Scope.CUSTOMERS)],
     )
     async def search_customers(
@@ -241,6 +244,16 @@ class IdentityQuery:
         terms = query_terms(text, region=info.context.settings.phone_region)
         if len(terms) > MAX_WORDS:
             raise UserInputError(f"`query` may hold at most {MAX_WORDS} words; got {len(terms)}.")
+        if not reads_pii_in_clear(info.context.principal):
+            # Prefixes of masked emails and phones would be an oracle for them, a letter at a
+            # time: names only.
+            names = names_only(terms)
+            if names is None:
+                raise forbidden(
+                    "Not allowed: searching by email or phone is for those who read them in "
+                    "clear (agent, admin, a service with `pii:read`); search by name."
+                )
+            terms = names
         position = None
         if after is not None:
             try:

@@ -34,6 +34,7 @@ from sources.events import changes
 @strawberry.enum(description="Why a contact change was refused.")
 class UpdateCustomerContactErrorCode(Enum):
     CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    CUSTOMER_MERGED = "CUSTOMER_MERGED"
     INVALID_EMAIL = "INVALID_EMAIL"
     INVALID_PHONE = "INVALID_PHONE"
     INVALID_NAME = "INVALID_NAME"
@@ -111,6 +112,7 @@ UpdateOrderStatusResult = Annotated[
 @strawberry.enum(description="Why a consent change was refused.")
 class SetConsentErrorCode(Enum):
     CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    CUSTOMER_MERGED = "CUSTOMER_MERGED"
     INVALID_CHANNEL = "INVALID_CHANNEL"
 
 
@@ -242,6 +244,7 @@ class ContactMutations:
 @strawberry.enum(description="Why an address change was refused.")
 class AddressErrorCode(Enum):
     CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    CUSTOMER_MERGED = "CUSTOMER_MERGED"
     INVALID_ADDRESS = "INVALID_ADDRESS"
     ADDRESS_NOT_FOUND = "ADDRESS_NOT_FOUND"
 
@@ -280,6 +283,7 @@ AddressResult = Annotated[
 @strawberry.enum(description="Why an interaction was not recorded.")
 class RecordInteractionErrorCode(Enum):
     CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    CUSTOMER_MERGED = "CUSTOMER_MERGED"
 
 
 @strawberry.input(description="A name and a value.")
@@ -322,6 +326,7 @@ RecordInteractionResult = Annotated[
 @strawberry.enum(description="Why a ticket change was refused.")
 class TicketErrorCode(Enum):
     CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    CUSTOMER_MERGED = "CUSTOMER_MERGED"
     TICKET_NOT_FOUND = "TICKET_NOT_FOUND"
     INVALID_SUBJECT = "INVALID_SUBJECT"
 

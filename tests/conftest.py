@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -223,6 +224,22 @@ def redis_url() -> str:
     if not services.REDIS_URL:
         services.unavailable("Redis", "C360_TEST_REDIS_URL is not set")
     return services.REDIS_URL or ""
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cached_settings(
+    request: pytest.FixtureRequest, settings: Settings, redis_namespace: str
+) -> Settings:
+    """The test settings with the cache on: in-process, or on the test Redis."""
+    # A generous Redis timeout: a busy test machine must not trip the breaker.
+    update: dict[str, Any] = {
+        "cache_enabled": True,
+        "cache_namespace": redis_namespace,
+        "redis_timeout": 1.0,
+    }
+    if request.param == "redis":
+        update["redis_url"] = request.getfixturevalue("redis_url")
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture

@@ -145,19 +145,64 @@ def _no_such_customer(customer_id: int) -> ChangeRejectedError:
     )
 
 
-async def _lock_customer(connection: AsyncConnection, customer_id: int) -> CustomerRecord:
-    """The customer, locked for this transaction (see `writes.lock_customer`), or rejected."""
-    customer = await writes.lock_customer(connection=connection, customer_id=customer_id)
-    if customer is None:
-        raise _no_such_customer(customer_id)
+def _merged(customer: CustomerRecord) -> ChangeRejectedError:
+    return ChangeRejectedError(
+        "CUSTOMER_MERGED",
+        f"customer {customer.id} was merged into customer {customer.merged_into}: make the "
+        "change there",
+        "customerId",
+    )
+
+
+async def _read_customer(
+    connection: AsyncConnection, customer_id: int, *, follow_merges: bool
+) -> CustomerRecord | None:
+    """The customer of an id, unlocked; with `follow_merges`, the survivor of its merges."""
+    [customer] = await customers_by_ids(connection=connection, ids=[customer_id])
+    seen: set[int] = set()
+    while follow_merges and customer is not None and customer.merged_into is not None:
+        if customer.id in seen:
+            break
+        seen.add(customer.id)
+        [customer] = await customers_by_ids(connection=connection, ids=[customer.merged_into])
     return customer
 
 
-async def _require_customer(changes: Changes, customer_id: int) -> CustomerRecord:
-    async with changes.engine.connect() as connection:
-        [customer] = await customers_by_ids(connection=connection, ids=[customer_id])
+async def _lock_customer(
+    connection: AsyncConnection, customer_id: int, origin: Event | None = None
+) -> CustomerRecord:
+    """The customer to change, locked for this transaction (see `writes.lock_customer`), or
+    rejected.
+
+    A merged customer is never changed. An upstream event about one (its system still knows
+    the old id, as lookups do) changes the survivor instead; a change a client asks for is
+    refused with CUSTOMER_MERGED, naming the survivor, so no client's change lands on a
+    record it did not name. The survivor is found before the lock, so this never holds a
+    merged customer's lock while waiting for its survivor's (merges lock in id order).
+    """
+    target = customer_id
+    if origin is not None:
+        survivor = await _read_customer(connection, customer_id, follow_merges=True)
+        target = survivor.id if survivor is not None else customer_id
+    customer = await writes.lock_customer(connection=connection, customer_id=target)
     if customer is None:
         raise _no_such_customer(customer_id)
+    if customer.merged_into is not None:
+        # Named by a client, or merged between the read above and the lock.
+        raise _merged(customer)
+    return customer
+
+
+async def _require_customer(
+    changes: Changes, customer_id: int, origin: Event | None = None
+) -> CustomerRecord:
+    """The customer to change in MongoDB, by `_lock_customer`'s rules (without a lock)."""
+    async with changes.engine.connect() as connection:
+        customer = await _read_customer(connection, customer_id, follow_merges=origin is not None)
+    if customer is None:
+        raise _no_such_customer(customer_id)
+    if customer.merged_into is not None:
+        raise _merged(customer)
     return customer
 
 
@@ -201,7 +246,7 @@ async def change_contact(
         raise ChangeRejectedError("NOTHING_TO_CHANGE", "give at least one field to change")
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
-        await _lock_customer(connection, customer_id)
+        customer_id = (await _lock_customer(connection, customer_id, origin)).id
         if "email" in values:
             owner = await writes.email_owner(connection=connection, email=values["email"])
             if owner not in (None, customer_id):
@@ -291,7 +336,7 @@ async def change_consent(
         raise ChangeRejectedError(
             "INVALID_CHANNEL", f"unknown consent channel {channel!r}", "channel"
         )
-    await _require_customer(changes, customer_id)
+    customer_id = (await _require_customer(changes, customer_id, origin)).id
     at = dt.datetime.now(dt.UTC)
     data = {"channel": channel, "granted": granted}
     event = _event("consent.changed", customer_id, data, at, origin)
@@ -339,7 +384,7 @@ async def change_address(
     _check_address(values)
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
-        await _lock_customer(connection, customer_id)
+        customer_id = (await _lock_customer(connection, customer_id, origin)).id
         await writes.upsert_address(
             connection=connection, customer_id=customer_id, values=values, at=at
         )
@@ -365,7 +410,7 @@ async def place_order(
 ) -> Event:
     """Record an order placed upstream (the webshop, a store)."""
     async with _sql_transaction(changes, origin) as connection:
-        await _lock_customer(connection, customer_id)
+        customer_id = (await _lock_customer(connection, customer_id, origin)).id
         skus = [line["sku"] for line in lines]
         unknown = set(skus) - await writes.known_skus(connection=connection, skus=skus)
         if unknown:
@@ -406,7 +451,8 @@ async def record_interaction(
     origin: Event | None = None,
 ) -> Event:
     """Append an interaction to the customer's timeline."""
-    await _require_customer(changes, customer_id)
+    customer_id = (await _require_customer(changes, customer_id, origin)).id
+    interaction = {**interaction, "customer_id": customer_id}
     data = {
         "type": interaction["type"],
         "channel": interaction["channel"],
@@ -450,7 +496,7 @@ async def change_ticket_status(
             )
         customer_id = int(ticket["customer_id"])
     else:
-        await _require_customer(changes, customer_id)
+        customer_id = (await _require_customer(changes, customer_id, origin)).id
     at = dt.datetime.now(dt.UTC)
     data: dict[str, Any] = {"ticket_id": ticket_id, "status": status}
     if assignee:
@@ -495,7 +541,7 @@ async def remove_address(
     """Remove the customer's address of one kind."""
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
-        await _lock_customer(connection, customer_id)
+        customer_id = (await _lock_customer(connection, customer_id, origin)).id
         if not await writes.delete_address(
             connection=connection, customer_id=customer_id, kind=kind
         ):

@@ -17,12 +17,19 @@ SQL (`customer_merges`, its state in `moved["state"]`) says how far it got:
    record, mark it MERGED (or UNMERGED), and add the change events to the outbox.
 
 A failure after step 1 leaves a record MERGING or UNMERGING, never a half-move nobody knows
-of: the next merge or unmerge call that touches either customer (a retry of the same call, for
-one) first finishes it, steps 2 and 3 being safe to run again. The events go out with step 3,
-so subscribers hear of a merge once it is whole. The order was chosen over undoing step 1 when
-step 2 fails because an undo can itself fail or be cut short by a crash; a finish only needs
-to be retried. Between steps 1 and 3 (a few milliseconds, or until a retry after a failure),
-the survivor shows the merged orders but not yet the merged timeline.
+of, and the call answers MERGE_IN_PROGRESS. The next merge or unmerge call that touches either
+customer (a retry of the same call, for one) first finishes it, steps 2 and 3 being safe to
+run again; so does each instance's `StalledMerges` task, once a minute, if nobody calls. The
+events go out with step 3, so subscribers hear of a merge once it is whole. The order was
+chosen over undoing step 1 when step 2 fails because an undo can itself fail or be cut short
+by a crash; a finish only needs to be retried. Between steps 1 and 3 (a few milliseconds, or
+until the finish after a failure), the survivor shows the merged orders but not yet the
+merged timeline.
+
+Writes naming a merged customer are refused or go to the survivor (`changes._lock_customer`).
+One window stays: an interaction, ticket or consent written to the merged customer's MongoDB
+documents by a call that checked the customer just before step 1 and commits just after step
+2 listed what to move (milliseconds) stays with the merged record.
 
 Unmerge refuses when the survivor has since been merged into another customer (unmerge that
 merge first: SURVIVOR_MERGED). The merged customer cannot have been merged again, since a
@@ -32,13 +39,17 @@ ALREADY_UNMERGED.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import pymongo
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sources.events.changes import ChangeRejectedError, Changes, _event, _sql_transaction
@@ -52,11 +63,14 @@ from sources.sql import writes
 from sources.sql.merges import MERGED, MERGING, UNMERGED, UNMERGING, MergeRecord
 from sources.sql.records import CustomerRecord
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 MOVED = ("orders", "interactions", "tickets", "identities")
 # How long the MongoDB step of a merge or an unmerge may take before it is given up (and left
 # to a retry to finish).
 MONGO_STEP_SECONDS = 10.0
+# Store failures that cut a merge short after its first step: it is recorded, to be finished.
+_STORE_ERRORS = (PyMongoError, SQLAlchemyError, OSError, TimeoutError)
 
 
 async def merge_customers(
@@ -102,7 +116,7 @@ async def merge_customers(
             moved={"state": MERGING, "journal": uuid.uuid4().hex, "orders": orders},
         )
     await _invalidate(changes, record, orders)
-    return await _finish(changes, record.id)
+    return await _finish_or_later(changes, record.id)
 
 
 async def unmerge_customers(
@@ -156,7 +170,63 @@ async def unmerge_customers(
             },
         )
     await _invalidate(changes, record, orders)
-    return await _finish(changes, merge_id)
+    return await _finish_or_later(changes, merge_id)
+
+
+async def finish_stalled(changes: Changes, *, older_than: dt.timedelta) -> int:
+    """Finish every merge and unmerge under way for longer than `older_than` (a failure cut it
+    short and nobody retried); returns how many were finished."""
+    before = dt.datetime.now(dt.UTC) - older_than
+    async with changes.engine.connect() as connection:
+        stalled = await sql_merges.stalled_merges(connection=connection, before=before)
+    for record in stalled:
+        await _finish(changes, record.id)
+    return len(stalled)
+
+
+class StalledMerges:
+    """Each instance's background task that finishes merges a failure cut short."""
+
+    def __init__(self, changes: Changes, *, every_seconds: float) -> None:
+        self._changes = changes
+        self._every = every_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            try:
+                # As old as one wait: a merge between its steps right now is its caller's.
+                finished = await finish_stalled(
+                    self._changes, older_than=dt.timedelta(seconds=self._every)
+                )
+                if finished:
+                    log.info("finished %d merges a failure had cut short", finished)
+            except _STORE_ERRORS:
+                log.exception("finishing stalled merges failed; retrying")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stalled-merges")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def _finish_or_later(changes: Changes, merge_id: int) -> tuple[MergeRecord, list[Event]]:
+    """`_finish`, or MERGE_IN_PROGRESS when a store fails: the first step is recorded, and
+    a retry or the `StalledMerges` task finishes it."""
+    try:
+        return await _finish(changes, merge_id)
+    except _STORE_ERRORS as error:
+        log.warning("merge %d is recorded but not finished: %r", merge_id, error)
+        raise ChangeRejectedError(
+            "MERGE_IN_PROGRESS",
+            f"merge {merge_id} is recorded but a store did not answer before it was finished; "
+            "it finishes by itself within a minute, or retry",
+        ) from error
 
 
 async def _lock_pair(

@@ -24,9 +24,9 @@ from sources.sql.records import (
 )
 
 # Loader names: they appear in cache keys, and invalidations name them.
-CUSTOMER, CUSTOMER_ID_BY_EMAIL, ADDRESSES, PRODUCT, ORDER, ORDER_LINES, ORDER_PAGE = (
+CUSTOMER, CUSTOMER_BY_EMAIL, ADDRESSES, PRODUCT, ORDER, ORDER_LINES, ORDER_PAGE = (
     "customer",
-    "customer_id_by_email",
+    "customer_by_email",
     "addresses",
     "product",
     "order",
@@ -71,12 +71,13 @@ class SqlLoaders:
         return self._loader(CUSTOMER, lambda c, k: queries.customers_by_ids(connection=c, ids=k))
 
     @cached_property
-    def customer_id_by_email(self) -> DataLoader[str, int | None]:
-        """Emails (normalised: trimmed, lower case) to customer ids. Not cached: an email
-        moves between customers, and the record itself is cached by id."""
+    def customer_by_email(self) -> DataLoader[str, CustomerRecord | None]:
+        """The customer holding each email (normalised: trimmed, lower case), in one
+        statement. Not cached: an email moves between customers, and a cache keyed by email
+        would need every contact change to find the emails it freed."""
         return self._loader(
-            CUSTOMER_ID_BY_EMAIL,
-            lambda c, k: queries.customer_ids_by_emails(connection=c, emails=k),
+            CUSTOMER_BY_EMAIL,
+            lambda c, k: queries.customers_by_emails(connection=c, emails=k),
             cached=False,
         )
 

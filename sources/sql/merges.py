@@ -61,6 +61,15 @@ async def pending_merges(
     return [r for r in (MergeRecord(*row) for row in rows) if r.state in PENDING]
 
 
+async def stalled_merges(*, connection: AsyncConnection, before: dt.datetime) -> list[MergeRecord]:
+    """Merges and unmerges under way since before `before` (a failure cut them short), oldest
+    first. Merges are few (people make them), so the table is read whole."""
+    state = _table.c.moved["state"].as_string()
+    rows = await connection.execute(select(_table).where(state.in_(PENDING)).order_by(_table.c.id))
+    records = [MergeRecord(*row) for row in rows]
+    return [r for r in records if (r.unmerged_at or r.merged_at) < before]
+
+
 async def insert_merge(
     *,
     connection: AsyncConnection,

@@ -223,14 +223,17 @@ SearchTerm = String(320).with_variant(String(320, collation="C"), "postgresql")
 
 
 class CustomerSearchTerm(Base):
-    """One searchable word of a customer (a name, the email, phone digits), lower case."""
+    """One searchable word of a customer, lower case, and what kind of word it is: `n` a name,
+    `e` the email (or its local part), `p` phone digits. The kind keeps personal data out of
+    the search of those who may not read it (`sources.sql.search`)."""
 
     __tablename__ = "customer_search"
-    __table_args__ = (Index("ix_customer_search_term", "term"),)
+    __table_args__ = (Index("ix_customer_search_kind_term", "kind", "term"),)
 
     customer_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("customers.id"), primary_key=True
     )
+    kind: Mapped[str] = mapped_column(String(1), primary_key=True)
     term: Mapped[str] = mapped_column(SearchTerm, primary_key=True)
 
 

@@ -55,9 +55,7 @@ def _grouped(items: Iterable[R], attr: str, keys: Sequence[Any]) -> list[list[R]
 
 # Each select lists the model's columns in table order, which is the record's field order.
 _CUSTOMERS = select(*_columns(models.Customer)).where(models.Customer.id.in_(_keys))
-_CUSTOMER_IDS_BY_EMAIL = select(models.Customer.email, models.Customer.id).where(
-    models.Customer.email.in_(_keys)
-)
+_CUSTOMERS_BY_EMAIL = select(*_columns(models.Customer)).where(models.Customer.email.in_(_keys))
 _ADDRESSES = (
     select(*_columns(models.Address))
     .where(models.Address.customer_id.in_(_keys))
@@ -80,13 +78,12 @@ async def customers_by_ids(
     return _by_key(found, "id", ids)
 
 
-async def customer_ids_by_emails(
+async def customers_by_emails(
     *, connection: AsyncConnection, emails: Sequence[str]
-) -> list[int | None]:
-    """The id of the customer holding each (normalised) email, None where none does."""
-    result = await connection.execute(_CUSTOMER_IDS_BY_EMAIL, {"keys": list(set(emails))})
-    ids = {email: customer_id for email, customer_id in result}
-    return [ids.get(email) for email in emails]
+) -> list[CustomerRecord | None]:
+    """The customer holding each (normalised) email, None where none does."""
+    found = await _records(connection, CustomerRecord, _CUSTOMERS_BY_EMAIL, keys=list(set(emails)))
+    return _by_key(found, "email", emails)
 
 
 async def addresses_by_customer_ids(

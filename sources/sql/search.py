@@ -1,10 +1,12 @@
 """Customer search: the searchable terms of each customer, and prefix search over them.
 
-Every customer has a few terms in `customer_search` (lower-case names, the email and its local
-part, the phone's digits with and without the country code). Terms compare byte-wise (the "C"
-collation on PostgreSQL, SQLite's default), so "every term starting with `p`" is the index range
-`term >= p AND term < successor(p)`: a search reads only the terms it matches, however many
-customers there are.
+Every customer has a few terms in `customer_search`, each of a kind: names (lower case), the
+email and its local part, the phone's digits with and without the country code. Terms compare
+byte-wise (the "C" collation on PostgreSQL, SQLite's default), so "every name starting with
+`p`" is the index range `kind = 'n' AND term >= p AND term < successor(p)`: a search reads only
+the terms it matches, however many customers there are. The kinds let a search leave out the
+email and phone terms for whoever may not read them in clear: otherwise trying one more
+letter or digit at a time would spell out what masking hides.
 
 Terms are written with the customer: by the seeder, by every contact change (in the same
 transaction), and by `reindex_search` for a database seeded before terms existed.
@@ -17,6 +19,7 @@ import binascii
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -56,6 +59,18 @@ _terms = models.table(models.CustomerSearchTerm)
 _SEPARATORS = re.compile(r"[\s().\-/]+")
 _PHONE_LIKE = re.compile(r"\+?[\d\s().\-/]*\d[\d\s().\-/]*")
 _NAME_PARTS = re.compile(r"[\s\-]+")
+
+
+class TermKind(StrEnum):
+    """What a search term is of (the `kind` column)."""
+
+    NAME = "n"
+    EMAIL = "e"
+    PHONE = "p"
+
+
+# A term, or a prefix searched for: its kind and its text.
+Term = tuple[TermKind, str]
 
 
 class Searchable(NamedTuple):
@@ -103,23 +118,25 @@ def _phone_terms(phone: str) -> set[str]:
     return terms
 
 
-def search_terms(*, first_name: str, last_name: str, email: str, phone: str | None) -> set[str]:
+def search_terms(*, first_name: str, last_name: str, email: str, phone: str | None) -> set[Term]:
     """A customer's search terms: lower-case first and last name (whole, and each part of a
     name of several words), the full email and its local part, and the phone's digits both
     without the '+' (`447700900321`) and as its national significant number (`7700900321`)."""
     email = email.strip().lower()
-    terms = _name_terms(first_name) | _name_terms(last_name) | {email, email.split("@", 1)[0]}
-    if phone:
-        terms |= _phone_terms(phone)
-    return {term[:TERM_MAX] for term in terms if term}
+    kinds = {
+        TermKind.NAME: _name_terms(first_name) | _name_terms(last_name),
+        TermKind.EMAIL: {email, email.split("@", 1)[0]},
+        TermKind.PHONE: _phone_terms(phone) if phone else set(),
+    }
+    return {(kind, term[:TERM_MAX]) for kind, terms in kinds.items() for term in terms if term}
 
 
 def term_rows(customers: Iterable[Searchable]) -> list[dict[str, Any]]:
     """The `customer_search` rows of some customers."""
     return [
-        {"customer_id": c.id, "term": term}
+        {"customer_id": c.id, "kind": kind.value, "term": term}
         for c in customers
-        for term in search_terms(
+        for kind, term in search_terms(
             first_name=c.first_name, last_name=c.last_name, email=c.email, phone=c.phone
         )
     ]
@@ -182,26 +199,39 @@ def _digit_prefixes(word: str, region: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p[:TERM_MAX] for p in prefixes if p))
 
 
-def query_terms(query: str, *, region: str) -> tuple[tuple[str, ...], ...]:
+def query_terms(query: str, *, region: str) -> tuple[tuple[Term, ...], ...]:
     """A search query as the terms to match: one tuple of alternative prefixes per word.
 
     Words are lower-cased, like the terms. A query that is all a phone number (digits, '+'
-    and separators, as in `07700 900321`) is one word; so is each phone-like word of a query.
+    and separators, as in `07700 900321`) is one word; so is each phone-like word of a query,
+    and it matches phone terms. A word with an '@' matches emails; any other word, names and
+    emails.
     """
     query = query.strip()
     if _PHONE_LIKE.fullmatch(query):
         words = [query]
     else:
         words = query.split()
-    terms: dict[tuple[str, ...], None] = {}
+    terms: dict[tuple[Term, ...], None] = {}
     for word in words:
+        alternatives: tuple[Term, ...]
         if _PHONE_LIKE.fullmatch(word):
-            prefixes = _digit_prefixes(word, region)
+            alternatives = tuple((TermKind.PHONE, p) for p in _digit_prefixes(word, region))
+        elif "@" in word:
+            alternatives = ((TermKind.EMAIL, word.lower()[:TERM_MAX]),)
         else:
-            prefixes = (word.lower()[:TERM_MAX],)
-        if prefixes:
-            terms[prefixes] = None
+            text = word.lower()[:TERM_MAX]
+            alternatives = ((TermKind.NAME, text), (TermKind.EMAIL, text))
+        if alternatives:
+            terms[alternatives] = None
     return tuple(terms)
+
+
+def names_only(terms: Sequence[Sequence[Term]]) -> tuple[tuple[Term, ...], ...] | None:
+    """The query's name alternatives alone, for a principal that may not read emails and
+    phones in clear; None when a word has no name alternative (it is an email or a phone)."""
+    names = tuple(tuple(t for t in word if t[0] is TermKind.NAME) for word in terms)
+    return names if all(names) else None
 
 
 def _successor(prefix: str) -> str:
@@ -255,7 +285,7 @@ def decode_search_cursor(cursor: str) -> SearchPosition:
 class SearchKey:
     """One search page request: the query's terms (see `query_terms`), size and cursor."""
 
-    terms: tuple[tuple[str, ...], ...]
+    terms: tuple[tuple[Term, ...], ...]
     first: int
     after: SearchPosition | None = None
 
@@ -284,6 +314,7 @@ def _search_statement(shape: tuple[int, ...], after: bool, postgres: bool) -> Se
             or_(
                 *(
                     and_(
+                        _terms.c.kind == bindparam(f"k{word}_{n}", type_=String()),
                         _terms.c.term >= bindparam(f"p{word}_{n}", type_=String()),
                         _terms.c.term < bindparam(f"n{word}_{n}", type_=String()),
                     )
@@ -319,18 +350,19 @@ def _search_statement(shape: tuple[int, ...], after: bool, postgres: bool) -> Se
 async def search_customers(
     *,
     connection: AsyncConnection,
-    terms: Sequence[Sequence[str]],
+    terms: Sequence[Sequence[Term]],
     first: int,
     after: SearchPosition | None,
 ) -> SearchPage:
     """Customers matching every word of `terms` (a word matches when some term of the
-    customer starts with one of its alternatives), merged ones left out, ordered by last
-    name, first name and id, after `after`: one statement."""
+    customer is of the kind of one of its alternatives and starts with its text), merged ones
+    left out, ordered by last name, first name and id, after `after`: one statement."""
     if not terms or first <= 0:
         return SearchPage(customers=[], has_next=False)
     params: dict[str, Any] = {"limit": first + 1}
     for word, alternatives in enumerate(terms):
-        for n, prefix in enumerate(alternatives):
+        for n, (kind, prefix) in enumerate(alternatives):
+            params[f"k{word}_{n}"] = kind.value
             params[f"p{word}_{n}"] = prefix
             params[f"n{word}_{n}"] = _successor(prefix)
     if after is not None:
@@ -358,6 +390,10 @@ async def search_pages(
     return [pages[key] for key in keys]
 
 
-async def terms_count(*, connection: AsyncConnection) -> int:
-    """How many search terms are stored (none: the database needs `c360 search reindex`)."""
-    return int((await connection.execute(select(func.count()).select_from(_terms))).scalar_one())
+async def terms_missing(*, engine: AsyncEngine) -> bool:
+    """Whether there are customers but no search terms at all: a database loaded before search
+    existed, or one whose terms a migration remade; `reindex_search` fills them in."""
+    async with engine.connect() as connection:
+        any_term = (await connection.execute(select(_terms.c.customer_id).limit(1))).first()
+        any_customer = (await connection.execute(select(_customers.c.id).limit(1))).first()
+    return any_term is None and any_customer is not None

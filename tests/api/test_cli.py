@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy import delete, func, select
 
 from api.cli import build_parser, main
+from api.connections import Connections
 from api.settings import Settings
+from sources.sql import models
 
 
 @pytest.mark.parametrize(
@@ -45,9 +50,36 @@ def test_events_dead_letters_has_help(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--limit N" in out
 
 
-def test_search_reindex_indexes_every_customer(
+# The commands run their own event loop: in a thread, so that the session's loop (and the
+# background writers of the app under test, whose SQLite transactions would otherwise stay
+# open, frozen) goes on meanwhile.
+
+
+async def test_search_reindex_indexes_every_customer(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("C360_DATABASE_URL", str(settings.database_url))
-    assert main(["search", "reindex", "--quiet", "--batch", "7"]) == 0
+    assert await asyncio.to_thread(main, ["search", "reindex", "--quiet", "--batch", "7"]) == 0
     assert "indexed" in capsys.readouterr().err
+
+
+async def test_migrate_indexes_customers_that_have_no_search_terms(
+    settings: Settings,
+    connections: Connections,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    terms = models.table(models.CustomerSearchTerm)
+    async with connections.engine.begin() as sql:
+        before = (await sql.execute(select(func.count()).select_from(terms))).scalar_one()
+        await sql.execute(delete(terms))
+    monkeypatch.setenv("C360_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("C360_DATA_DIR", str(settings.data_dir))
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+    assert "indexing every customer" in capsys.readouterr().err
+    async with connections.engine.connect() as sql:
+        after = (await sql.execute(select(func.count()).select_from(terms))).scalar_one()
+    assert after == before > 0
+    # Terms there: nothing to index.
+    assert await asyncio.to_thread(main, ["migrate"]) == 0
+    assert "indexing" not in capsys.readouterr().err

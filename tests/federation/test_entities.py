@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import update
 from starlette.applications import Starlette
 
 from api.connections import Connections
@@ -21,7 +20,7 @@ from api.settings import Environment, Settings
 from api.tokens import mint_token
 from resolvers.federation import subgraph_sdl
 from resolvers.schema import create_schema
-from sources.sql import models
+from sources.events.merges import merge_customers
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, bearer
 from tests.builders import build_customer
@@ -98,10 +97,9 @@ async def test_customer_representations_are_batched(
     assert {e["__typename"] for e in found} == {"Customer"}
     assert all(e["email"] == f"test.{e['id']}@example.com" for e in found)
     assert all(e["loyalty"]["tier"] == "GOLD" and e["profile"]["segments"] for e in found)
-    # One statement for the customers (by email, one more: email to id first), then one call
-    # per other source, however many representations.
-    sql = 1 if key is _by_id else 2
-    assert spent == {"sql": sql, "mongo": 1, "loyalty": 1, "tracking": 0}
+    # One statement for the customers, by id or by email, then one call per other source,
+    # however many representations.
+    assert spent == {"sql": 1, "mongo": 1, "loyalty": 1, "tracking": 0}
 
 
 async def test_order_and_product_representations_are_batched(
@@ -166,17 +164,30 @@ async def test_a_representation_of_a_merged_customer_lands_on_the_survivor(
     vendor_store: VendorStore,
     customers: list[int],
 ) -> None:
-    merged = await build_customer(connections, vendor_store, orders=0, interactions=0)
-    survivor = customers[-1]
-    async with connections.engine.begin() as sql:
-        await sql.execute(
-            update(models.Customer.__table__)
-            .where(models.Customer.__table__.c.id == merged)
-            .values(status="MERGED", merged_into=survivor)
-        )
+    survivor, merged = [
+        await build_customer(connections, vendor_store, orders=1, interactions=0) for _ in "ab"
+    ]
+    await merge_customers(
+        connections.changes, survivor_id=survivor, merged_id=merged, merged_by="test"
+    )
     body, _ = await _entities(client, connections, [_by_id(merged), _by_email(merged)])
     assert "errors" not in body, body["errors"]
     assert [e["id"] for e in body["data"]["_entities"]] == [str(survivor), str(survivor)]
+
+    # A customer principal whose record was merged reaches that record only, not the
+    # survivor's orders: a merge made in error must not open another person's data to it.
+    query = """query($representations: [_Any!]!) { _entities(representations: $representations) {
+      ... on Customer { id status orders(first: 5) { totalCount } mergedInto { id } } } }"""
+    me = bearer(Role.CUSTOMER, subject=str(merged))
+    body, _ = await _entities(client, connections, [_by_id(merged)], query=query, headers=me)
+    assert body["data"]["_entities"] == [
+        {"id": str(merged), "status": "MERGED", "orders": {"totalCount": 0}, "mergedInto": None}
+    ]
+    [error] = body["errors"]
+    assert (error["path"], error["extensions"]["code"]) == (
+        ["_entities", 0, "mergedInto"],
+        "FORBIDDEN",
+    )
 
 
 async def test_a_customer_principal_resolves_only_itself(

@@ -15,6 +15,7 @@ from sources.sql import models
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import bearer
 from tests.builders import T0, build_customer
+from tests.queries import graphql
 
 PII = """query($id: ID!) { customer(id: $id) {
   id firstName email phone birthDate
@@ -44,12 +45,7 @@ async def _customer(connections: Connections, vendors: VendorStore, **profile: A
 async def _ask(
     client: httpx.AsyncClient, headers: dict[str, str], query: str, variables: dict[str, Any]
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return await graphql(client, query, variables, headers)
 
 
 def _forbidden_paths(body: dict[str, Any]) -> set[str]:

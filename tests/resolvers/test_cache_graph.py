@@ -8,7 +8,6 @@ import contextlib
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -29,22 +28,6 @@ from tests.queries import agent_view
 def trips(app: Starlette) -> RoundTrips:
     round_trips: RoundTrips = app.state.connections.round_trips
     return round_trips
-
-
-@pytest.fixture(params=["memory", "redis"])
-def cached_settings(
-    request: pytest.FixtureRequest, settings: Settings, redis_namespace: str
-) -> Settings:
-    """The test settings with the cache on: in-process, or on the test Redis."""
-    # A generous Redis timeout: a busy test machine must not trip the breaker.
-    update: dict[str, Any] = {
-        "cache_enabled": True,
-        "cache_namespace": redis_namespace,
-        "redis_timeout": 1.0,
-    }
-    if request.param == "redis":
-        update["redis_url"] = request.getfixturevalue("redis_url")
-    return settings.model_copy(update=update)
 
 
 async def test_a_repeated_agent_view_costs_no_source_call(

@@ -21,6 +21,7 @@ from sources.thirdparty.simulator import VendorStore
 from tests.auth import PUBLISHER, bearer
 from tests.builders import build_customer
 from tests.conftest import running_app
+from tests.queries import graphql
 
 MERGE = """mutation($survivor: ID!, $merged: ID!) {
   mergeCustomers(survivorId: $survivor, mergedId: $merged) { __typename
@@ -56,11 +57,7 @@ async def run(
     variables: dict[str, Any],
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
+    body = await graphql(client, query, variables, headers)
     assert "errors" not in body, body
     data: dict[str, Any] = body["data"]
     return data
@@ -337,21 +334,6 @@ async def test_only_agents_and_admins_may_merge(
     assert admin["mergeCustomers"]["merge"]["mergedBy"] == "an-admin"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cached_settings(
-    request: pytest.FixtureRequest, settings: Settings, redis_namespace: str
-) -> Settings:
-    """The test settings with the cache on: in-process, or on the test Redis."""
-    update: dict[str, Any] = {
-        "cache_enabled": True,
-        "cache_namespace": redis_namespace,
-        "redis_timeout": 1.0,
-    }
-    if request.param == "redis":
-        update["redis_url"] = request.getfixturevalue("redis_url")
-    return settings.model_copy(update=update)
-
-
 async def test_the_cache_serves_no_pre_merge_view(
     cached_settings: Settings, connections: Connections, vendor_store: VendorStore
 ) -> None:
@@ -394,3 +376,56 @@ async def test_upstream_systems_cannot_send_merge_events(client: httpx.AsyncClie
     assert response.status_code == 400, response.text
     [result] = response.json()["results"]
     assert result["status"] == "rejected" and "customer.merged" in result["reasons"][0]
+
+
+async def test_a_merged_customer_is_never_written_to(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    a, b = await two_customers(connections, vendor_store)
+    await merge(client, a, b)
+
+    # A client naming the merged customer is told where to make the change instead.
+    contact = """mutation($input: UpdateCustomerContactInput!) {
+      updateCustomerContact(input: $input) { __typename
+        ... on UpdateCustomerContactError { code message field } } }"""
+    refused = await run(client, contact, {"input": {"customerId": str(b), "lastName": "X"}})
+    assert refused["updateCustomerContact"] == {
+        "__typename": "UpdateCustomerContactError",
+        "code": "CUSTOMER_MERGED",
+        "message": f"customer {b} was merged into customer {a}: make the change there",
+        "field": "customerId",
+    }
+    interaction = """mutation($input: RecordInteractionInput!) {
+      recordInteraction(input: $input) { __typename
+        ... on RecordInteractionError { code } } }"""
+    call = {"customerId": str(b), "type": "CALL", "channel": "PHONE"}
+    refused = await run(client, interaction, {"input": call})
+    assert refused["recordInteraction"] == {
+        "__typename": "RecordInteractionError",
+        "code": "CUSTOMER_MERGED",
+    }
+
+    # An upstream system still knows the old id: its events change the survivor.
+    event = {
+        "specversion": "1.0",
+        "id": f"shop-{b}-visit",
+        "source": "urn:test:shop",
+        "type": "interaction.recorded",
+        "subject": str(b),
+        "time": "2026-11-22T09:30:00Z",
+        "data": {
+            "type": "STORE_VISIT",
+            "channel": "STORE",
+            "occurred_at": "2026-11-22T09:30:00Z",
+            "attributes": {"visit": f"v{b}"},
+        },
+    }
+    response = await client.post(
+        "/events",
+        json=event,
+        headers={"content-type": "application/cloudevents+json", **PUBLISHER},
+    )
+    assert response.status_code == 202, response.text
+    [visit] = await connections.db.interactions.find({"attributes.visit": f"v{b}"}).to_list()
+    assert visit["customer_id"] == a
+    assert str(visit["_id"]) in ids((await view(client, a))["timeline"])

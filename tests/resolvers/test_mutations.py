@@ -11,6 +11,7 @@ from api.connections import Connections
 from sources.sql import models
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
+from tests.queries import graphql
 
 CONTACT = """mutation($input: UpdateCustomerContactInput!) { updateCustomerContact(input: $input) {
   __typename
@@ -29,9 +30,7 @@ CONSENT = """mutation($input: SetConsentInput!) { setConsent(input: $input) {
 
 
 async def run(client: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post("/graphql", json={"query": query, "variables": variables})
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
+    body = await graphql(client, query, variables)
     assert "errors" not in body, body
     return body["data"]
 

@@ -5,6 +5,8 @@ finishes it."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pymongo
@@ -14,7 +16,7 @@ from pymongo.errors import PyMongoError
 
 from api.connections import Connections
 from sources.events import merges
-from sources.events.changes import Changes
+from sources.events.changes import ChangeRejectedError, Changes
 from sources.net import free_port
 from sources.sql.merges import MERGED, MERGING, UNMERGED, UNMERGING, merge_by_id, pending_merges
 from sources.sql.queries import customers_by_ids
@@ -42,48 +44,77 @@ async def _owners(connections: Connections, merged: int) -> set[int]:
     return {doc["customer_id"] for doc in found}
 
 
-async def test_a_step_cut_short_is_finished_by_the_next_call(
-    connections: Connections, vendor_store: VendorStore
-) -> None:
+async def _pair(connections: Connections, vendor_store: VendorStore) -> tuple[int, int]:
+    """A survivor and a customer with two interactions (marked) to merge into it."""
     a = await build_customer(connections, vendor_store)
     b = await build_customer(connections, vendor_store, interactions=2)
     await connections.db.interactions.update_many({"customer_id": b}, {"$set": {"_merge_test": b}})
+    return a, b
+
+
+@pytest.fixture
+async def broken(connections: Connections) -> AsyncIterator[Changes]:
+    """The test's changes, with MongoDB unreachable."""
     unreachable: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=200&directConnection=true"
     )
-    broken: Changes = dataclasses.replace(connections.changes, db=unreachable["c360"])
-    try:
-        # A deadline shorter than the merge's own: the driver gives up sooner.
-        with pytest.raises(PyMongoError), pymongo.timeout(0.5):
-            await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
-        async with connections.engine.connect() as sql:
-            [record] = await pending_merges(connection=sql, customer_ids=[a])
-        assert await _state(connections, record.id) == (MERGING, "MERGED")
-        assert await _owners(connections, b) == {b}
+    yield dataclasses.replace(connections.changes, db=unreachable["c360"])
+    await unreachable.close()
 
-        # The retry finishes the merge: the events go out now, once.
-        done, events = await merges.merge_customers(
-            connections.changes, survivor_id=a, merged_id=b, merged_by="t"
-        )
-        assert done.id == record.id and done.state == MERGED
-        assert [e.type for e in events] == ["customer.merged"] * 2
-        assert len(done.moved["interactions"]) == 2 and done.moved["tickets"] == [f"TT-{b}"]
-        assert await _owners(connections, b) == {a}
 
-        with pytest.raises(PyMongoError), pymongo.timeout(0.5):
-            await merges.unmerge_customers(broken, merge_id=done.id, unmerged_by="t")
-        assert await _state(connections, done.id) == (UNMERGING, "ACTIVE")
-        assert await _owners(connections, b) == {a}
+async def test_a_step_cut_short_is_finished_by_the_next_call(
+    connections: Connections, vendor_store: VendorStore, broken: Changes
+) -> None:
+    a, b = await _pair(connections, vendor_store)
+    # A deadline shorter than the merge's own: the driver gives up sooner.
+    with pytest.raises(ChangeRejectedError) as refused, pymongo.timeout(0.5):
+        await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
+    assert refused.value.code == "MERGE_IN_PROGRESS"
+    assert isinstance(refused.value.__cause__, PyMongoError)
+    async with connections.engine.connect() as sql:
+        [record] = await pending_merges(connection=sql, customer_ids=[a])
+    assert await _state(connections, record.id) == (MERGING, "MERGED")
+    assert await _owners(connections, b) == {b}
 
-        c = await build_customer(connections, vendor_store)
-        # A merge touching either customer first finishes the unmerge, then goes on.
-        merged, _ = await merges.merge_customers(
-            connections.changes, survivor_id=c, merged_id=b, merged_by="t"
-        )
-        # (b is merged again, into c, now.)
-        assert await _state(connections, done.id) == (UNMERGED, "MERGED")
-        assert (merged.survivor_id, merged.state) == (c, MERGED)
-        assert len(merged.moved["interactions"]) == 2
-        assert await _owners(connections, b) == {c}
-    finally:
-        await unreachable.close()
+    # The retry finishes the merge: the events go out now, once.
+    done, events = await merges.merge_customers(
+        connections.changes, survivor_id=a, merged_id=b, merged_by="t"
+    )
+    assert done.id == record.id and done.state == MERGED
+    assert [e.type for e in events] == ["customer.merged"] * 2
+    assert len(done.moved["interactions"]) == 2 and done.moved["tickets"] == [f"TT-{b}"]
+    assert await _owners(connections, b) == {a}
+
+    with pytest.raises(ChangeRejectedError, match="finishes by itself"), pymongo.timeout(0.5):
+        await merges.unmerge_customers(broken, merge_id=done.id, unmerged_by="t")
+    assert await _state(connections, done.id) == (UNMERGING, "ACTIVE")
+    assert await _owners(connections, b) == {a}
+
+    c = await build_customer(connections, vendor_store)
+    # A merge touching either customer first finishes the unmerge, then goes on.
+    merged, _ = await merges.merge_customers(
+        connections.changes, survivor_id=c, merged_id=b, merged_by="t"
+    )
+    # (b is merged again, into c, now.)
+    assert await _state(connections, done.id) == (UNMERGED, "MERGED")
+    assert (merged.survivor_id, merged.state) == (c, MERGED)
+    assert len(merged.moved["interactions"]) == 2
+    assert await _owners(connections, b) == {c}
+
+
+async def test_a_merge_nobody_retries_is_finished_in_the_background(
+    connections: Connections, vendor_store: VendorStore, broken: Changes
+) -> None:
+    a, b = await _pair(connections, vendor_store)
+    with pytest.raises(ChangeRejectedError), pymongo.timeout(0.5):
+        await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
+    async with connections.engine.connect() as sql:
+        [record] = await pending_merges(connection=sql, customer_ids=[a])
+
+    # Younger than the age asked: left to its caller's retry.
+    assert await merges.finish_stalled(connections.changes, older_than=dt.timedelta(hours=1)) == 0
+    assert await _state(connections, record.id) == (MERGING, "MERGED")
+    assert await merges.finish_stalled(connections.changes, older_than=dt.timedelta(0)) == 1
+    assert await _state(connections, record.id) == (MERGED, "MERGED")
+    assert await _owners(connections, b) == {a}
+    assert await merges.finish_stalled(connections.changes, older_than=dt.timedelta(0)) == 0
