@@ -70,6 +70,40 @@ class _Counters:
     previous: int
 
 
+# A hair past the moment a slot frees up: at the moment itself the count is still one too many.
+_PAST = 0.001
+
+
+class SharedWindows(SlidingWindowCounterRateLimiter):
+    """limits' sliding window counter in Redis, telling when the next request would pass.
+
+    limits' own reset time is when the weighted count next falls by one, which can come before
+    a request fits (a spent current window only becomes the previous one, at full weight): a
+    client that waited `Retry-After` would be refused again.
+    """
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        """When the next request would fit, and how many remain."""
+        storage: RedisStorage = self.storage  # type: ignore[assignment]
+        previous, previous_in, current, current_in = await storage.get_sliding_window(
+            item.key_for(*identifiers), item.get_expiry()
+        )
+        now = time.time()
+        period = item.get_expiry()
+        # As limits' Lua script counts: floor(previous * previous_in / period) + current.
+        remaining = max(0, item.amount - math.floor(previous * previous_in / period) - current)
+        room = item.amount - 1 - current
+        if room >= 0:
+            # Fits once the previous window's weight has fallen to `room`.
+            wait = max(0.0, previous_in - (room + 1) * period / previous) if previous else 0.0
+        else:
+            # This window alone is spent: once it ends (its key lives two periods), it is the
+            # previous one, and its weight must fall below the limit.
+            ends_in = max(0.0, current_in - period)
+            wait = ends_in + max(0.0, period - item.amount * period / current)
+        return WindowStats(reset_time=now + wait + _PAST, remaining=remaining)
+
+
 class LocalWindows:
     """The sliding window counter of `limits`, kept in this process's memory.
 
@@ -145,7 +179,7 @@ class RateLimiter:
         self._open_until = 0.0
         self._redis_down = False
         self._pool: ConnectionPool | None = None
-        self._shared: SlidingWindowCounterRateLimiter | None = None
+        self._shared: SharedWindows | None = None
         if self._enabled and settings.redis_url:
             self._pool = ConnectionPool.from_url(
                 settings.redis_url,
@@ -163,7 +197,7 @@ class RateLimiter:
                 # Documented by limits (handed to redis-py's client), typed narrower there.
                 connection_pool=self._pool,  # type: ignore[arg-type]
             )
-            self._shared = SlidingWindowCounterRateLimiter(storage)
+            self._shared = SharedWindows(storage)
 
     async def hit(self, *, principal: str | None, ip: str | None) -> RateDecision:
         """Count one request against its principal and its address; refused if either is spent."""
@@ -214,7 +248,7 @@ class RateLimiter:
 
 
 async def _decide(
-    strategy: SlidingWindowCounterRateLimiter | LocalWindows,
+    strategy: SharedWindows | LocalWindows,
     checks: list[_Check],
     run: Callable[[Sequence[Awaitable[Any]]], Awaitable[list[Any]]],
 ) -> RateDecision:

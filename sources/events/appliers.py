@@ -177,7 +177,14 @@ async def apply_event(changes: c.Changes, event: Event) -> bool:
             "INVALID_SUBJECT", "subject must be a customer id", "subject"
         ) from error
     try:
-        await applier(changes, event, customer_id)
+        try:
+            await applier(changes, event, customer_id)
+        except c.ChangeRejectedError as error:
+            if error.code != "CUSTOMER_MERGED":
+                raise
+            # Merged between finding the customer and locking it: the second try finds the
+            # survivor first (or is refused again, as a contact change about one is).
+            await applier(changes, event, customer_id)
     except c.DuplicateEventError:
         return False
     return True

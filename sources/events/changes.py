@@ -146,10 +146,12 @@ def _no_such_customer(customer_id: int) -> ChangeRejectedError:
 
 
 def _merged(customer: CustomerRecord) -> ChangeRejectedError:
+    # The survivor is not named: to a customer principal it is another person's record (staff
+    # read it in `mergedInto`).
     return ChangeRejectedError(
         "CUSTOMER_MERGED",
-        f"customer {customer.id} was merged into customer {customer.merged_into}: make the "
-        "change there",
+        f"customer {customer.id} was merged into another customer: make the change on the "
+        "survivor (its `mergedInto`)",
         "customerId",
     )
 
@@ -246,7 +248,10 @@ async def change_contact(
         raise ChangeRejectedError("NOTHING_TO_CHANGE", "give at least one field to change")
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
-        customer_id = (await _lock_customer(connection, customer_id, origin)).id
+        # Never redirected to a survivor, even from upstream: the merged record keeps its own
+        # email (unique), and which of two records' contact details the person keeps is a
+        # person's choice, not the last event's.
+        await _lock_customer(connection, customer_id)
         if "email" in values:
             owner = await writes.email_owner(connection=connection, email=values["email"])
             if owner not in (None, customer_id):

@@ -179,9 +179,16 @@ async def finish_stalled(changes: Changes, *, older_than: dt.timedelta) -> int:
     before = dt.datetime.now(dt.UTC) - older_than
     async with changes.engine.connect() as connection:
         stalled = await sql_merges.stalled_merges(connection=connection, before=before)
+    finished = 0
     for record in stalled:
-        await _finish(changes, record.id)
-    return len(stalled)
+        try:
+            await _finish(changes, record.id)
+        except _STORE_ERRORS:
+            # One merge whose store still fails must not hold up the others.
+            log.warning("merge %d could not be finished yet", record.id, exc_info=True)
+        else:
+            finished += 1
+    return finished
 
 
 class StalledMerges:
@@ -202,7 +209,8 @@ class StalledMerges:
                 )
                 if finished:
                     log.info("finished %d merges a failure had cut short", finished)
-            except _STORE_ERRORS:
+            except Exception:
+                # Whatever went wrong, the task must live to try again.
                 log.exception("finishing stalled merges failed; retrying")
 
     def start(self) -> None:
@@ -260,7 +268,7 @@ async def _finish_pending(
     """Finish every merge and unmerge of these customers that a failure cut short."""
     async with changes.engine.connect() as connection:
         pending = await sql_merges.pending_merges(connection=connection, customer_ids=customer_ids)
-    return [await _finish(changes, record.id) for record in pending]
+    return [await _finish_or_later(changes, record.id) for record in pending]
 
 
 async def _finish(changes: Changes, merge_id: int) -> tuple[MergeRecord, list[Event]]:

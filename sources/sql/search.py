@@ -391,9 +391,15 @@ async def search_pages(
 
 
 async def terms_missing(*, engine: AsyncEngine) -> bool:
-    """Whether there are customers but no search terms at all: a database loaded before search
-    existed, or one whose terms a migration remade; `reindex_search` fills them in."""
+    """Whether some customer has no search terms (every customer has some: a name, an email):
+    a database loaded before search existed, one whose terms a migration remade, or a reindex
+    cut short; `reindex_search` fills them in. One anti-join on the terms' primary key."""
+    unindexed = (
+        select(_customers.c.id)
+        .where(
+            ~select(_terms.c.customer_id).where(_terms.c.customer_id == _customers.c.id).exists()
+        )
+        .limit(1)
+    )
     async with engine.connect() as connection:
-        any_term = (await connection.execute(select(_terms.c.customer_id).limit(1))).first()
-        any_customer = (await connection.execute(select(_customers.c.id).limit(1))).first()
-    return any_term is None and any_customer is not None
+        return (await connection.execute(unindexed)).first() is not None

@@ -392,7 +392,9 @@ async def test_a_merged_customer_is_never_written_to(
     assert refused["updateCustomerContact"] == {
         "__typename": "UpdateCustomerContactError",
         "code": "CUSTOMER_MERGED",
-        "message": f"customer {b} was merged into customer {a}: make the change there",
+        # The survivor goes unnamed (to a customer principal it is another person's record).
+        "message": f"customer {b} was merged into another customer: make the change on the "
+        "survivor (its `mergedInto`)",
         "field": "customerId",
     }
     interaction = """mutation($input: RecordInteractionInput!) {
@@ -429,3 +431,20 @@ async def test_a_merged_customer_is_never_written_to(
     [visit] = await connections.db.interactions.find({"attributes.visit": f"v{b}"}).to_list()
     assert visit["customer_id"] == a
     assert str(visit["_id"]) in ids((await view(client, a))["timeline"])
+
+    # But not its contact details: which record's email the person keeps is a person's choice.
+    contact_event = {
+        **event,
+        "id": f"crm-{b}-contact",
+        "type": "customer.contact_changed",
+        "data": {"email": f"new.{b}@example.com"},
+    }
+    response = await client.post(
+        "/events",
+        json=contact_event,
+        headers={"content-type": "application/cloudevents+json", **PUBLISHER},
+    )
+    assert response.status_code == 400, response.text
+    [result] = response.json()["results"]
+    assert result["status"] == "rejected" and "(CUSTOMER_MERGED)" in result["reasons"][0]
+    assert (await view(client, a))["email"] == f"test.{a}@example.com"
