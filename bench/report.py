@@ -53,9 +53,18 @@ class Report:
 
 def judge(result: WorkloadResult, postgres: bool, customers: int) -> list[dict[str, Any]]:
     """Each target of the workload: met, missed (and by how much), or not applicable here."""
+    workload = WORKLOADS[result.workload]
     verdicts = []
-    for target in WORKLOADS[result.workload].targets:
-        verdicts.append(_verdict(target, getattr(result, target.metric), postgres, customers))
+    for target in workload.targets:
+        verdict = _verdict(target, getattr(result, target.metric), postgres, customers)
+        if not workload.live and result.connections != workload.connections:
+            # Each target speaks of the workload's own concurrency (`--connections` overrides).
+            verdict.pop("short_by", None)
+            run = f"{result.connections} connection{'' if result.connections == 1 else 's'}"
+            verdict["status"] = (
+                f"not applicable (run at {run}, the target is at {workload.connections})"
+            )
+        verdicts.append(verdict)
     return verdicts
 
 
