@@ -143,8 +143,10 @@ async def settings(
         mongo_database=f"c360_test_{uuid.uuid4().hex[:12]}",
         loyalty_url=simulator.url,
         tracking_url=simulator.url,
-        tracking_timeout=0.5,
-        loyalty_timeout=0.5,
+        # Generous: the simulator shares this process (and its GIL) with the app under test,
+        # and a batch of 150 shipments on a busy machine took longer than 0.5 s once in CI.
+        tracking_timeout=2.0,
+        loyalty_timeout=2.0,
         mongo_timeout=1.0,
         # Most tests count source round trips: the cache has tests (and apps) of its own.
         cache_enabled=False,

@@ -92,6 +92,15 @@ async def two_customers(connections: Connections, vendors: VendorStore) -> tuple
     return survivor, merged
 
 
+async def publish(client: httpx.AsyncClient, event: dict[str, Any]) -> httpx.Response:
+    """POST one upstream CloudEvent to /events, as a publisher."""
+    return await client.post(
+        "/events",
+        json=event,
+        headers={"content-type": "application/cloudevents+json", **PUBLISHER},
+    )
+
+
 def ids(connection: dict[str, Any]) -> list[str]:
     return [edge["node"]["id"] for edge in connection["edges"]]
 
@@ -368,11 +377,7 @@ async def test_upstream_systems_cannot_send_merge_events(client: httpx.AsyncClie
             "moved": {"orders": 0, "interactions": 0, "tickets": 0, "identities": 0},
         },
     }
-    response = await client.post(
-        "/events",
-        json=event,
-        headers={"content-type": "application/cloudevents+json", **PUBLISHER},
-    )
+    response = await publish(client, event)
     assert response.status_code == 400, response.text
     [result] = response.json()["results"]
     assert result["status"] == "rejected" and "customer.merged" in result["reasons"][0]
@@ -422,11 +427,7 @@ async def test_a_merged_customer_is_never_written_to(
             "attributes": {"visit": f"v{b}"},
         },
     }
-    response = await client.post(
-        "/events",
-        json=event,
-        headers={"content-type": "application/cloudevents+json", **PUBLISHER},
-    )
+    response = await publish(client, event)
     assert response.status_code == 202, response.text
     [visit] = await connections.db.interactions.find({"attributes.visit": f"v{b}"}).to_list()
     assert visit["customer_id"] == a
@@ -439,11 +440,7 @@ async def test_a_merged_customer_is_never_written_to(
         "type": "customer.contact_changed",
         "data": {"email": f"new.{b}@example.com"},
     }
-    response = await client.post(
-        "/events",
-        json=contact_event,
-        headers={"content-type": "application/cloudevents+json", **PUBLISHER},
-    )
+    response = await publish(client, contact_event)
     assert response.status_code == 400, response.text
     [result] = response.json()["results"]
     assert result["status"] == "rejected" and "(CUSTOMER_MERGED)" in result["reasons"][0]
