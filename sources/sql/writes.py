@@ -19,6 +19,14 @@ async def lock_customer(*, connection: AsyncConnection, customer_id: int) -> Cus
     enter the outbox, one after another: that is what keeps their events in order.
     """
     table = models.table(models.Customer)
+    if connection.dialect.name == "sqlite":
+        # SQLite has no row locks, and its driver begins a transaction only at the first
+        # write: a read here would see the row as it is now, not as it is when the transaction
+        # writes, and two merges of one customer could both find it active. A write that
+        # changes nothing takes the database's write lock now, held until the transaction ends.
+        await connection.execute(
+            update(table).where(table.c.id == customer_id).values(id=table.c.id)
+        )
     row = (
         await connection.execute(select(table).where(table.c.id == customer_id).with_for_update())
     ).first()

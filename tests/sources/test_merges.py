@@ -4,6 +4,7 @@ finishes it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
@@ -15,11 +16,11 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from api.connections import Connections
-from sources.events import merges
+from sources.events import changes, merges
 from sources.events.changes import ChangeRejectedError, Changes
 from sources.net import free_port
 from sources.sql.merges import MERGED, MERGING, UNMERGED, UNMERGING, merge_by_id, pending_merges
-from sources.sql.queries import customers_by_ids
+from sources.sql.queries import customers_by_ids, orders_by_ids
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
 
@@ -121,3 +122,47 @@ async def test_a_merge_nobody_retries_is_finished_in_the_background(
     assert await _state(connections, record.id) == (MERGED, "MERGED")
     assert await _owners(connections, b) == {a}
     assert await merges.finish_stalled(connections.changes, older_than=dt.timedelta(0)) == 0
+
+
+async def test_two_merges_of_one_customer_at_once_leave_one_merge(
+    connections: Connections, vendor_store: VendorStore
+) -> None:
+    a, b = await _pair(connections, vendor_store)
+    c = await build_customer(connections, vendor_store)
+    outcomes = await asyncio.gather(
+        merges.merge_customers(connections.changes, survivor_id=a, merged_id=b, merged_by="t"),
+        merges.merge_customers(connections.changes, survivor_id=c, merged_id=b, merged_by="t"),
+        return_exceptions=True,
+    )
+    done = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(done) == len(refused) == 1, outcomes
+    [(record, events)] = done
+    [error] = refused
+    assert isinstance(error, ChangeRejectedError)
+    assert error.code in ("ALREADY_MERGED", "MERGE_IN_PROGRESS")
+    assert record.state == MERGED and len(events) == 2
+    # Everything of b went to the one survivor, once.
+    assert await _owners(connections, b) == {record.survivor_id}
+    async with connections.engine.connect() as sql:
+        [merged] = await customers_by_ids(connection=sql, ids=[b])
+        assert merged is not None and merged.merged_into == record.survivor_id
+        assert await pending_merges(connection=sql, customer_ids=[a, b, c]) == []
+
+
+async def test_an_order_change_during_a_merge_lands_on_the_order_wherever_it_went(
+    connections: Connections, vendor_store: VendorStore
+) -> None:
+    a, b = await _pair(connections, vendor_store)
+    order_id = b * 1000  # build_customer's first order of b, SHIPPED
+    merged, (_, event) = await asyncio.gather(
+        merges.merge_customers(connections.changes, survivor_id=a, merged_id=b, merged_by="t"),
+        changes.change_order_status(connections.changes, order_id=order_id, status="DELIVERED"),
+    )
+    assert merged[0].state == MERGED and merged[0].moved["orders"] == [order_id]
+    async with connections.engine.connect() as sql:
+        [order] = await orders_by_ids(connection=sql, ids=[order_id])
+    # Whichever went first, neither change is lost: delivered, and the survivor's.
+    assert order is not None and (order.status, order.customer_id) == ("DELIVERED", a)
+    # Its event names the customer that held the order when it changed.
+    assert event.subject in (str(a), str(b))
