@@ -18,6 +18,7 @@ from pymongo.errors import PyMongoError
 from api.connections import Connections
 from sources.events import changes, merges
 from sources.events.changes import ChangeRejectedError, Changes
+from sources.mongo import merges as mongo_merges
 from sources.net import free_port
 from sources.sql.merges import MERGED, MERGING, UNMERGED, UNMERGING, merge_by_id, pending_merges
 from sources.sql.queries import customers_by_ids, orders_by_ids
@@ -166,3 +167,41 @@ async def test_an_order_change_during_a_merge_lands_on_the_order_wherever_it_wen
     assert order is not None and (order.status, order.customer_id) == ("DELIVERED", a)
     # Its event names the customer that held the order when it changed.
     assert event.subject in (str(a), str(b))
+
+
+async def test_a_merge_cut_short_after_its_mongodb_step_moves_nothing_twice(
+    connections: Connections, vendor_store: VendorStore, broken: Changes
+) -> None:
+    a, b = await _pair(connections, vendor_store)
+    with pytest.raises(ChangeRejectedError), pymongo.timeout(0.5):
+        await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
+    async with connections.engine.connect() as sql:
+        [record] = await pending_merges(connection=sql, customer_ids=[a])
+    # Step 2 commits in MongoDB, then the process dies before step 3 records it in SQL.
+    db = connections.db
+    async with db.client.start_session() as session:
+
+        async def step_2(session: Any) -> dict[str, Any]:
+            moved: dict[str, Any] = await mongo_merges.move_engagement(
+                db=db,
+                session=session,
+                journal_id=str(record.moved["journal"]),
+                merge_id=record.id,
+                survivor_id=a,
+                merged_id=b,
+            )
+            return moved
+
+        journal = await session.with_transaction(step_2)
+    assert await _owners(connections, b) == {a}
+    assert await _state(connections, record.id) == (MERGING, "MERGED")
+
+    # The finish finds the journal: the documents stay where they are, and the record learns
+    # what moved from it.
+    assert await merges.finish_stalled(connections.changes, older_than=dt.timedelta(0)) >= 1
+    async with connections.engine.connect() as sql:
+        done = await merge_by_id(connection=sql, merge_id=record.id)
+    assert done is not None and done.state == MERGED
+    assert sorted(done.moved["interactions"]) == sorted(str(i) for i in journal["interactions"])
+    assert len(done.moved["interactions"]) == 2 and done.moved["tickets"] == [f"TT-{b}"]
+    assert await _owners(connections, b) == {a}
