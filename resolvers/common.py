@@ -1,9 +1,11 @@
-"""Types and helpers shared by every domain: money, page info, page arguments, input errors."""
+"""Types and helpers shared by every domain: money, page info, page arguments, input errors,
+mutation refusals."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from enum import Enum
 from typing import Any, TypeVar, cast
 
 import strawberry
@@ -12,11 +14,13 @@ from graphql import GraphQLError
 
 from api.context import Context
 from sources.cache.entity import Stale
+from sources.events.changes import ChangeRejectedError
 from sources.paging import CursorError, Page, PageKey, Position, decode_cursor, encode_cursor
 
 Info = strawberry.Info[Context, Any]
 K = TypeVar("K")
 V = TypeVar("V")
+E = TypeVar("E")
 
 # ISO 4217 minor-unit exponents that differ from the usual two decimals.
 _EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "TND": 3}
@@ -131,6 +135,18 @@ def parse_id(value: strawberry.ID | str) -> int | None:
     return number if 0 < number < 2**63 else None
 
 
+def target_id(value: strawberry.ID) -> int:
+    """The id a mutation names, as a number; one that cannot exist is 0, so that it is
+    reported like one that does not."""
+    number = parse_id(value)
+    return number if number is not None else 0
+
+
+def refused(error_type: Callable[..., E], codes: type[Enum], error: ChangeRejectedError) -> E:
+    """A mutation's error result (`XError(code, message, field)`) for a refused change."""
+    return error_type(code=codes(error.code), message=str(error), field=error.field)
+
+
 __all__ = [
     "Info",
     "Money",
@@ -141,4 +157,6 @@ __all__ = [
     "page_key",
     "page_size",
     "parse_id",
+    "refused",
+    "target_id",
 ]

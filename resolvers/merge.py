@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import strawberry
 
 from resolvers.access import changeable
-from resolvers.common import Info, load, parse_id
+from resolvers.common import Info, load, refused, target_id
 from resolvers.customer import Customer
 from sources.events import merges
 from sources.events.changes import ChangeRejectedError
@@ -144,12 +144,6 @@ UnmergeCustomersResult = Annotated[
 ]
 
 
-def _number(value: strawberry.ID) -> int:
-    number = parse_id(value)
-    # An id that cannot exist is reported like one that does not.
-    return number if number is not None else 0
-
-
 def _event_ids(events: list[Event]) -> list[strawberry.ID]:
     return [strawberry.ID(e.id) for e in events]
 
@@ -177,14 +171,12 @@ class MergeMutations:
         try:
             record, events = await merges.merge_customers(
                 info.context.connections.changes,
-                survivor_id=_number(survivor_id),
-                merged_id=_number(merged_id),
+                survivor_id=target_id(survivor_id),
+                merged_id=target_id(merged_id),
                 merged_by=info.context.principal.name,
             )
         except ChangeRejectedError as error:
-            return MergeCustomersError(
-                code=MergeCustomersErrorCode(error.code), message=str(error), field=error.field
-            )
+            return refused(MergeCustomersError, MergeCustomersErrorCode, error)
         return MergeCustomersSuccess(
             merge=CustomerMerge.from_record(record), event_ids=_event_ids(events)
         )
@@ -205,13 +197,11 @@ class MergeMutations:
         try:
             record, events = await merges.unmerge_customers(
                 info.context.connections.changes,
-                merge_id=_number(merge_id),
+                merge_id=target_id(merge_id),
                 unmerged_by=info.context.principal.name,
             )
         except ChangeRejectedError as error:
-            return UnmergeCustomersError(
-                code=UnmergeCustomersErrorCode(error.code), message=str(error), field=error.field
-            )
+            return refused(UnmergeCustomersError, UnmergeCustomersErrorCode, error)
         return UnmergeCustomersSuccess(
             merge=CustomerMerge.from_record(record), event_ids=_event_ids(events)
         )

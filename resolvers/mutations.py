@@ -8,15 +8,14 @@ sees it, and subscribers hear of it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import strawberry
 from bson import ObjectId
 
 from resolvers.access import changeable
-from resolvers.common import Info, parse_id
+from resolvers.common import Info, refused, target_id
 from resolvers.customer import Customer
 from resolvers.enums import (
     AddressKind,
@@ -142,22 +141,6 @@ SetConsentResult = Annotated[
 ]
 
 
-E = TypeVar("E")
-
-
-def _refused(
-    error_type: Callable[..., E], codes: type[Enum], error: changes.ChangeRejectedError
-) -> E:
-    """The mutation's error result for a refused change."""
-    return error_type(code=codes(error.code), message=str(error), field=error.field)
-
-
-def _customer_id(value: strawberry.ID) -> int:
-    number = parse_id(value)
-    # An id that cannot exist is reported like one that does not.
-    return number if number is not None else 0
-
-
 def _input_customer(arguments: dict[str, Any]) -> object:
     return arguments["input"].customer_id
 
@@ -185,14 +168,14 @@ class ContactMutations:
         try:
             record, event = await changes.change_contact(
                 info.context.connections.changes,
-                customer_id=_customer_id(input.customer_id),
+                customer_id=target_id(input.customer_id),
                 email=input.email,
                 phone=input.phone,
                 first_name=input.first_name,
                 last_name=input.last_name,
             )
         except changes.ChangeRejectedError as error:
-            return _refused(UpdateCustomerContactError, UpdateCustomerContactErrorCode, error)
+            return refused(UpdateCustomerContactError, UpdateCustomerContactErrorCode, error)
         return UpdateCustomerContactSuccess(
             customer=Customer.from_record(record), event_id=strawberry.ID(event.id)
         )
@@ -206,12 +189,12 @@ class ContactMutations:
         try:
             record, event = await changes.change_order_status(
                 info.context.connections.changes,
-                order_id=_customer_id(input.order_id),
+                order_id=target_id(input.order_id),
                 status=input.status.value,
                 tracking_number=input.tracking_number,
             )
         except changes.ChangeRejectedError as error:
-            return _refused(UpdateOrderStatusError, UpdateOrderStatusErrorCode, error)
+            return refused(UpdateOrderStatusError, UpdateOrderStatusErrorCode, error)
         return UpdateOrderStatusSuccess(
             order=Order.from_record(record), event_id=strawberry.ID(event.id)
         )
@@ -226,7 +209,7 @@ class ContactMutations:
         info: Info,
         input: Annotated[SetConsentInput, strawberry.argument(description="The consent.")],
     ) -> SetConsentResult | None:
-        customer_id = _customer_id(input.customer_id)
+        customer_id = target_id(input.customer_id)
         try:
             event = await changes.change_consent(
                 info.context.connections.changes,
@@ -235,7 +218,7 @@ class ContactMutations:
                 granted=input.granted,
             )
         except changes.ChangeRejectedError as error:
-            return _refused(SetConsentError, SetConsentErrorCode, error)
+            return refused(SetConsentError, SetConsentErrorCode, error)
         return SetConsentSuccess(
             customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
         )
@@ -382,7 +365,7 @@ class Mutation(ContactMutations, MergeMutations):
         info: Info,
         input: Annotated[SetAddressInput, strawberry.argument(description="The address.")],
     ) -> AddressResult | None:
-        customer_id = _customer_id(input.customer_id)
+        customer_id = target_id(input.customer_id)
         try:
             event = await changes.change_address(
                 info.context.connections.changes,
@@ -398,7 +381,7 @@ class Mutation(ContactMutations, MergeMutations):
                 },
             )
         except changes.ChangeRejectedError as error:
-            return _refused(AddressError, AddressErrorCode, error)
+            return refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
             customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
         )
@@ -412,13 +395,13 @@ class Mutation(ContactMutations, MergeMutations):
         customer_id: Annotated[strawberry.ID, strawberry.argument(description="The customer.")],
         kind: Annotated[AddressKind, strawberry.argument(description="Which address.")],
     ) -> AddressResult | None:
-        number = _customer_id(customer_id)
+        number = target_id(customer_id)
         try:
             event = await changes.remove_address(
                 info.context.connections.changes, customer_id=number, kind=kind.value
             )
         except changes.ChangeRejectedError as error:
-            return _refused(AddressError, AddressErrorCode, error)
+            return refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
             customer=await _customer(info, number), event_id=strawberry.ID(event.id)
         )
@@ -433,7 +416,7 @@ class Mutation(ContactMutations, MergeMutations):
             RecordInteractionInput, strawberry.argument(description="The interaction.")
         ],
     ) -> RecordInteractionResult | None:
-        customer_id = _customer_id(input.customer_id)
+        customer_id = target_id(input.customer_id)
         try:
             event = await changes.record_interaction(
                 info.context.connections.changes,
@@ -448,7 +431,7 @@ class Mutation(ContactMutations, MergeMutations):
                 },
             )
         except changes.ChangeRejectedError as error:
-            return _refused(RecordInteractionError, RecordInteractionErrorCode, error)
+            return refused(RecordInteractionError, RecordInteractionErrorCode, error)
         return RecordInteractionSuccess(event_id=strawberry.ID(event.id))
 
     @strawberry.mutation(
@@ -462,13 +445,13 @@ class Mutation(ContactMutations, MergeMutations):
         try:
             ticket_id, event = await changes.open_ticket(
                 info.context.connections.changes,
-                customer_id=_customer_id(input.customer_id),
+                customer_id=target_id(input.customer_id),
                 subject=input.subject,
                 priority=input.priority.value,
                 channel=input.channel.value,
             )
         except changes.ChangeRejectedError as error:
-            return _refused(TicketError, TicketErrorCode, error)
+            return refused(TicketError, TicketErrorCode, error)
         return TicketSuccess(ticket_id=strawberry.ID(ticket_id), event_id=strawberry.ID(event.id))
 
     @strawberry.mutation(
@@ -491,5 +474,5 @@ class Mutation(ContactMutations, MergeMutations):
                 note=input.note,
             )
         except changes.ChangeRejectedError as error:
-            return _refused(TicketError, TicketErrorCode, error)
+            return refused(TicketError, TicketErrorCode, error)
         return TicketSuccess(ticket_id=input.ticket_id, event_id=strawberry.ID(event.id))

@@ -20,7 +20,15 @@ from sources.events import changes, merges
 from sources.events.changes import ChangeRejectedError, Changes
 from sources.mongo import merges as mongo_merges
 from sources.net import free_port
-from sources.sql.merges import MERGED, MERGING, UNMERGED, UNMERGING, merge_by_id, pending_merges
+from sources.sql.merges import (
+    MERGED,
+    MERGING,
+    UNMERGED,
+    UNMERGING,
+    MergeRecord,
+    merge_by_id,
+    pending_merges,
+)
 from sources.sql.queries import customers_by_ids, orders_by_ids
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
@@ -52,6 +60,18 @@ async def _pair(connections: Connections, vendor_store: VendorStore) -> tuple[in
     b = await build_customer(connections, vendor_store, interactions=2)
     await connections.db.interactions.update_many({"customer_id": b}, {"$set": {"_merge_test": b}})
     return a, b
+
+
+async def _cut_short(
+    connections: Connections, vendor_store: VendorStore, broken: Changes
+) -> tuple[int, int, MergeRecord]:
+    """A merge of a pair whose MongoDB step failed: its record, left MERGING."""
+    a, b = await _pair(connections, vendor_store)
+    with pytest.raises(ChangeRejectedError), pymongo.timeout(0.5):
+        await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
+    async with connections.engine.connect() as sql:
+        [record] = await pending_merges(connection=sql, customer_ids=[a])
+    return a, b, record
 
 
 @pytest.fixture
@@ -107,11 +127,7 @@ async def test_a_step_cut_short_is_finished_by_the_next_call(
 async def test_a_merge_nobody_retries_is_finished_in_the_background(
     connections: Connections, vendor_store: VendorStore, broken: Changes
 ) -> None:
-    a, b = await _pair(connections, vendor_store)
-    with pytest.raises(ChangeRejectedError), pymongo.timeout(0.5):
-        await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
-    async with connections.engine.connect() as sql:
-        [record] = await pending_merges(connection=sql, customer_ids=[a])
+    a, b, record = await _cut_short(connections, vendor_store, broken)
 
     # Younger than the age asked: left to its caller's retry.
     assert await merges.finish_stalled(connections.changes, older_than=dt.timedelta(hours=1)) == 0
@@ -172,11 +188,7 @@ async def test_an_order_change_during_a_merge_lands_on_the_order_wherever_it_wen
 async def test_a_merge_cut_short_after_its_mongodb_step_moves_nothing_twice(
     connections: Connections, vendor_store: VendorStore, broken: Changes
 ) -> None:
-    a, b = await _pair(connections, vendor_store)
-    with pytest.raises(ChangeRejectedError), pymongo.timeout(0.5):
-        await merges.merge_customers(broken, survivor_id=a, merged_id=b, merged_by="t")
-    async with connections.engine.connect() as sql:
-        [record] = await pending_merges(connection=sql, customer_ids=[a])
+    a, b, record = await _cut_short(connections, vendor_store, broken)
     # Step 2 commits in MongoDB, then the process dies before step 3 records it in SQL.
     db = connections.db
     async with db.client.start_session() as session:
