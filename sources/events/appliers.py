@@ -1,7 +1,8 @@
 """Apply an ingested upstream event: each registered type maps to one change.
 
 Returns False when the event was applied before (its id is in an outbox already); raises
-ChangeRejectedError when it is valid but cannot apply (an unknown customer, say).
+ChangeRejectedError when it is valid but cannot apply (an unknown customer, say, or an order or
+ticket that is not the subject's: see `changes`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ async def _order_status(changes: c.Changes, event: Event, customer_id: int) -> A
         order_id=order_id,
         status=data["status"],
         tracking_number=data.get("tracking_number"),
+        customer_id=customer_id,
         origin=event,
     )
 

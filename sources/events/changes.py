@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sources.cache.backends import CacheUnavailableError
 from sources.cache.entity import EntityCache
 from sources.events.envelope import C360_SOURCE, Event
-from sources.events.outbox import Relay, add_to_mongo_outbox, add_to_sql_outbox
+from sources.events.outbox import Relay, add_to_mongo_outbox, add_to_sql_outbox, in_sql_outbox
 from sources.mongo.queries import Database
 from sources.sql import writes
 from sources.sql.queries import customers_by_ids, orders_by_ids
@@ -208,6 +208,31 @@ async def _require_customer(
     return customer
 
 
+def _not_the_subjects(entity: str, name: str, subject: int, field: str) -> ChangeRejectedError:
+    # The owner goes unnamed: which customer holds the entity is not the publisher's to learn.
+    return ChangeRejectedError(
+        f"{entity.upper()}_OF_ANOTHER_CUSTOMER",
+        f"{entity} {name} does not belong to customer {subject}, the event's subject",
+        field,
+    )
+
+
+async def _require_subjects(
+    connection: AsyncConnection, subject: int, owner: int, entity: str, name: str, field: str
+) -> None:
+    """Refuse unless `owner`, the customer holding (and locked for) the entity an event names,
+    is the event's subject or, after merges, the subject's survivor.
+
+    The subject is the unit of an event's ordering and authorization: an event about one
+    customer must never change another's records, whatever id it carries.
+    """
+    survivor = await _read_customer(connection, subject, follow_merges=True)
+    if survivor is None:
+        raise _no_such_customer(subject)
+    if survivor.id != owner:
+        raise _not_the_subjects(entity, name, subject, field)
+
+
 def normalise_email(email: str) -> str:
     """Emails compare case- and whitespace-insensitively."""
     return email.strip().lower()
@@ -290,14 +315,22 @@ async def change_order_status(
     order_id: int,
     status: str,
     tracking_number: str | None = None,
+    customer_id: int | None = None,
     origin: Event | None = None,
 ) -> tuple[OrderRecord, Event]:
-    """Move an order to a new status, if that is a legal transition."""
+    """Move an order to a new status, if that is a legal transition; with `customer_id` (an
+    upstream event's subject), only an order of that customer or of its survivor."""
     if status not in ORDER_TRANSITIONS:
         raise ChangeRejectedError("INVALID_STATUS", f"unknown order status {status!r}", "status")
     at = dt.datetime.now(dt.UTC)
     async with _sql_transaction(changes, origin) as connection:
         order = await _lock_order(connection, order_id)
+        if customer_id is not None:
+            # Checked with the order's customer locked: no merge moves the order meanwhile.
+            name = f"{order_id} ({order.number})"
+            await _require_subjects(
+                connection, customer_id, order.customer_id, "order", name, "orderId"
+            )
         if status not in ORDER_TRANSITIONS[order.status]:
             allowed = ", ".join(sorted(ORDER_TRANSITIONS[order.status])) or "none"
             raise ChangeRejectedError(
@@ -414,6 +447,7 @@ async def place_order(
     origin: Event | None = None,
 ) -> Event:
     """Record an order placed upstream (the webshop, a store)."""
+    subject = customer_id
     async with _sql_transaction(changes, origin) as connection:
         customer_id = (await _lock_customer(connection, customer_id, origin)).id
         skus = [line["sku"] for line in lines]
@@ -422,30 +456,70 @@ async def place_order(
             raise ChangeRejectedError(
                 "UNKNOWN_PRODUCT", f"unknown SKUs: {', '.join(sorted(unknown))}", "lines"
             )
-        await writes.insert_order(
-            connection=connection,
-            order={
-                "id": order_id,
-                "customer_id": customer_id,
-                "number": number,
-                "status": "PLACED",
-                "channel": channel,
-                "total_minor": total_minor,
-                "currency": currency,
-                "tracking_number": None,
-                "placed_at": placed_at,
-                "updated_at": placed_at,
-            },
-            lines=[
-                {"order_id": order_id, "line_number": n, **line} for n, line in enumerate(lines, 1)
-            ],
-        )
+        try:
+            # The unique id and number decide, in a savepoint: a check before the insert could
+            # not see another customer's transaction (its lock is not ours) taking them.
+            async with connection.begin_nested():
+                await writes.insert_order(
+                    connection=connection,
+                    order={
+                        "id": order_id,
+                        "customer_id": customer_id,
+                        "number": number,
+                        "status": "PLACED",
+                        "channel": channel,
+                        "total_minor": total_minor,
+                        "currency": currency,
+                        "tracking_number": None,
+                        "placed_at": placed_at,
+                        "updated_at": placed_at,
+                    },
+                    lines=[
+                        {"order_id": order_id, "line_number": n, **line}
+                        for n, line in enumerate(lines, 1)
+                    ],
+                )
+        except IntegrityError:
+            await _refuse_taken_order(
+                connection,
+                order_id,
+                number,
+                subject=subject,
+                customer_id=customer_id,
+                origin=origin,
+            )
+            raise
         data = {"order_id": str(order_id), "number": number, "status": "PLACED"}
         event = _event("order.placed", customer_id, data, placed_at, origin)
         await add_to_sql_outbox(connection=connection, events=[event])
     await changes._invalidate("sql", "order_page", owners=[customer_id])
     changes._published()
     return event
+
+
+async def _refuse_taken_order(
+    connection: AsyncConnection,
+    order_id: int,
+    number: str,
+    *,
+    subject: int,
+    customer_id: int,
+    origin: Event | None,
+) -> None:
+    """Refuse an order whose id or number is taken: another customer's (an event about one
+    customer never names another's order), or the customer's own placed by another event. The
+    same event again is a duplicate (delivery is at least once)."""
+    owners = await writes.order_owners(connection=connection, order_id=order_id, number=number)
+    if not owners:
+        return
+    if origin is not None and await in_sql_outbox(connection=connection, event_id=origin.id):
+        raise DuplicateEventError(origin.id)
+    name = f"{order_id} ({number})"
+    if owners != {customer_id}:
+        raise _not_the_subjects("order", name, subject, "orderId")
+    raise ChangeRejectedError(
+        "ORDER_EXISTS", f"customer {subject} has order {name} already", "orderId"
+    )
 
 
 async def record_interaction(
@@ -488,11 +562,13 @@ async def change_ticket_status(
 ) -> Event:
     """Move a ticket to a status.
 
-    With a `customer_id` (an upstream event), a ticket c360 has not seen is opened for that
-    customer; without one (a mutation), the ticket must exist and its customer is its owner.
+    With a `customer_id` (an upstream event's subject), the ticket must be that customer's (or
+    its survivor's), and a ticket c360 has not seen is opened for it; without one (a mutation),
+    the ticket must exist and its customer is its owner.
     """
     if status not in TICKET_STATUSES:
         raise ChangeRejectedError("INVALID_STATUS", f"unknown ticket status {status!r}", "status")
+    subject = customer_id
     if customer_id is None:
         ticket = await changes.db.tickets.find_one({"_id": ticket_id}, {"customer_id": 1})
         if ticket is None:
@@ -512,6 +588,14 @@ async def change_ticket_status(
     db = changes.db
 
     async def write(session: Any) -> None:
+        if subject is not None:
+            # Read in the transaction that writes it: a merge moving the ticket meanwhile
+            # conflicts with this transaction, which then runs again and reads it anew.
+            found = await db.tickets.find_one(
+                {"_id": ticket_id}, {"customer_id": 1}, session=session
+            )
+            if found is not None and int(found["customer_id"]) != customer_id:
+                raise _not_the_subjects("ticket", ticket_id, subject, "ticketId")
         update: dict[str, Any] = {"status": status, "updated_at": at}
         if assignee is not None:
             update["assignee"] = assignee

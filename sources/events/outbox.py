@@ -53,6 +53,13 @@ async def add_to_sql_outbox(*, connection: AsyncConnection, events: Sequence[Eve
     )
 
 
+async def in_sql_outbox(*, connection: AsyncConnection, event_id: str) -> bool:
+    """Whether an event of this id was written to the SQL outbox (an ingested event applied)."""
+    table = models.table(models.OutboxEvent)
+    found = await connection.execute(select(table.c.id).where(table.c.event_id == event_id))
+    return found.first() is not None
+
+
 async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Event]) -> None:
     """Queue events for publication, inside the caller's MongoDB transaction."""
     if events:

@@ -113,6 +113,15 @@ async def known_skus(*, connection: AsyncConnection, skus: list[str]) -> set[str
     return {sku for (sku,) in rows}
 
 
+async def order_owners(*, connection: AsyncConnection, order_id: int, number: str) -> set[int]:
+    """The customers holding an order with this id or this number (none, one, or two)."""
+    table = models.table(models.Order)
+    rows = await connection.execute(
+        select(table.c.customer_id).where((table.c.id == order_id) | (table.c.number == number))
+    )
+    return {customer_id for (customer_id,) in rows}
+
+
 async def order_id_by_number(*, connection: AsyncConnection, number: str) -> int | None:
     """The id of the order with this customer-facing number."""
     table = models.table(models.Order)
