@@ -74,14 +74,23 @@ async def _order_placed(changes: c.Changes, event: Event, customer_id: int) -> A
 async def _order_status(changes: c.Changes, event: Event, customer_id: int) -> Any:
     data = event.data
     order_id = int(data["order_id"]) if data.get("order_id") else None
-    if order_id is None:
-        # An ERP may only know the order number the customer sees.
+    number = data.get("number")
+    if number is not None:
+        # An ERP may only know the order number the customer sees. Ids and numbers never
+        # change, so this lookup needs no lock.
         async with changes.engine.connect() as connection:
-            order_id = await writes.order_id_by_number(connection=connection, number=data["number"])
-        if order_id is None:
+            numbered = await writes.order_id_by_number(connection=connection, number=number)
+        if numbered is None:
             raise c.ChangeRejectedError(
-                "ORDER_NOT_FOUND", f"no order has number {data['number']}", "number"
+                "ORDER_NOT_FOUND", f"no order has number {number}", "number"
             )
+        if order_id not in (None, numbered):
+            # Two orders named: which one the sender meant is not for c360 to guess.
+            raise c.ChangeRejectedError(
+                "ORDER_NUMBER_MISMATCH", f"order {order_id} does not have number {number}", "number"
+            )
+        order_id = numbered
+    assert order_id is not None  # the schema requires an order_id or a number
     return await c.change_order_status(
         changes,
         order_id=order_id,
