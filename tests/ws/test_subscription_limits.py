@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 import uuid
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -20,6 +22,7 @@ from api.principal import Role
 from api.settings import Settings
 from api.subscriptions import PrincipalSubscriptions
 from sources.events.hub import Hub
+from sources.net import free_port
 from tests.auth import bearer
 from tests.conftest import serving
 from tests.ws.test_subscriptions import SUBSCRIBE, next_message
@@ -51,9 +54,15 @@ async def subscribe(ws: ClientConnection, operation: str) -> None:
     await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": payload}))
 
 
-async def until(predicate: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+async def until(predicate: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """Wait, with a deadline, until `predicate` (a function or a coroutine function) holds."""
     deadline = time.monotonic() + seconds
-    while not predicate():
+    while True:
+        outcome = predicate()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
         assert time.monotonic() < deadline, f"never: {what}"
         await asyncio.sleep(0.02)
 
@@ -131,3 +140,96 @@ async def test_a_rate_limited_socket_is_told_apart_from_a_bad_credential(
     assert code == 4429
     assert reason.startswith("rate limited, retry after ")
     assert int(reason.removeprefix("rate limited, retry after ").removesuffix(" s")) >= 1
+
+
+async def test_the_cap_holds_across_instances_sharing_redis(
+    settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    credential, key = agent()
+    shared = {
+        "limit_subscriptions_per_principal": CAP,
+        "redis_url": redis_url,
+        "cache_namespace": redis_namespace,
+        "redis_timeout": 1.0,  # a busy test machine must not trip the breaker
+    }
+    redis = Redis.from_url(redis_url)
+
+    async def in_redis(count: int) -> bool:
+        return int(await redis.zcard(f"{redis_namespace}:subscriptions:{key}")) == count
+
+    try:
+        async with (
+            limited_server(settings, **shared) as (a, app_a),
+            limited_server(settings, **shared) as (b, app_b),
+            socket(a, credential) as on_a,
+            socket(b, credential) as on_b,
+        ):
+            await subscribe(on_a, "a")
+            await subscribe(on_a, "b")
+            await subscribe(on_b, "c")
+            await until(lambda: app_a.state.connections.hub.subscribers == 2, "two on a")
+            await until(lambda: app_b.state.connections.hub.subscribers == 1, "one on b")
+            assert await in_redis(CAP)
+            async with socket(b, credential) as more:
+                await subscribe(more, "d")
+                code, reason = await closed_with(more)
+            assert (code, reason.split(":")[0]) == (4429, "too many subscriptions")
+
+            await on_a.send(json.dumps({"id": "a", "type": "complete"}))
+            await until(lambda: in_redis(CAP - 1), "released in Redis")
+            await subscribe(on_b, "e")
+            await until(lambda: app_b.state.connections.hub.subscribers == 2, "two on b")
+            assert await in_redis(CAP)
+            await still_open(on_b)
+        assert await in_redis(0)  # every socket closed: nothing left behind
+    finally:
+        await redis.aclose()
+
+
+async def test_an_instance_that_dies_leaks_no_subscriptions(
+    settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    shared = settings.model_copy(
+        update={
+            "limit_subscriptions_per_principal": 1,
+            "redis_url": redis_url,
+            "cache_namespace": redis_namespace,
+            "redis_timeout": 1.0,
+        }
+    )
+    lease = 2.0
+    alive = PrincipalSubscriptions(shared, lease_seconds=lease)
+    other = PrincipalSubscriptions(shared, lease_seconds=lease)
+    alive.start()
+    try:
+        assert await alive.acquire("jwt:someone") is not None
+        # Renewed while its instance lives: held past its first lease.
+        await asyncio.sleep(lease * 1.5)
+        assert await other.acquire("jwt:someone") is None
+        await alive.close()  # dies: stops renewing, removes nothing
+        await until(lambda: other.acquire("jwt:someone"), "its entry lapsed", seconds=lease * 3)
+    finally:
+        await alive.close()
+        await other.close()
+
+
+async def test_without_redis_each_instance_counts_its_own(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    nowhere = settings.model_copy(
+        update={
+            "limit_subscriptions_per_principal": 2,
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        }
+    )
+    counted = PrincipalSubscriptions(nowhere)
+    try:
+        first = await counted.acquire("jwt:someone")
+        assert first is not None
+        assert await counted.acquire("jwt:someone") is not None
+        assert await counted.acquire("jwt:someone") is None
+        await counted.release("jwt:someone", first)
+        assert await counted.acquire("jwt:someone") is not None
+    finally:
+        await counted.close()
+    assert [r.message for r in caplog.records if "Redis unavailable" in r.message] != []
