@@ -37,7 +37,8 @@ class CallerRefusedError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """Authentication, rate limits, persisted and trusted documents, pre-execution checks."""
+    """Authentication, rate and subscription limits, persisted and trusted documents,
+    pre-execution checks."""
 
     settings: Settings
     authenticator: Authenticator

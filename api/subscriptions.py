@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING
 
 from graphql import GraphQLError
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from api.settings import Settings
@@ -86,6 +89,8 @@ class PrincipalSubscriptions:
                 settings.redis_url,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
+                # As the rate limits' pool: after an outage its dead sockets fail once each.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
             self._acquire = self._redis.register_script(_ACQUIRE)
             self._renew = self._redis.register_script(_RENEW)
@@ -129,7 +134,7 @@ class PrincipalSubscriptions:
                     await self._redis.zrem(self._prefix + principal, member)
             except _REDIS_FAILURES as error:
                 # Not renewed any more, the entry lapses within a lease.
-                self._open_breaker(error)
+                await self._open_breaker(error)
 
     async def _admitted(self, principal: str, member: str) -> bool:
         if self._redis is not None and self._redis_up():
@@ -139,7 +144,7 @@ class PrincipalSubscriptions:
                         keys=[self._prefix + principal], args=[member, self.cap, self._lease_ms]
                     )
             except _REDIS_FAILURES as error:
-                self._open_breaker(error)
+                await self._open_breaker(error)
             else:
                 if self._redis_down:
                     self._redis_down = False
@@ -150,25 +155,31 @@ class PrincipalSubscriptions:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self._renew_every)
-            if not self._held or self._redis is None or not self._redis_up():
-                continue
-            try:
-                async with asyncio.timeout(self._timeout * 4):
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for principal, members in list(self._held.items()):
-                            await self._renew(
-                                keys=[self._prefix + principal],
-                                args=[self._lease_ms, *members],
-                                client=pipe,
-                            )
-                        await pipe.execute()
-            except _REDIS_FAILURES as error:
-                self._open_breaker(error)
+            if self._held and self._redis is not None and self._redis_up():
+                try:
+                    async with asyncio.timeout(self._timeout * 4):
+                        await self._renew_held(self._redis)
+                except _REDIS_FAILURES as error:
+                    await self._open_breaker(error)
+
+    async def _renew_held(self, redis: Redis) -> None:
+        renewing = {principal: set(members) for principal, members in self._held.items()}
+        async with redis.pipeline(transaction=False) as pipe:
+            for principal, members in renewing.items():
+                await self._renew(
+                    keys=[self._prefix + principal], args=[self._lease_ms, *members], client=pipe
+                )
+            await pipe.execute()
+        # One released while the renewal was under way may have been added back: remove it.
+        for principal, members in renewing.items():
+            ended = members - self._held.get(principal, set())
+            if ended:
+                await redis.zrem(self._prefix + principal, *ended)
 
     def _redis_up(self) -> bool:
         return time.monotonic() >= self._open_until
 
-    def _open_breaker(self, error: BaseException) -> None:
+    async def _open_breaker(self, error: BaseException) -> None:
         self._open_until = time.monotonic() + self._breaker_seconds
         if not self._redis_down:
             self._redis_down = True  # one warning per outage, not one per subscription
@@ -178,6 +189,10 @@ class PrincipalSubscriptions:
                 error,
                 self._breaker_seconds,
             )
+        if self._redis is not None:
+            # A timed-out call can leave a reply unread on its socket: start afresh.
+            with contextlib.suppress(*_REDIS_FAILURES):
+                await self._redis.connection_pool.disconnect()
 
 
 @contextlib.asynccontextmanager
@@ -208,6 +223,7 @@ async def live_subscription(context: Context) -> AsyncIterator[None]:
     member = await principals.acquire(principal)
     if member is None:
         reason = f"too many subscriptions: at most {principals.cap} per principal"
+        log.info("websocket closed: %s holds %d subscriptions", principal, principals.cap)
         with contextlib.suppress(Exception):  # closed meanwhile by the client
             await websocket.close(code=TOO_MANY, reason=reason)
         raise _too_many(reason)
