@@ -86,7 +86,7 @@ def agent() -> tuple[dict[str, str], str]:
 
 
 async def test_a_principal_past_its_cap_across_sockets_is_closed_with_4429(
-    settings: Settings,
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     credential, key = agent()
     async with limited_server(settings, limit_subscriptions_per_principal=CAP) as (url, app):
@@ -118,6 +118,8 @@ async def test_a_principal_past_its_cap_across_sockets_is_closed_with_4429(
         # Closed sockets release every subscription they ran.
         counted: PrincipalSubscriptions = app.state.guard.subscriptions
         await until(lambda: counted.held(key) == 0, "all released on close")
+    # The refused subscription ended quietly: nothing was sent on the closed socket.
+    assert [r.getMessage() for r in caplog.records if r.name == "strawberry.ws.task"] == []
 
 
 async def test_a_rate_limited_socket_is_told_apart_from_a_bad_credential(
