@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import MaskErrors
 
 from sources.errors import SourceError
 
 log = logging.getLogger("c360.errors")
 
 INTERNAL = "INTERNAL_SERVER_ERROR"
+# A document or its variables refused before execution, by a rule that names no code of its own.
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:
@@ -41,3 +44,36 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     formatted["message"] = "Unexpected error."
     formatted["extensions"] = {"code": INTERNAL}
     return formatted
+
+
+def coded_error(error: GraphQLError) -> GraphQLError:
+    """`error` as `format_error` shows it, for a transport that sends `GraphQLError.formatted`.
+
+    Over a WebSocket no status tells a refused document from a failed field, so an error that
+    names no code (graphql-core's validation) gets one too.
+    """
+    if isinstance(error, GraphQLSyntaxError):
+        return error  # the transport closes the socket with 4400 for it, by its type
+    formatted = format_error(error)
+    extensions = formatted.get("extensions") or {"code": VALIDATION_FAILED}
+    return GraphQLError(
+        formatted["message"],
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
+
+
+class CodedErrors(MaskErrors):
+    """Errors of Strawberry's own execution (subscriptions over WebSocket) as `coded_error`
+    shows them: with their code, an unexpected one masked and logged."""
+
+    def __init__(self) -> None:
+        # Every error is rewritten (to carry its code), not only the masked ones.
+        super().__init__(should_mask_error=lambda _: True)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        """The client's view of `error`."""
+        return coded_error(error)

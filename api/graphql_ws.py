@@ -7,8 +7,10 @@ per connection: each subscription sets fresh ones for every event it delivers.
 The same rules as HTTP apply. The handshake's Origin must be this server's own or one of
 C360_CORS_ORIGINS. `connection_init` must carry a credential (see `api.auth`): a missing or bad
 one closes the socket with 4403 before any subscription runs, and the socket is closed when the
-credential expires. Each subscribe passes `WebSocketAdmission` (validation, limits, rate
-limits, trusted documents) before it runs.
+credential expires. A `connection_init` the rate limits refuse closes it with 4429 "rate
+limited, retry after N s" instead, so a client can tell waiting from a bad credential. Each
+subscribe passes `WebSocketAdmission` (validation, limits, rate limits, trusted documents)
+before it runs; `api.subscriptions` bounds the subscriptions of a socket and of a principal.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+)
 from strawberry.types.unset import UnsetType
 
 from api.connections import Connections
@@ -37,6 +46,7 @@ from api.context import Context, create_context
 from api.graphql_http import GraphQLRequest, resolve_query, select_operation
 from api.guard import CallerRefusedError, Guard
 from api.settings import Settings
+from api.subscriptions import TOO_MANY
 
 log = logging.getLogger(__name__)
 # graphql-transport-ws's "Forbidden": a refused origin or credential, or one that expired on an
@@ -44,8 +54,38 @@ log = logging.getLogger(__name__)
 FORBIDDEN = 4403
 
 
+class SocketRefusedError(Exception):
+    """A `connection_init` refused with a close code of its own (not Strawberry's 4403)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """Strawberry's graphql-transport-ws handler, with c360's close codes."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        """Strawberry's handshake; a `SocketRefusedError` closes with its own code."""
+        try:
+            await super().handle_connection_init(message)
+        except SocketRefusedError as refused:
+            await self.websocket.close(code=refused.code, reason=refused.reason)
+
+    async def send_message(self, message: Message) -> None:
+        """Send, unless c360 closed the socket (a limit, an expired credential): other
+        operations still running on it end quietly instead of failing to send."""
+        websocket = self.context.websocket
+        if websocket is not None and websocket.application_state is WebSocketState.DISCONNECTED:
+            return
+        await super().send_message(message)
+
+
 class GraphQLWebSocket(GraphQL[Context, None]):
     """The WebSocket side of /graphql."""
+
+    graphql_transport_ws_handler_class = TransportHandler
 
     def __init__(self, schema: strawberry.Schema, settings: Settings) -> None:
         super().__init__(
@@ -92,7 +132,8 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """Authenticate `connection_init`: refused (4403) without a valid credential."""
+        """Authenticate `connection_init`: refused (4403) without a valid credential, and
+        (4429) when the rate limits refuse it."""
         websocket = context.websocket
         assert websocket is not None
         guard: Guard = websocket.app.state.guard
@@ -103,6 +144,11 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             )
         except CallerRefusedError as refused:
             log.info("websocket refused: %s", refused)
+            if refused.status == 429:
+                retry_after = refused.headers.get("retry-after", "1")
+                raise SocketRefusedError(
+                    TOO_MANY, f"rate limited, retry after {retry_after} s"
+                ) from refused
             raise ConnectionRejectionError from refused
         if principal.anonymous:
             raise ConnectionRejectionError

@@ -20,6 +20,7 @@ from api.persisted import PersistedQueries
 from api.principal import AuthenticationError, Principal
 from api.ratelimit import RateLimiter
 from api.settings import Settings
+from api.subscriptions import PrincipalSubscriptions
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -36,11 +37,13 @@ class CallerRefusedError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """Authentication, rate limits, persisted and trusted documents, pre-execution checks."""
+    """Authentication, rate and subscription limits, persisted and trusted documents,
+    pre-execution checks."""
 
     settings: Settings
     authenticator: Authenticator
     limiter: RateLimiter
+    subscriptions: PrincipalSubscriptions
     persisted: PersistedQueries
     trusted: TrustedDocuments
     admission: Admission
@@ -67,7 +70,7 @@ class Guard:
 
     async def count(self, principal: Principal) -> None:
         """Count one more operation of `principal` (a batch's, a WebSocket's subscribe)."""
-        await self._count(principal=f"{principal.kind}:{principal.name}", ip=None)
+        await self._count(principal=principal.key, ip=None)
 
     async def _count(self, *, principal: str | None, ip: str | None) -> None:
         decision = await self.limiter.hit(principal=principal, ip=ip)
@@ -88,6 +91,8 @@ async def open_guard(
     # Only the JWKS is fetched with this client: the identity provider, not a vendor.
     async with httpx.AsyncClient(timeout=5.0) as http:
         limiter = RateLimiter(settings)
+        subscriptions = PrincipalSubscriptions(settings)
+        subscriptions.start()
         persisted = PersistedQueries(
             settings.redis_url,
             namespace=settings.cache_namespace,
@@ -99,6 +104,7 @@ async def open_guard(
                 settings=settings,
                 authenticator=Authenticator(settings, engine, http),
                 limiter=limiter,
+                subscriptions=subscriptions,
                 persisted=persisted,
                 trusted=TrustedDocuments(engine),
                 admission=Admission(schema, settings),
@@ -106,6 +112,7 @@ async def open_guard(
         finally:
             await persisted.close()
             await limiter.close()
+            await subscriptions.close()
 
 
 def request_id(header: str | None) -> str:

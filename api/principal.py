@@ -54,6 +54,11 @@ class Principal:
         return self.kind == "anonymous"
 
     @property
+    def key(self) -> str:
+        """What limits count this principal by: its kind and name."""
+        return f"{self.kind}:{self.name}"
+
+    @property
     def role(self) -> str:
         """The role recorded for this principal: its most privileged one."""
         for role in (Role.ADMIN, Role.AGENT, Role.ANALYST, Role.SERVICE, Role.CUSTOMER):

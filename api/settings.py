@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     websocket_max_subscriptions: int = Field(
         default=20, ge=1, description="Subscriptions one WebSocket may run at once."
     )
+    limit_subscriptions_per_principal: int = Field(
+        default=100,
+        ge=1,
+        description="Live subscriptions one principal may hold across its sockets and instances.",
+    )
     websocket_init_timeout: PositiveFloat = Field(
         default=5.0, description="Seconds a WebSocket has to send connection_init."
     )

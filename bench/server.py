@@ -145,6 +145,8 @@ def running_service(settings: Settings, *, workers: int, log_dir: Path) -> Itera
         # turn it away. Rate limiting stays on, so its per-request cost is still measured.
         "C360_RATE_LIMIT_PRINCIPAL": "100000000/minute",
         "C360_RATE_LIMIT_IP": "100000000/minute",
+        # The subscriptions workload's thousands of subscribers are all the bench principal.
+        "C360_LIMIT_SUBSCRIPTIONS_PER_PRINCIPAL": "1000000",
     }
     c360 = [sys.executable, "-m", "api.cli"]
     with contextlib.ExitStack() as stack:

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.extensions import SchemaExtension
 
+from api.errors import CodedErrors
 from api.principal import Scope
 from resolvers.access import own_customer
 from resolvers.admin import AdminQuery
@@ -19,7 +19,6 @@ from resolvers.federation import FEDERATION_VERSION, price_entities
 from resolvers.identity import IdentityQuery
 from resolvers.mutations import Mutation
 from resolvers.subscriptions import Subscription
-from sources.errors import SourceError
 
 
 def _requested_customer(arguments: dict[str, Any]) -> object:
@@ -45,25 +44,20 @@ class Query(BatchQuery, IdentityQuery, AdminQuery):
         return await surviving_customer(info, record)
 
 
-def _unexpected(error: GraphQLError) -> bool:
-    original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError | SourceError)
-
-
 def create_schema(
     extensions: Sequence[type[SchemaExtension] | Callable[[], SchemaExtension]] = (),
 ) -> strawberry.Schema:
     """The c360 schema, an Apollo Federation 2 subgraph; `c360 export-schema` prints its client
     SDL as schema.graphql, `--federation` its subgraph SDL (`resolvers.federation`).
 
-    MaskErrors covers what runs through Strawberry's own execution (subscriptions over
-    WebSocket); the HTTP endpoint masks with `api.errors.format_error`, by the same rule.
+    CodedErrors covers what runs through Strawberry's own execution (subscriptions over
+    WebSocket); the HTTP endpoint formats with `api.errors.format_error`, by the same rule.
     """
     schema = strawberry.federation.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[lambda: MaskErrors(should_mask_error=_unexpected), *extensions],
+        extensions=[CodedErrors, *extensions],
         federation_version=FEDERATION_VERSION,
     )
     price_entities(schema)

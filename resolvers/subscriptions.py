@@ -15,6 +15,7 @@ from graphql import GraphQLError
 
 from api.context import use_fresh_loaders
 from api.principal import Scope
+from api.subscriptions import live_subscription
 from resolvers.access import own_customer, readable
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer
@@ -107,22 +108,16 @@ async def _deliveries(
     if number is None:
         raise _subscription_error("CUSTOMER_NOT_FOUND", f"no customer has id {customer_id}")
     connections = info.context.connections
-    running = info.context.subscriptions
-    if len(running) >= info.context.settings.websocket_max_subscriptions:
-        raise _subscription_error(
-            "TOO_MANY_SUBSCRIPTIONS",
-            f"a connection may run {info.context.settings.websocket_max_subscriptions} "
-            "subscriptions at once; complete one first",
-        )
-    token = object()
-    running.add(token)
 
     def wants(delivery: Delivery) -> bool:
         return delivery.event.type.startswith(kinds)
 
     last: str | None = after
     try:
-        async with connections.hub.subscribe(str(number), wants, after_event=after) as feed:
+        async with (
+            live_subscription(info.context),
+            connections.hub.subscribe(str(number), wants, after_event=after) as feed,
+        ):
             async for delivery in feed:
                 use_fresh_loaders(connections)
                 last = delivery.event.id
@@ -138,8 +133,6 @@ async def _deliveries(
             "SLOW_CONSUMER",
             f"this subscriber fell too far behind and was closed; resume with after: {last}",
         ) from None
-    finally:
-        running.discard(token)
 
 
 def _activity(customer_id: int, delivery: Delivery) -> CustomerActivity:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from api.connections import Connections
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, PUBLISHER
 from tests.builders import build_customer
+from tests.conftest import Simulator
 
 SUBSCRIBE = """subscription($id: ID!, $after: ID) {
   customerChanged(customerId: $id, after: $after) { eventId eventType customer { id email phone } }
@@ -268,3 +270,55 @@ async def test_a_connection_runs_a_bounded_number_of_subscriptions(
         assert message["id"] == str(limit)
         [error] = message["payload"]["errors"]
         assert error["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+
+
+async def test_a_source_failing_under_a_subscription_is_a_coded_error(
+    live_server: str,
+    connections: Connections,
+    vendor_store: VendorStore,
+    vendor_faults: Simulator,
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    query = """subscription($id: ID!) { customerChanged(customerId: $id) {
+        customer { email loyalty { tier } } } }"""
+    vendor_faults.set_faults("loyalty", failure_rate=1.0)
+    async with graphql_ws(live_server) as ws:
+        subscribed = connections.hub.subscribers
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": {"id": str(cid)}},
+                }
+            )
+        )
+        await until_subscribed(connections, subscribed + 1)
+        await change_email(live_server, cid, f"coded.{cid}@example.com")
+        message = await next_message(ws)
+    assert message["type"] == "next", message
+    assert message["payload"]["data"]["customerChanged"]["customer"] == {
+        "email": f"coded.{cid}@example.com",
+        "loyalty": None,
+    }
+    [error] = message["payload"]["errors"]
+    assert error["path"] == ["customerChanged", "customer", "loyalty"]
+    assert error["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": "loyalty"}
+
+
+async def test_a_document_refused_before_it_runs_is_a_coded_error(live_server: str) -> None:
+    async with graphql_ws(live_server) as ws:
+        query = 'subscription { customerChanged(customerId: "1") { noSuchField } }'
+        await ws.send(json.dumps({"id": "v", "type": "subscribe", "payload": {"query": query}}))
+        message = await next_message(ws)
+    assert message["type"] == "error"
+    [error] = message["payload"]
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+
+
+async def until_subscribed(connections: Connections, count: int) -> None:
+    """Wait until the hub has `count` subscribers (a subscription is live once it has)."""
+    deadline = time.monotonic() + 10
+    while connections.hub.subscribers < count:
+        assert time.monotonic() < deadline, "the subscription never started"
+        await asyncio.sleep(0.02)

@@ -1,0 +1,239 @@
+"""Live subscriptions, bounded per WebSocket and per principal across every socket and instance.
+
+A socket may run `websocket_max_subscriptions` at once: one more is refused on its own
+(TOO_MANY_SUBSCRIPTIONS), the socket stays open. A principal may hold
+`limit_subscriptions_per_principal` across all its sockets: one more closes the socket that asked
+with 4429 "too many subscriptions", since a client that opens socket after socket must be told
+to stop, not to retry the subscription.
+
+With Redis, each principal's live subscriptions are a sorted set of subscription ids scored by
+when they lapse (`<cache_namespace>:subscriptions:<principal>`): the instance holding one
+renews it every `LEASE_SECONDS / 3`, and removes it when the subscription ends, so an instance
+that dies leaks nothing past one lease. Redis's own clock scores them, so instances' clocks
+need not agree. Without Redis, or while it fails (a breaker, as for the rate limits), each
+instance counts only its own: the cap then holds per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from graphql import GraphQLError
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.context import Context
+
+log = logging.getLogger(__name__)
+
+# The close code of a socket refused by a limit (the principal's subscriptions, the rate limits):
+# graphql-transport-ws's "too many", which its clients do not retry on their own.
+TOO_MANY = 4429
+# How long a subscription's entry outlives the last renewal by the instance that holds it.
+LEASE_SECONDS = 60.0
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+# Drop lapsed entries, then add this one if the principal is under its cap. 1: added, 0: not.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+# Renew this instance's entries of one principal; re-adds them if Redis lost them meanwhile.
+_RENEW = """
+local t = redis.call('TIME')
+local lapse = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], lapse, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+
+class PrincipalSubscriptions:
+    """How many live subscriptions each principal holds, in Redis or in this process."""
+
+    def __init__(self, settings: Settings, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.cap = settings.limit_subscriptions_per_principal
+        self._prefix = f"{settings.cache_namespace}:subscriptions:"
+        self._lease_ms = int(lease_seconds * 1000)
+        self._renew_every = lease_seconds / 3
+        self._timeout = settings.redis_timeout
+        self._breaker_seconds = settings.redis_breaker_seconds
+        self._open_until = 0.0
+        self._redis_down = False
+        # Subscription ids this instance holds, per principal: what it renews, and what it
+        # counts when Redis cannot.
+        self._held: dict[str, set[str]] = {}
+        self._ids = (f"{uuid.uuid4().hex[:12]}-{n:x}" for n in itertools.count(1))
+        self._redis: Redis | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        if settings.redis_url:
+            self._redis = Redis.from_url(
+                settings.redis_url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                # As the rate limits' pool: after an outage its dead sockets fail once each.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            )
+            self._acquire = self._redis.register_script(_ACQUIRE)
+            self._renew = self._redis.register_script(_RENEW)
+
+    def start(self) -> None:
+        """Renew this instance's entries in Redis while it runs."""
+        if self._redis is not None and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_forever())
+
+    async def close(self) -> None:
+        """Stop renewing and close the Redis connections (entries lapse within a lease)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def held(self, principal: str) -> int:
+        """The live subscriptions of `principal` in this instance."""
+        return len(self._held.get(principal, ()))
+
+    async def acquire(self, principal: str) -> str | None:
+        """A new subscription id for `principal`, or None when it holds its cap already."""
+        member = next(self._ids)
+        if await self._admitted(principal, member):
+            self._held.setdefault(principal, set()).add(member)
+            return member
+        return None
+
+    async def release(self, principal: str, member: str) -> None:
+        """End the subscription `member` of `principal`."""
+        held = self._held.get(principal)
+        if held is not None:
+            held.discard(member)
+            if not held:
+                del self._held[principal]
+        if self._redis is not None and self._redis_up():
+            try:
+                async with asyncio.timeout(self._timeout * 2):
+                    await self._redis.zrem(self._prefix + principal, member)
+            except _REDIS_FAILURES as error:
+                # Not renewed any more, the entry lapses within a lease.
+                await self._open_breaker(error)
+
+    async def _admitted(self, principal: str, member: str) -> bool:
+        if self._redis is not None and self._redis_up():
+            try:
+                async with asyncio.timeout(self._timeout * 2):
+                    added = await self._acquire(
+                        keys=[self._prefix + principal], args=[member, self.cap, self._lease_ms]
+                    )
+            except _REDIS_FAILURES as error:
+                await self._open_breaker(error)
+            else:
+                if self._redis_down:
+                    self._redis_down = False
+                    log.info("subscription limits: Redis answers again, counting there")
+                return bool(added)
+        return self.held(principal) < self.cap
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._renew_every)
+            if self._held and self._redis is not None and self._redis_up():
+                try:
+                    async with asyncio.timeout(self._timeout * 4):
+                        await self._renew_held(self._redis)
+                except _REDIS_FAILURES as error:
+                    await self._open_breaker(error)
+
+    async def _renew_held(self, redis: Redis) -> None:
+        renewing = {principal: set(members) for principal, members in self._held.items()}
+        async with redis.pipeline(transaction=False) as pipe:
+            for principal, members in renewing.items():
+                await self._renew(
+                    keys=[self._prefix + principal], args=[self._lease_ms, *members], client=pipe
+                )
+            await pipe.execute()
+        # One released while the renewal was under way may have been added back: remove it.
+        for principal, members in renewing.items():
+            ended = members - self._held.get(principal, set())
+            if ended:
+                await redis.zrem(self._prefix + principal, *ended)
+
+    def _redis_up(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    async def _open_breaker(self, error: BaseException) -> None:
+        self._open_until = time.monotonic() + self._breaker_seconds
+        if not self._redis_down:
+            self._redis_down = True  # one warning per outage, not one per subscription
+            log.warning(
+                "subscription limits: Redis unavailable (%r); counting in this instance, "
+                "trying Redis again every %ss",
+                error,
+                self._breaker_seconds,
+            )
+        if self._redis is not None:
+            # A timed-out call can leave a reply unread on its socket: start afresh.
+            with contextlib.suppress(*_REDIS_FAILURES):
+                await self._redis.connection_pool.disconnect()
+
+
+@contextlib.asynccontextmanager
+async def live_subscription(context: Context) -> AsyncIterator[None]:
+    """Count one running subscription against its socket's and its principal's limits.
+
+    Over the socket's limit: a TOO_MANY_SUBSCRIPTIONS error for this subscription. Over the
+    principal's: the socket is closed with 4429 (the error raised then never reaches it).
+    """
+    settings = context.settings
+    running = context.subscriptions
+    if len(running) >= settings.websocket_max_subscriptions:
+        raise _too_many(
+            f"a connection may run {settings.websocket_max_subscriptions} subscriptions at "
+            "once; complete one first"
+        )
+    websocket = context.websocket
+    if websocket is None:  # not over a socket: nothing else to count against
+        token = object()
+        running.add(token)
+        try:
+            yield
+        finally:
+            running.discard(token)
+        return
+    principals: PrincipalSubscriptions = websocket.app.state.guard.subscriptions
+    principal = context.principal.key
+    member = await principals.acquire(principal)
+    if member is None:
+        reason = f"too many subscriptions: at most {principals.cap} per principal"
+        log.info("websocket closed: %s holds %d subscriptions", principal, principals.cap)
+        with contextlib.suppress(Exception):  # closed meanwhile by the client
+            await websocket.close(code=TOO_MANY, reason=reason)
+        raise _too_many(reason)
+    running.add(member)
+    try:
+        yield
+    finally:
+        running.discard(member)
+        await principals.release(principal, member)
+
+
+def _too_many(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "TOO_MANY_SUBSCRIPTIONS"})
