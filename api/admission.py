@@ -1,18 +1,25 @@
 """Whether a parsed operation may run for a principal: one set of checks for HTTP and WebSocket.
 
-Checked before anything executes, in this order:
-1. `validate`: the schema's rules; in production, roles that may not explore the schema get
-   no "Did you mean" suggestions, no introspection and no federation `_service { sdl }`
-   (`analyst`, `admin` and `service` do);
-2. `admit`: anonymous callers may only ask for `__typename` (and introspect or read
-   `_service`, where allowed), else 401 (so `_entities` needs a credential); depth, aliases
-   and cost against the role's budget (`api.limits`), else 400.
+Checked before anything executes, cheap checks before costly ones, in this order:
+1. `check`, on the parsed document and the operation chosen:
+   - anonymous callers may only ask for `__typename` (and introspect or read `_service`,
+     where allowed), else 401 (so `_entities` needs a credential);
+   - its shape (`api.limits.check_shape`: selections, depth, aliases), else 400;
+   - the schema's rules, the field-merging one stopped at its comparisons budget (else 400);
+     in production, roles that may not explore the schema get no "Did you mean" suggestions,
+     no introspection and no federation `_service { sdl }` (`analyst`, `admin` and `service`
+     do);
+2. `admit`, with the variables: cost against the role's budget, else 400.
+
+Everything in `check` but the anonymous test depends only on the document's text and whether
+the caller may explore, so it is done once per text and remembered: a repeated document pays
+a dictionary lookup. The token limit comes before all this, at parsing.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -23,11 +30,22 @@ from graphql import (
     OperationDefinitionNode,
     validate,
 )
-from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule, specified_rules
+from graphql.validation import (
+    NoSchemaIntrospectionCustomRule,
+    OverlappingFieldsCanBeMergedRule,
+    ValidationRule,
+    specified_rules,
+)
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-from api.limits import INTROSPECTION_FIELDS, check_limits
+from api.limits import (
+    INTROSPECTION_FIELDS,
+    ComparisonsExceededError,
+    check_cost,
+    check_shape,
+    merge_rule,
+)
 from api.principal import Principal, Role
 from api.settings import Environment, Settings
 
@@ -36,15 +54,30 @@ from api.settings import Environment, Settings
 SERVICE_FIELD = "_service"
 # Roles that may explore the schema (introspection, GraphiQL, suggestions) in production.
 EXPLORERS = (Role.ANALYST, Role.ADMIN, Role.SERVICE)
-_CACHED_VALIDATIONS = 2048
+_CACHED_DOCUMENTS = 2048
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why an operation may not run: an HTTP status and GraphQL errors for the body."""
+    """Why an operation may not run: an HTTP status and GraphQL errors for the body.
 
-    status: int
+    `status` is None for a document the schema's rules refuse: a GraphQL request error, whose
+    status the transport decides (over HTTP, by the response's media type).
+    """
+
+    status: int | None
     errors: list[GraphQLError]
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What is known of one document's text, and its validation per view once done."""
+
+    # Why the document is refused whoever sends it (its shape, its comparisons), or None.
+    refusal: Refusal | None
+    # The field-merging rule's errors, reported with the other rules' ones.
+    conflicts: list[GraphQLError]
+    validated: dict[bool, Refusal | None] = field(default_factory=dict)
 
 
 def may_explore(settings: Settings, principal: Principal) -> bool:
@@ -66,42 +99,28 @@ class Admission:
             Role.SERVICE.value: settings.limit_cost_service,
             Role.ADMIN.value: settings.limit_cost_admin,
         }
-        # Validation is the costly step and depends only on the document and two flags.
-        self._validated: OrderedDict[tuple[str, bool], list[GraphQLError]] = OrderedDict()
-        # graphql-core's rules and Strawberry's own (which its execution would otherwise add).
-        rules = (*specified_rules, OneOfInputValidationRule, MaybeNullValidationRule)
+        # Validation is the costly step and depends only on the document and one flag.
+        self._checked: OrderedDict[str, _Checked] = OrderedDict()
+        # The field-merging rule runs first and alone: its work grows with the square of the
+        # fields sharing a name, so it is stopped at a budget before the other rules' walks.
+        self._merging = (merge_rule(settings.limit_comparisons),)
+        # graphql-core's other rules and Strawberry's own (which its execution would add).
+        rules = (
+            *(rule for rule in specified_rules if rule is not OverlappingFieldsCanBeMergedRule),
+            OneOfInputValidationRule,
+            MaybeNullValidationRule,
+        )
         self._rules_open = rules
         self._rules_closed = (*rules, NoSchemaIntrospectionCustomRule, NoServiceSdlRule)
 
-    def validate(
-        self, query: str, document: DocumentNode, principal: Principal
-    ) -> list[GraphQLError]:
-        """Schema validation of `document` (parsed from `query`), cached by its text."""
-        explorer = may_explore(self.settings, principal)
-        key = (query, explorer)
-        errors = self._validated.get(key)
-        if errors is None:
-            errors = validate(
-                self.schema,
-                document,
-                self._rules_open if explorer else self._rules_closed,
-                hide_suggestions=not explorer,
-            )
-            self._validated[key] = errors
-            if len(self._validated) > _CACHED_VALIDATIONS:
-                self._validated.popitem(last=False)
-        else:
-            self._validated.move_to_end(key)
-        return errors
-
-    def admit(
+    def check(
         self,
+        query: str,
         document: DocumentNode,
         operation: OperationDefinitionNode,
         principal: Principal,
-        variables: dict[str, Any] | None,
     ) -> Refusal | None:
-        """For a valid document: None when the operation may run for `principal`, else why not."""
+        """None when `document` (parsed from `query`) may run for `principal`, else why not."""
         if principal.anonymous and not _only_public_fields(operation):
             return Refusal(
                 401,
@@ -113,17 +132,64 @@ class Admission:
                     )
                 ],
             )
-        limit_errors = check_limits(
+        checked = self._checked.get(query)
+        if checked is None:
+            checked = self._first_look(document)
+            self._checked[query] = checked
+            if len(self._checked) > _CACHED_DOCUMENTS:
+                self._checked.popitem(last=False)
+        else:
+            self._checked.move_to_end(query)
+        if checked.refusal is not None:
+            return checked.refusal
+        explorer = may_explore(self.settings, principal)
+        if explorer not in checked.validated:
+            checked.validated[explorer] = self._validate(document, explorer, checked.conflicts)
+        return checked.validated[explorer]
+
+    def admit(
+        self,
+        document: DocumentNode,
+        principal: Principal,
+        variables: dict[str, Any] | None,
+    ) -> Refusal | None:
+        """For a checked document: None when it is within the role's cost budget, else why not."""
+        errors = check_cost(
             self.schema,
             document,
             variables=variables,
-            max_depth=self.settings.limit_depth,
-            max_aliases=self.settings.limit_aliases,
-            cost_budget=self._budgets[principal.role],
+            budget=self._budgets[principal.role],
             role=principal.role,
             page_default=self.settings.page_default,
         )
-        return Refusal(400, limit_errors) if limit_errors else None
+        return Refusal(400, errors) if errors else None
+
+    def _first_look(self, document: DocumentNode) -> _Checked:
+        """The checks whose work is bounded by limits, cheapest first."""
+        shape = check_shape(
+            document,
+            max_selections=self.settings.limit_selections,
+            max_depth=self.settings.limit_depth,
+            max_aliases=self.settings.limit_aliases,
+        )
+        if shape:
+            return _Checked(Refusal(400, shape), [])
+        try:
+            conflicts = validate(self.schema, document, self._merging)
+        except ComparisonsExceededError as exceeded:
+            return _Checked(Refusal(400, [exceeded.as_graphql_error()]), [])
+        return _Checked(None, conflicts)
+
+    def _validate(
+        self, document: DocumentNode, explorer: bool, conflicts: list[GraphQLError]
+    ) -> Refusal | None:
+        errors = conflicts + validate(
+            self.schema,
+            document,
+            self._rules_open if explorer else self._rules_closed,
+            hide_suggestions=not explorer,
+        )
+        return Refusal(None, errors) if errors else None
 
 
 class NoServiceSdlRule(ValidationRule):

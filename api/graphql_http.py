@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.admission import may_explore
+from api.admission import Refusal, may_explore
 from api.connections import Connections
 from api.context import create_context
 from api.documents import document_hash
@@ -356,21 +356,21 @@ class GraphQLHTTP:
         query = resolved.text
         try:
             document = self.documents.get(query)
-            errors = guard.admission.validate(query, document, principal)
-            if errors:
-                return _errors_status(media), {"errors": [format_error(e) for e in errors]}
             operation = select_operation(document, params.operation_name)
         except GraphQLError as error:
             return _errors_status(media), {"errors": [format_error(error)]}
+        refusal = guard.admission.check(query, document, operation, principal)
+        if refusal is not None:
+            return _refused(refusal, media)
         if request.method == "GET" and operation.operation is not OperationType.QUERY:
             raise RequestError(
                 f"A {operation.operation.value} cannot run over GET; use POST.",
                 status=405,
                 headers={"allow": "POST"},
             )
-        refusal = guard.admission.admit(document, operation, principal, params.variables)
+        refusal = guard.admission.admit(document, principal, params.variables)
         if refusal is not None:
-            return refusal.status, {"errors": [format_error(e) for e in refusal.errors]}
+            return _refused(refusal, media)
         if resolved.register is not None and not principal.anonymous:
             # Kept only once admitted, and only for a known caller: the store is not an
             # anonymous scratch space.
@@ -455,6 +455,11 @@ def _persisted_hash(extensions: dict[str, Any] | None) -> str | None:
     if not isinstance(sha, str) or len(sha) != 64:
         raise RequestError("`persistedQuery.sha256Hash` must be a SHA-256 hex digest.")
     return sha.lower()
+
+
+def _refused(refusal: Refusal, media: str) -> tuple[int, dict[str, Any]]:
+    status = _errors_status(media) if refusal.status is None else refusal.status
+    return status, {"errors": [format_error(e) for e in refusal.errors]}
 
 
 def _errors_status(media: str) -> int:

@@ -192,12 +192,11 @@ async def _admit(execution: Any, context: Context) -> list[GraphQLError]:
     except GraphQLError as error:
         return [error]
     document = execution.graphql_document
-    errors = guard.admission.validate(query, document, principal)
-    if errors:
-        return errors
     try:
         operation = select_operation(document, execution.operation_name)
     except GraphQLError as error:
         return [error]
-    refusal = guard.admission.admit(document, operation, principal, execution.variables)
+    refusal = guard.admission.check(query, document, operation, principal) or (
+        guard.admission.admit(document, principal, execution.variables)
+    )
     return refusal.errors if refusal else []

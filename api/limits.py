@@ -1,13 +1,22 @@
-"""Query limits checked before execution: depth, aliases and cost.
+"""Query limits checked before execution: selections, depth, aliases, comparisons and cost.
 
-`check_limits` is the entry point; `depth_limit_rule`, `alias_limit_rule` and
-`cost_limit_rule` make graphql-core validation rules of the same measures, for a `validate`
-rule list of one's own.
+Cheap checks come before costly ones. `check_shape` reads only the parsed document (no schema,
+no variables), so it runs before validation and its answer can be kept with the document;
+`merge_rule` stands in for graphql-core's OverlappingFieldsCanBeMergedRule, whose work grows
+with the square of the fields sharing a response name, and stops it at a budget; `check_cost`
+needs the schema and the variables and runs last. `check_limits` is shape and cost together;
+`depth_limit_rule`, `alias_limit_rule` and `cost_limit_rule` make graphql-core validation
+rules of the same measures, for a `validate` rule list of one's own.
 
 Every refusal is a `GraphQLError` with `extensions={"code": "QUERY_TOO_COMPLEX", "limit":
-"depth" | "aliases" | "cost", "measured": n, "allowed": m}`: one code for clients to handle,
-the details for those that want them (a document nested too deeply to be measured at all
-has no `measured`).
+"selections" | "depth" | "aliases" | "comparisons" | "cost", "measured": n, "allowed": m}`:
+one code for clients to handle, the details for those that want them (a document nested too
+deeply to be measured at all has no `measured`; for comparisons, `measured` is where the check
+stopped, not what finishing it would have taken).
+
+- Selections, per operation: every field, inline fragment and fragment spread, with
+  fragments expanded at each use site (each fragment is counted once and multiplied, so a
+  fragment spread a billion times is measured in no time and refused).
 
 - Depth, per operation: the most fields on one path from the root to a leaf, through fragment
   spreads and inline fragments; `{ customer { id } }` is 2 deep.
@@ -24,8 +33,11 @@ has no `measured`).
     `metadata={"list_size": N}`, else 1 (a list without a hint is priced like one item);
   - inline fragments on different types of an interface or union are all added up (an upper
     bound: an item is only ever one of them).
-- Fields under `__schema` and `__type` are not measured at all, so GraphiQL's introspection
-  query passes even the anonymous budget.
+- Comparisons, per document: graphql-core's own measure of the work of checking that fields
+  with one response name can be merged (2 per pair of fields compared, 1 per response name
+  matched between two selections); a document selecting a field once spends none.
+- Fields under `__schema` and `__type` do not count toward depth or cost, so GraphiQL's
+  introspection query passes even the anonymous budget (they do count as selections).
 """
 
 from __future__ import annotations
@@ -58,7 +70,8 @@ from graphql import (
     is_list_type,
     value_from_ast_untyped,
 )
-from graphql.validation import ValidationRule
+from graphql.validation import OverlappingFieldsCanBeMergedRule, ValidationContext, ValidationRule
+from graphql.validation.validate import ValidationAbortedError
 
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
@@ -78,43 +91,128 @@ def check_limits(
     cost_budget: int,
     role: str,
     page_default: int,
+    max_selections: int | None = None,
 ) -> list[GraphQLError]:
-    """The depth, alias and cost errors of a `document` the spec rules have accepted."""
+    """The shape and cost errors of a `document` the spec rules have accepted."""
+    shape = check_shape(
+        document, max_selections=max_selections, max_depth=max_depth, max_aliases=max_aliases
+    )
+    if any(error.extensions and "measured" not in error.extensions for error in shape):
+        return shape  # nested too deeply to be measured, so to be priced too
+    cost = check_cost(
+        schema,
+        document,
+        variables=variables,
+        budget=cost_budget,
+        role=role,
+        page_default=page_default,
+    )
+    return shape + cost
+
+
+def check_shape(
+    document: DocumentNode, *, max_selections: int | None, max_depth: int, max_aliases: int
+) -> list[GraphQLError]:
+    """The selection, depth and alias errors of a parsed `document`, valid or not.
+
+    It reads the syntax alone, in time linear in the document's size (a fragment is measured
+    once however often it is spread), so it can come before validation.
+    """
     # The rules below measure with this same code; run through `validate` they would also
     # pay for its generic walk of every node with type tracking, 5-7 times the measuring
     # itself (0.7 ms instead of 0.1 ms for the agent query), which none of them needs.
-    fragments = {
-        definition.name.value: definition
-        for definition in document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
-    depths = _Depth(fragments.get)
+    shapes = _Shape(_fragments(document).get)
     found: list[GraphQLError | None] = []
     try:
         for operation in document.definitions:
             if isinstance(operation, OperationDefinitionNode):
-                found.append(_depth_error(operation, depths, max_depth))
-                found.append(
-                    _cost_error(
-                        schema,
-                        operation,
-                        fragments.get,
-                        budget=cost_budget,
-                        role=role,
-                        variables=variables,
-                        page_default=page_default,
-                    )
-                )
+                depth, selections = shapes.of(operation.selection_set)
+                if max_selections is not None:
+                    found.append(_selections_error(operation, selections, max_selections))
+                found.append(_depth_error(operation, depth, max_depth))
     except RecursionError:
-        # Only a document the spec rules have not seen (they refuse such nesting) gets here.
-        return [
-            GraphQLError(
-                "The document nests fragments too deeply to be measured.",
-                extensions={"code": QUERY_TOO_COMPLEX, "limit": "depth", "allowed": max_depth},
-            )
-        ]
+        # A chain of fragments each spreading the next; the spec rules would refuse it too.
+        return [_unmeasurable("depth", max_depth)]
     found.append(_alias_error(document, max_aliases))
     return [error for error in found if error is not None]
+
+
+def check_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    *,
+    variables: dict[str, Any] | None,
+    budget: int,
+    role: str,
+    page_default: int,
+) -> list[GraphQLError]:
+    """The cost errors of a `document` whose shape and validation passed."""
+    fragments = _fragments(document)
+    try:
+        found = [
+            _cost_error(
+                schema,
+                operation,
+                fragments.get,
+                budget=budget,
+                role=role,
+                variables=variables,
+                page_default=page_default,
+            )
+            for operation in document.definitions
+            if isinstance(operation, OperationDefinitionNode)
+        ]
+    except RecursionError:
+        # Pricing takes more frames per level than measuring the shape does.
+        return [_unmeasurable("cost", budget)]
+    return [error for error in found if error is not None]
+
+
+class ComparisonsExceededError(Exception):
+    """Checking that same-named fields can be merged went past its budget."""
+
+    def __init__(self, spent: int, budget: int) -> None:
+        super().__init__(f"{spent} comparisons, over {budget}")
+        self.spent = spent
+        self.budget = budget
+
+    def as_graphql_error(self) -> GraphQLError:
+        """The refusal a client gets: QUERY_TOO_COMPLEX with the `comparisons` limit."""
+        return GraphQLError(
+            f"Checking that same-named fields can be merged took over {self.budget:,} "
+            "comparisons: select each field once, or merge the selections that repeat it.",
+            extensions={
+                "code": QUERY_TOO_COMPLEX,
+                "limit": "comparisons",
+                "measured": self.spent,
+                "allowed": self.budget,
+            },
+        )
+
+
+def merge_rule(budget: int) -> type[ValidationRule]:
+    """graphql-core's OverlappingFieldsCanBeMergedRule, stopped past `budget` comparisons.
+
+    Its own budget (500,000) takes seconds to spend (a 17 KB document repeating one field 400
+    times held the event loop for 5 s); spent, it raises ComparisonsExceededError out of
+    `validate` rather than adding an error, so the caller can refuse with QUERY_TOO_COMPLEX.
+    """
+
+    class MergeRule(OverlappingFieldsCanBeMergedRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.rule_context.remaining_complexity_budget = budget
+
+        def enter_selection_set(self, *args: Any) -> None:
+            try:
+                super().enter_selection_set(*args)
+            except ValidationAbortedError:
+                remaining = self.rule_context.remaining_complexity_budget
+                if remaining >= 0:
+                    raise  # validation's own error limit, not this budget
+                raise ComparisonsExceededError(budget - remaining, budget) from None
+
+    return MergeRule
 
 
 def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
@@ -124,7 +222,8 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
         def enter_operation_definition(
             self, node: OperationDefinitionNode, *_args: Any
         ) -> VisitorAction:
-            error = _depth_error(node, _Depth(self.context.get_fragment), max_depth)
+            depth, _ = _Shape(self.context.get_fragment).of(node.selection_set)
+            error = _depth_error(node, depth, max_depth)
             if error is not None:
                 self.report_error(error)
             return SKIP
@@ -176,10 +275,39 @@ def cost_limit_rule(
     return CostLimitRule
 
 
-def _depth_error(
-    operation: OperationDefinitionNode, depths: _Depth, max_depth: int
+def _unmeasurable(limit: str, allowed: int) -> GraphQLError:
+    return GraphQLError(
+        "The document nests fragments too deeply to be measured.",
+        extensions={"code": QUERY_TOO_COMPLEX, "limit": limit, "allowed": allowed},
+    )
+
+
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+
+
+def _selections_error(
+    operation: OperationDefinitionNode, selections: int, max_selections: int
 ) -> GraphQLError | None:
-    depth = depths.of(operation.selection_set)
+    if selections <= max_selections:
+        return None
+    return _too_complex(
+        f"The operation selects {selections:,} fields and fragments once its fragments are "
+        f"spread; at most {max_selections:,} are allowed.",
+        operation,
+        limit="selections",
+        measured=selections,
+        allowed=max_selections,
+    )
+
+
+def _depth_error(
+    operation: OperationDefinitionNode, depth: int, max_depth: int
+) -> GraphQLError | None:
     if depth <= max_depth:
         return None
     return _too_complex(
@@ -275,33 +403,40 @@ def _selections(
             yield selection
 
 
-class _Depth:
-    """Depths of selection sets, each fragment measured once however often it is spread."""
+class _Shape:
+    """Depth and selection count of selection sets, each fragment measured once."""
 
     def __init__(self, fragments: FragmentLookup) -> None:
         self._lookup = fragments
-        self._fragments: dict[str, int] = {}
+        self._fragments: dict[str, tuple[int, int]] = {}
 
-    def of(self, selection_set: SelectionSetNode) -> int:
+    def of(self, selection_set: SelectionSetNode) -> tuple[int, int]:
+        """The depth (in fields, introspection left out) and the selections, spreads expanded."""
         deepest = 0
+        selections = 0
         for selection in _selections(selection_set):
+            selections += 1
             if isinstance(selection, FieldNode):
+                nested = selection.selection_set
+                depth, inner = self.of(nested) if nested else (0, 0)
+                selections += inner
                 if selection.name.value in INTROSPECTION_FIELDS:
                     continue
-                nested = selection.selection_set
-                depth = 1 + (self.of(nested) if nested else 0)
+                depth += 1
             elif isinstance(selection, InlineFragmentNode):
-                depth = self.of(selection.selection_set)
+                depth, inner = self.of(selection.selection_set)
+                selections += inner
             else:
-                depth = self._fragment(selection.name.value)
+                depth, inner = self._fragment(selection.name.value)
+                selections += inner
             deepest = max(deepest, depth)
-        return deepest
+        return deepest, selections
 
-    def _fragment(self, name: str) -> int:
+    def _fragment(self, name: str) -> tuple[int, int]:
         if name not in self._fragments:
             fragment = self._lookup(name)
-            self._fragments[name] = 0  # a cycle (reported by the spec rules) adds nothing
-            self._fragments[name] = self.of(fragment.selection_set) if fragment else 0
+            self._fragments[name] = (0, 0)  # a cycle (reported by the spec rules) adds nothing
+            self._fragments[name] = self.of(fragment.selection_set) if fragment else (0, 0)
         return self._fragments[name]
 
 

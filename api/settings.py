@@ -145,7 +145,17 @@ class Settings(BaseSettings):
 
     limit_depth: int = Field(default=12, ge=1, description="Deepest field nesting allowed.")
     limit_aliases: int = Field(default=100, ge=0, description="Most aliases in one document.")
-    limit_tokens: int = Field(default=15_000, ge=100, description="Most lexical tokens parsed.")
+    limit_tokens: int = Field(default=5_000, ge=100, description="Most lexical tokens parsed.")
+    limit_selections: int = Field(
+        default=1_000,
+        ge=1,
+        description="Most fields and fragments in one operation, fragments spread at each use.",
+    )
+    limit_comparisons: int = Field(
+        default=5_000,
+        ge=0,
+        description="Most work checking that same-named fields merge (2 per pair compared).",
+    )
     limit_cost_anonymous: int = Field(default=10, ge=0, description="Cost budget, anonymous.")
     limit_cost_customer: int = Field(default=1_000, ge=0, description="Cost budget, customer.")
     limit_cost_agent: int = Field(default=20_000, ge=0, description="Cost budget, agent.")

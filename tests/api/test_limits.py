@@ -6,15 +6,24 @@ from typing import Annotated, Any
 
 import pytest
 import strawberry
-from graphql import GraphQLError, GraphQLSchema, get_introspection_query, parse, validate
+from graphql import (
+    GraphQLError,
+    GraphQLSchema,
+    get_introspection_query,
+    parse,
+    validate,
+)
 from graphql.validation import specified_rules
 
 from api.limits import (
     QUERY_TOO_COMPLEX,
+    ComparisonsExceededError,
     alias_limit_rule,
     check_limits,
+    check_shape,
     cost_limit_rule,
     depth_limit_rule,
+    merge_rule,
 )
 from api.settings import Settings
 from resolvers.schema import create_schema
@@ -353,6 +362,103 @@ def test_a_fragment_chain_too_long_to_measure_is_refused(schema: GraphQLSchema) 
     assert error.extensions == {"code": QUERY_TOO_COMPLEX, "limit": "depth", "allowed": 10}
 
 
+def selections(query: str) -> int:
+    """The selections of a one-operation document, read from a zero-limit refusal."""
+    errors = check_shape(parse(query), max_selections=0, max_depth=100, max_aliases=100)
+    [error] = [e for e in errors if e.extensions and e.extensions["limit"] == "selections"]
+    assert error.extensions is not None
+    measured: int = error.extensions["measured"]
+    return measured
+
+
+def test_selections_count_fields_and_fragments_at_each_spread() -> None:
+    assert selections("{ __typename }") == 1
+    # items, edges, node, title; the inline fragment is a selection too.
+    assert selections("{ items { edges { node { ... on Item { title } } } } }") == 5
+    # Each alias spreads Page: itself, the spread, and Page's three fields.
+    query = """{ a: items(first: 2) { ...Page } b: items(first: 3) { ...Page } }
+    fragment Page on ItemConnection { edges { node { title } } }"""
+    assert selections(query) == 2 * (1 + 1 + 3)
+
+
+def test_too_many_selections_are_refused_with_both_numbers() -> None:
+    query = "{ item(id: 1) { " + "title " * 9 + "} }"
+    document = parse(query)
+    assert check_shape(document, max_selections=10, max_depth=10, max_aliases=0) == []
+    [error] = check_shape(document, max_selections=9, max_depth=10, max_aliases=0)
+    assert error.message == (
+        "The operation selects 10 fields and fragments once its fragments are spread; "
+        "at most 9 are allowed."
+    )
+    assert error.extensions == {
+        "code": QUERY_TOO_COMPLEX,
+        "limit": "selections",
+        "measured": 10,
+        "allowed": 9,
+    }
+
+
+def test_a_fragment_bomb_is_measured_at_once_and_refused() -> None:
+    # F30 spreads F29 twice, which spreads F28 twice...: 2**30 copies of F0 once expanded.
+    fragments = "\n".join(
+        f"fragment F{n} on Item {{ ...F{n - 1} ...F{n - 1} }}" for n in range(1, 31)
+    )
+    query = f"{{ item(id: 1) {{ ...F30 }} }}\nfragment F0 on Item {{ title }}\n{fragments}"
+    spread = 1  # F0: title
+    for _ in range(30):
+        spread = 2 * (1 + spread)  # two spreads, each with what it brings
+    assert selections(query) == 1 + 1 + spread
+
+
+def comparisons_refused(schema: GraphQLSchema, query: str, budget: int) -> ComparisonsExceededError:
+    with pytest.raises(ComparisonsExceededError) as exceeded:
+        validate(schema, parse(query), [merge_rule(budget)])
+    return exceeded.value
+
+
+def test_a_field_repeated_spends_the_comparisons_budget_and_stops_there(
+    schema: GraphQLSchema,
+) -> None:
+    # The issue's document, on this schema: 400 times one field, 79,800 pairs to compare,
+    # which graphql-core's own budget (500,000) lets run for seconds.
+    repeated = "items(first: 1) { total } "
+    query = "{ " + repeated * 400 + "}"
+    exceeded = comparisons_refused(schema, query, 1_000)
+    # Stopped at the budget: it spends at most 2 at a time.
+    assert 1_000 < exceeded.spent <= 1_002
+    error = exceeded.as_graphql_error()
+    assert "over 1,000 comparisons" in error.message
+    assert error.extensions == {
+        "code": QUERY_TOO_COMPLEX,
+        "limit": "comparisons",
+        "measured": exceeded.spent,
+        "allowed": 1_000,
+    }
+    # The same repeats through fragments (one fragment spread again is compared once), and
+    # nested under a field.
+    spreads = " ".join(f"...R{n}" for n in range(100))
+    defined = " ".join(f"fragment R{n} on Query {{ {repeated} }}" for n in range(100))
+    via_fragment = f"{{ {spreads} }} {defined}"
+    assert comparisons_refused(schema, via_fragment, 1_000).spent <= 1_002
+    nested = "{ items(first: 1) { edges { node { tags { " + "label { text } " * 300 + "} } } } }"
+    assert comparisons_refused(schema, nested, 1_000).spent <= 1_002
+
+
+def test_distinct_fields_spend_no_comparisons(schema: GraphQLSchema) -> None:
+    agent = create_schema()._schema
+    assert validate(agent, parse(AGENT_QUERY), [merge_rule(0)]) == []
+    assert validate(schema, parse(get_introspection_query()), [merge_rule(0)]) == []
+
+
+def test_the_budgeted_merge_rule_still_reports_conflicts(schema: GraphQLSchema) -> None:
+    [error] = validate(schema, parse("{ item(id: 1) { t: title t: id } }"), [merge_rule(100)])
+    assert error.message.startswith("Fields 't' conflict because 'title' and 'id'")
+    # Validation's own error limit ends validation within the budget; it is not the budget.
+    conflicting = "{ item(id: 1) { " + "t: title t: id " * 15 + "} }"
+    errors = validate(schema, parse(conflicting), [merge_rule(1_000_000)])
+    assert errors[-1].message.startswith("Too many validation errors")
+
+
 def test_the_agent_query_fits_the_agent_limits() -> None:
     schema = create_schema()._schema
     defaults = Settings(_env_file=None)
@@ -360,3 +466,6 @@ def test_the_agent_query_fits_the_agent_limits() -> None:
     assert 0 < measured["cost"] <= defaults.limit_cost_agent
     assert 0 < measured["depth"] <= defaults.limit_depth
     assert measured["aliases"] == 0
+    assert selections(AGENT_QUERY) <= defaults.limit_selections / 10
+    rules = [merge_rule(defaults.limit_comparisons)]
+    assert validate(schema, parse(AGENT_QUERY, max_tokens=defaults.limit_tokens), rules) == []
