@@ -13,11 +13,13 @@ import gc
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+T = TypeVar("T")
 # The longest the event loop may be held by one request's checks (the issue's bound).
 MAX_HOLD_SECONDS = 0.050
 REPEATED = "orders(first: 1) { pageInfo { hasNextPage } } "
@@ -47,12 +49,13 @@ STALLS: dict[str, tuple[Callable[[], str], set[str]]] = {
 }
 
 
-async def held(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
-    """The response, and the CPU seconds the event loop's thread spent until it came.
+async def held(request: Awaitable[T]) -> tuple[T, float]:
+    """The answer, and the CPU seconds the event loop's thread spent until it came.
 
     Over an in-process transport a refusal never waits for I/O, so it runs to its end without
     giving the loop back: that time is how long it held the loop (with the client's share).
-    CPU time, not wall time: a busy machine delays the whole process, not the loop.
+    Over a socket it is an upper bound. CPU time, not wall time: a busy machine delays the
+    whole process, not the loop.
     """
     # Whatever the test session has made so far is set aside, so that a collection of the
     # whole heap, whose length depends on the session and not on the document, is not counted.
