@@ -17,7 +17,6 @@ stopped, not what finishing it would have taken).
 - Selections, per operation: every field, inline fragment and fragment spread, with
   fragments expanded at each use site (each fragment is counted once and multiplied, so a
   fragment spread a billion times is measured in no time and refused).
-
 - Depth, per operation: the most fields on one path from the root to a leaf, through fragment
   spreads and inline fragments; `{ customer { id } }` is 2 deep.
 - Aliases, per document: every aliased field, fragments included, each counted once however
