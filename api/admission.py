@@ -1,6 +1,7 @@
 """Whether a parsed operation may run for a principal: one set of checks for HTTP and WebSocket.
 
 Checked before anything executes, cheap checks before costly ones, in this order:
+0. `screen`, before parsing: an anonymous caller's text over 4 KiB is refused (401);
 1. `check`, on the parsed document and the operation chosen:
    - anonymous callers may only ask for `__typename` (and introspect or read `_service`,
      where allowed), else 401 (so `_entities` needs a credential);
@@ -55,6 +56,9 @@ SERVICE_FIELD = "_service"
 # Roles that may explore the schema (introspection, GraphiQL, suggestions) in production.
 EXPLORERS = (Role.ANALYST, Role.ADMIN, Role.SERVICE)
 _CACHED_DOCUMENTS = 2048
+# Anonymous callers may send `{ __typename }`, `_service { sdl }` and (where allowed)
+# introspection, GraphiQL's query being 1.6 KB: a longer text is not worth parsing.
+ANONYMOUS_MAX_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,12 @@ class Admission:
         self._rules_open = rules
         self._rules_closed = (*rules, NoSchemaIntrospectionCustomRule, NoServiceSdlRule)
 
+    def screen(self, query: str, principal: Principal) -> Refusal | None:
+        """Before parsing: an anonymous caller's text longer than any it may send is refused."""
+        if principal.anonymous and len(query) > ANONYMOUS_MAX_CHARS:
+            return _unauthenticated()
+        return None
+
     def check(
         self,
         query: str,
@@ -122,16 +132,7 @@ class Admission:
     ) -> Refusal | None:
         """None when `document` (parsed from `query`) may run for `principal`, else why not."""
         if principal.anonymous and not _only_public_fields(operation):
-            return Refusal(
-                401,
-                [
-                    GraphQLError(
-                        "Authentication required: send `Authorization: Bearer <token>` or "
-                        "`X-API-Key`. Anonymous requests may only ask for `__typename`.",
-                        extensions={"code": "UNAUTHENTICATED"},
-                    )
-                ],
-            )
+            return _unauthenticated()
         checked = self._checked.get(query)
         if checked is None:
             checked = self._first_look(document)
@@ -206,6 +207,19 @@ class NoServiceSdlRule(ValidationRule):
                     node,
                 )
             )
+
+
+def _unauthenticated() -> Refusal:
+    return Refusal(
+        401,
+        [
+            GraphQLError(
+                "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key`. "
+                "Anonymous requests may only ask for `__typename`.",
+                extensions={"code": "UNAUTHENTICATED"},
+            )
+        ],
+    )
 
 
 def _only_public_fields(operation: OperationDefinitionNode) -> bool:

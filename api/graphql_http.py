@@ -354,6 +354,9 @@ class GraphQLHTTP:
         except GraphQLError as error:
             return _errors_status(media), {"errors": [format_error(error)]}
         query = resolved.text
+        refusal = guard.admission.screen(query, principal)
+        if refusal is not None:
+            return _refused(refusal, media)
         try:
             document = self.documents.get(query)
             operation = select_operation(document, params.operation_name)

@@ -17,12 +17,21 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from graphql import get_introspection_query
 from starlette.applications import Starlette
 
 T = TypeVar("T")
 # The longest the event loop may be held by one request's checks (the bound).
 MAX_HOLD_SECONDS = 0.050
 REPEATED = "orders(first: 1) { pageInfo { hasNextPage } } "
+GRAPHIQL_INTROSPECTION = get_introspection_query(
+    descriptions=True,
+    specified_by_url=True,
+    directive_is_repeatable=True,
+    schema_description=True,
+    input_value_deprecation=True,
+    one_of=True,
+)
 
 
 def _customer(selection: str, after: str = "") -> str:
@@ -114,3 +123,17 @@ async def test_the_same_refusal_is_remembered(client: httpx.AsyncClient) -> None
     assert again.json() == first.json()
     # Checks of a text already seen cost a dictionary lookup, not a validation.
     assert hold < 0.010, f"the loop was held {hold * 1000:.0f} ms"
+
+
+async def test_an_anonymous_text_longer_than_any_public_one_is_not_parsed(app: Starlette) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as anonymous:
+        # Not GraphQL at all: parsed, it would be a syntax error.
+        garbage = await anonymous.post("/graphql", json={"query": "{ " + "(" * 5_000})
+        # GraphiQL's introspection query, open to anyone in development, is well within it.
+        introspection = await anonymous.post("/graphql", json={"query": GRAPHIQL_INTROSPECTION})
+
+    assert garbage.status_code == 401
+    assert garbage.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert introspection.status_code == 200
+    assert introspection.json()["data"]["__schema"]["queryType"]["name"] == "Query"
