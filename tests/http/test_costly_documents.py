@@ -2,9 +2,9 @@
 
 The issue's finding: 400 copies of one field (17 KB) kept graphql-core's field-merging rule
 busy for 5 s on the event loop, before the anonymous, depth and cost checks, and every other
-request waited. What the event loop's thread spends between two turns of a probe task is
-measured in CPU time, so a busy machine (which delays the whole process, not the loop) does
-not count against the server.
+request waited. How long a request holds the event loop is measured in CPU time of the
+loop's thread (`held`), so a busy machine (which delays the whole process, not the loop)
+does not count against the server.
 """
 
 from __future__ import annotations
