@@ -280,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
 
     node: str | None = None
     peer = "not run (--no-peer)"
+    peer_notes: list[str] = []
     if not args.no_peer:
         try:
             node = peer_node()
@@ -361,9 +362,18 @@ def run(args: argparse.Namespace) -> int:
             if not (workload.batch or workload.live):
                 say(f"bench: recording c360's answers to {workload.name} for the peer ...")
                 ids = request_keys(args.customers, workload.rotation)[:PEER_IDS]
-                recordings[workload.name] = record(service.url, workload, ids)
+                try:
+                    recordings[workload.name] = record(service.url, workload, ids)
+                except RuntimeError as error:
+                    # The peer cannot serve an answer c360 did not give; the run goes on.
+                    say(f"bench: no peer for {workload.name}: {error}")
+                    peer_notes.append(f"no peer for {workload.name}: {error}")
     if node is not None and recordings:
-        compare_with_peer(node, recordings, results, args)
+        try:
+            compare_with_peer(node, recordings, results, args)
+        except RuntimeError as error:
+            say(f"bench: the peer failed: {error}")
+            peer_notes.append(f"the peer failed: {error}")
     report = Report(
         started_at=started,
         environment={
@@ -383,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
             "duration_s": args.duration,
             "python": platform.python_version(),
             "commit": _commit(),
-            "peer": peer,
+            "peer": "; ".join([peer, *peer_notes]),
         },
         results=results,
         sweep=sweep,
