@@ -142,9 +142,18 @@ def test_a_request_nobody_recorded_is_an_error(peer: str) -> None:
     assert [e["message"] for e in answer["errors"]] == ["no recorded answer for this request"] * 2
 
 
-def test_the_graphql_js_floor_executes_each_workloads_recordings(
-    node: str, recordings: Path
-) -> None:
-    floors = graphql_js_floors(node, recordings, seconds=0.2)
+def test_the_graphql_js_floor_executes_each_workloads_recordings(node: str, tmp_path: Path) -> None:
+    good = {
+        **RECORDINGS,
+        "names": {**RECORDINGS["names"], "requests": RECORDINGS["names"]["requests"][:1]},
+    }
+    path = tmp_path / "recordings.json"
+    path.write_bytes(orjson.dumps(good))
+    floors = graphql_js_floors(node, path, seconds=0.2)
     assert set(floors) == {"entities-100", "names"}
     assert all(ops > 0 for ops in floors.values())
+
+
+def test_the_floor_times_only_work_that_gives_c360s_answer(node: str, recordings: Path) -> None:
+    with pytest.raises(RuntimeError, match="names: graphql-js did not give c360's answer"):
+        graphql_js_floors(node, recordings, seconds=0.2)
