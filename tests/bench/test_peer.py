@@ -157,3 +157,16 @@ def test_the_graphql_js_floor_executes_each_workloads_recordings(node: str, tmp_
 def test_the_floor_times_only_work_that_gives_c360s_answer(node: str, recordings: Path) -> None:
     with pytest.raises(RuntimeError, match="names: graphql-js did not give c360's answer"):
         graphql_js_floors(node, recordings, seconds=0.2)
+
+
+def test_without_node_20_the_peer_is_unavailable_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PeerUnavailableError, match="node is not on PATH"):
+        peer_node()
+    old = tmp_path / "node"
+    old.write_text("#!/bin/sh\necho v18.19.0\n")
+    old.chmod(0o755)
+    with pytest.raises(PeerUnavailableError, match=r"node v18\.19\.0 is older than 20"):
+        peer_node()
