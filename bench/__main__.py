@@ -8,8 +8,11 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import orjson
 
 from bench.dataset import (
     DatasetError,
@@ -19,7 +22,27 @@ from bench.dataset import (
     request_keys,
 )
 from bench.floor import measure_floor
-from bench.report import Report, WorkloadResult, judge, markdown, timestamp, write
+from bench.peer import (
+    PEER_IDS,
+    PeerUnavailableError,
+    Recording,
+    describe,
+    difference,
+    graphql_js_floors,
+    peer_node,
+    record,
+    running_peer,
+)
+from bench.report import (
+    PeerResult,
+    Report,
+    WorkloadResult,
+    judge,
+    markdown,
+    ratio,
+    timestamp,
+    write,
+)
 from bench.server import PeakRss, Service, running_service
 from bench.subscribers import run_subscribers
 from bench.workloads import HOT_SET, WORKLOADS, Rotation, Workload
@@ -145,6 +168,86 @@ def measure_live(
     )
 
 
+def measure_peer(
+    url: str,
+    workload: Workload,
+    ids: Sequence[int | str],
+    *,
+    connections: int,
+    seconds: float,
+    warmup: float,
+) -> PeerResult:
+    """The peer under the workload's wrk script at c360's concurrency: warm up (V8 compiles
+    as it goes), then a measured run."""
+
+    def drive(duration: float) -> WrkResult:
+        return run_wrk(
+            url,
+            workload.query,
+            ids,
+            connections=connections,
+            seconds=duration,
+            keys=workload.keys,
+            variable=workload.variable,
+        )
+
+    if warmup > 0:
+        drive(warmup)
+    run = drive(max(seconds, workload.min_seconds))
+    return PeerResult(
+        connections=connections,
+        requests_per_second=run.requests_per_second,
+        latency_p50_ms=run.p50_ms,
+        latency_p99_ms=run.p99_ms,
+        errors=run.errors + run.socket_errors,
+        ratio=None,
+        difference=None,
+    )
+
+
+def compare_with_peer(
+    node: str,
+    recordings: dict[str, Recording],
+    results: list[WorkloadResult],
+    args: argparse.Namespace,
+) -> None:
+    """Run the peer over c360's recorded answers and put its figures beside c360's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "recordings.json"
+        path.write_bytes(orjson.dumps(recordings))
+        say("bench: starting the peer (Apollo Server 5) ...")
+        with running_peer(node, path, args.output / "logs" / "peer.log") as url:
+            for result in results:
+                if result.workload not in recordings:
+                    continue
+                workload = WORKLOADS[result.workload]
+                say(f"bench: peer, {workload.name}, {result.connections} connections ...")
+                differs = difference(url, recordings[workload.name])
+                if differs is not None:
+                    say(f"bench: the peer's answer to {workload.name} is not c360's: {differs}")
+                peer = measure_peer(
+                    url,
+                    workload,
+                    request_keys(args.customers, workload.rotation)[:PEER_IDS],
+                    connections=result.connections,
+                    seconds=args.duration,
+                    warmup=args.warmup,
+                )
+                peer.ratio = ratio(result.requests_per_second, peer.requests_per_second)
+                peer.difference = differs
+                result.peer = peer
+        floors: dict[str, float] = {}
+        if not args.no_floor:
+            say("bench: graphql-js floors ...")
+            floors = graphql_js_floors(node, path, seconds=args.floor_seconds)
+    for result in results:
+        if result.peer is not None:
+            result.peer.floor_ops_per_second = floors.get(result.workload)
+            result.peer.floor_ratio = ratio(
+                result.floor_ops_per_second, floors.get(result.workload)
+            )
+
+
 def _ratio(hits: float, misses: float) -> float | None:
     """Hits over lookups; None when the cache saw no lookup (it is off, or nothing was read)."""
     return hits / (hits + misses) if hits + misses else None
@@ -174,6 +277,17 @@ def run(args: argparse.Namespace) -> int:
         say(f"bench: {error}")
         return 2
     say("bench: dataset seeded" if seeded else "bench: dataset reused")
+
+    node: str | None = None
+    peer = "not run (--no-peer)"
+    peer_notes: list[str] = []
+    if not args.no_peer:
+        try:
+            node = peer_node()
+            peer = describe(node)
+        except PeerUnavailableError as error:
+            peer = f"not run: {error}"
+            say(f"bench: running without the peer: {error}")
 
     floors: dict[str, float] = {}
     if not args.no_floor:
@@ -240,6 +354,26 @@ def run(args: argparse.Namespace) -> int:
                         floor=floors.get("agent360-warm"),
                     )
                 )
+        # After c360's runs, so recording neither warms agent360-cold's customers nor adds to
+        # c360's figures; ids as the engine floor's, so both floors execute the same data.
+        recordings: dict[str, Recording] = {}
+        for result in results if node else []:
+            workload = WORKLOADS[result.workload]
+            if not (workload.batch or workload.live):
+                say(f"bench: recording c360's answers to {workload.name} for the peer ...")
+                ids = request_keys(args.customers, workload.rotation)[:PEER_IDS]
+                try:
+                    recordings[workload.name] = record(service.url, workload, ids)
+                except RuntimeError as error:
+                    # The peer cannot serve an answer c360 did not give; the run goes on.
+                    say(f"bench: no peer for {workload.name}: {error}")
+                    peer_notes.append(f"no peer for {workload.name}: {error}")
+    if node is not None and recordings:
+        try:
+            compare_with_peer(node, recordings, results, args)
+        except RuntimeError as error:
+            say(f"bench: the peer failed: {error}")
+            peer_notes.append(f"the peer failed: {error}")
     report = Report(
         started_at=started,
         environment={
@@ -259,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
             "duration_s": args.duration,
             "python": platform.python_version(),
             "commit": _commit(),
+            "peer": "; ".join([peer, *peer_notes]),
         },
         results=results,
         sweep=sweep,
@@ -323,6 +458,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds of in-process execution for each engine floor (default 3)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the engine floor")
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the peer (Apollo Server 5 over c360's recorded answers; see bench/README.md)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,

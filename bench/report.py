@@ -15,6 +15,29 @@ NA = "n/a"
 
 
 @dataclass
+class PeerResult:
+    """The peer's figures for one workload: Apollo Server 5 over c360's recorded answers."""
+
+    connections: int
+    requests_per_second: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    errors: int
+    # c360's req/s over the peer's (above 1: c360 is faster).
+    ratio: float | None
+    # None when the peer answered c360's data, else what differed.
+    difference: str | None
+    floor_ops_per_second: float | None = None
+    # c360's engine floor over graphql-js's floor of the same documents and data.
+    floor_ratio: float | None = None
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    """ours / theirs, or None when either is missing or theirs is 0."""
+    return ours / theirs if ours is not None and theirs else None
+
+
+@dataclass
 class WorkloadResult:
     """Every figure the bench reports for one workload at one concurrency."""
 
@@ -37,6 +60,7 @@ class WorkloadResult:
     subscribers: int | None = None
     events_lost: int | None = None
     ids_wrapped: bool = False
+    peer: PeerResult | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -143,6 +167,7 @@ def markdown(report: Report) -> str:
                 f"Ingestion: {r.events_per_second:,.0f} events/s "
                 f"({r.requests_per_second:,.1f} batches of 100/s, {r.connections} connections).",
             ]
+    lines += _peer_lines(report)
     if report.sweep:
         lines += [
             "",
@@ -179,8 +204,40 @@ def markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _peer_lines(report: Report) -> list[str]:
+    """c360 beside the peer, workload by workload, and any answer of the peer's that differed."""
+    peer = report.environment.get("peer")
+    compared = [r for r in report.results if r.peer is not None]
+    if not compared:
+        return ["", f"Peer: {peer}."] if peer else []
+    lines = [
+        "",
+        f"## Beside the peer: {peer}",
+        "",
+        "| workload | conns | c360 req/s | peer req/s | c360/peer | c360 p99 ms | peer p99 ms | "
+        "peer errors | c360 floor ops/s | graphql-js floor ops/s | c360/graphql-js floor | "
+        "same answer |",
+        "| --- " + "| ---: " * 10 + "| --- |",
+    ]
+    for r in compared:
+        p = r.peer
+        assert p is not None
+        lines.append(
+            f"| {r.workload} | {p.connections} | {_fmt(r.requests_per_second)} | "
+            f"{_fmt(p.requests_per_second)} | {_fmt(p.ratio, 2)} | {_fmt(r.latency_p99_ms, 2)} | "
+            f"{_fmt(p.latency_p99_ms, 2)} | {p.errors} | {_fmt(r.floor_ops_per_second)} | "
+            f"{_fmt(p.floor_ops_per_second)} | {_fmt(p.floor_ratio, 2)} | "
+            f"{'yes' if p.difference is None else 'NO'} |"
+        )
+    for r in compared:
+        if r.peer is not None and r.peer.difference is not None:
+            lines += ["", f"Mismatch in {r.workload}: {r.peer.difference}"]
+    return lines
+
+
 def charts(report: Report, directory: Path, stem: str) -> list[Path]:
-    """Latency percentiles per workload, and agent360-warm throughput against concurrency."""
+    """Latency percentiles per workload, c360 beside the peer (requests/s and engine floors),
+    and agent360-warm throughput against concurrency."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,6 +267,46 @@ def charts(report: Report, directory: Path, stem: str) -> list[Path]:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     paths.append(path)
+
+    compared = [r for r in report.results if r.peer is not None]
+    if compared:
+        figure, (throughput, floor) = plt.subplots(1, 2, figsize=(12, 4.5))
+        positions = range(len(compared))
+        labels = [f"{r.workload}\n({r.connections} conns)" for r in compared]
+        for axis, title, pairs in (
+            (
+                throughput,
+                "requests/s over HTTP",
+                [(r.requests_per_second, r.peer.requests_per_second) for r in compared if r.peer],
+            ),
+            (
+                floor,
+                "engine floor, ops/s in-process",
+                [(r.floor_ops_per_second, r.peer.floor_ops_per_second) for r in compared if r.peer],
+            ),
+        ):
+            for offset, (label, values) in enumerate(
+                (
+                    ("c360", [a for a, _ in pairs]),
+                    ("Apollo Server 5 / graphql-js", [b for _, b in pairs]),
+                )
+            ):
+                axis.bar(
+                    [i + (offset - 0.5) * width for i in positions],
+                    [v or 0 for v in values],
+                    width,
+                    label=label,
+                )
+            axis.set_xticks(positions, labels, fontsize=7)
+            axis.set_yscale("log")
+            axis.set_title(title)
+            axis.legend()
+        figure.suptitle("c360 beside the peer (same documents, same answers)")
+        figure.tight_layout()
+        path = directory / f"{stem}-peer.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        paths.append(path)
 
     if report.sweep:
         figure, axis = plt.subplots(figsize=(7, 4.5))

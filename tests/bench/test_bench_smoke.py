@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
+from bench.peer import PeerUnavailableError, peer_node
 from bench.report import WorkloadResult
 from bench.workloads import WORKLOADS
 from tests import services
@@ -106,6 +107,30 @@ def test_report_has_table_charts_and_sweep(report: tuple[dict[str, object], Path
     ):
         assert name in text
     charts = sorted(p.name.rsplit("-", 1)[-1] for p in directory.glob("*.png"))
-    assert charts == ["latency.png", "throughput.png"]
+    peer = ["peer.png"] if data["results"][0]["peer"] else []  # type: ignore[index]
+    assert charts == sorted(["latency.png", "throughput.png", *peer])
     for chart in directory.glob("*.png"):
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_peer_ran_beside_every_graphql_workload(report: tuple[dict[str, object], Path]) -> None:
+    try:
+        peer_node()
+    except PeerUnavailableError as error:
+        services.unavailable("node", str(error))
+    data, directory = report
+    assert str(data["environment"]["peer"]).startswith("Apollo Server 5")  # type: ignore[index]
+    for result in data["results"]:  # type: ignore[attr-defined]
+        peer = result["peer"]
+        if WORKLOADS[result["workload"]].batch or WORKLOADS[result["workload"]].live:
+            assert peer is None
+            continue
+        # The same wrk script: every request it sent was one c360 had answered, and the peer's
+        # answer was c360's.
+        assert peer["requests_per_second"] > 0 and peer["errors"] == 0, result["workload"]
+        assert peer["difference"] is None and peer["connections"] == result["connections"]
+        assert peer["ratio"] == result["requests_per_second"] / peer["requests_per_second"]
+        assert peer["floor_ops_per_second"] > 0
+        assert peer["floor_ratio"] == result["floor_ops_per_second"] / peer["floor_ops_per_second"]
+    [markdown] = directory.glob("*.md")
+    assert "## Beside the peer: Apollo Server 5" in markdown.read_text()
