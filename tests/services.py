@@ -6,7 +6,14 @@ C360_TEST_REQUIRE_SERVICES=1 a missing or unreachable one fails the run instead 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +29,47 @@ def unavailable(service: str, reason: str) -> None:
     if REQUIRED:
         pytest.fail(f"{message} (C360_TEST_REQUIRE_SERVICES=1)", pytrace=False)
     pytest.skip(message)
+
+
+@contextlib.contextmanager
+def own_redis(port: int, keep_in: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A Redis server of the test's own on `port` (never the shared one), killed on exit.
+
+    Nothing is kept on disk, unless `keep_in` names a directory: then every write is in its
+    append-only file before Redis answers, and a server started again there has it all back.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", "not on PATH; outage tests run their own Redis")
+    persistence = (
+        ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(keep_in)]
+        if keep_in is not None
+        else ["--appendonly", "no"]
+    )
+    process = subprocess.Popen(
+        [binary or "", "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def wait_for_redis(url: str, within: float = 10.0) -> None:
+    """Return once the Redis at `url` answers PING (and has loaded its data)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if await client.ping():
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{url} did not answer within {within} s")
+    finally:
+        await client.aclose()

@@ -9,20 +9,22 @@ a read that started before a write puts the old value back after the write's inv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from sources.cache.codec import TOMBSTONE, CodecError, decode_entry, encode_entry
+from sources.deadline import SOCKET_BACKSTOP, Deadline
+from sources.outage import Breaker, Outage
 
 log = logging.getLogger(__name__)
 
@@ -134,55 +136,69 @@ MAX_PENDING = 100_000
 
 
 class RedisBackend:
-    """Redis, shared by every c360 instance, behind a timeout and a circuit breaker.
+    """Redis, shared by every c360 instance, behind a time limit and a circuit breaker.
 
     A failing or slow Redis opens the breaker for `breaker_seconds`: requests go straight to
-    the sources meanwhile, and the first call after that tries Redis again. Invalidations
-    that could not reach Redis are kept (up to MAX_PENDING keys) and applied before the next
-    read once it answers again, so an entry written before the outage is not served after it.
+    the sources meanwhile, and the first call after that tries Redis again. Whatever a call
+    raises becomes CacheUnavailableError, so a Redis fault costs speed, never a request.
+    Invalidations that could not reach Redis are kept (up to MAX_PENDING keys), in order, and
+    applied before the next read once it answers again, so an entry written before the outage
+    is not served after it.
     """
 
     def __init__(self, url: str, *, timeout: float, breaker_seconds: float) -> None:
         self._redis: Redis = Redis.from_url(
             url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            # A backstop only: `Deadline` judges each call, and does not count the time the
+            # event loop was busy elsewhere, as a socket timeout would.
+            socket_timeout=timeout * SOCKET_BACKSTOP,
+            socket_connect_timeout=timeout * SOCKET_BACKSTOP,
             # One immediate retry on a broken connection: after an outage the pool still holds
             # dead sockets, and the first use of each fails even though Redis is back.
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             health_check_interval=0,
         )
         self._timeout = timeout
-        self._breaker_seconds = breaker_seconds
-        self._open_until = 0.0
-        self._pending: list[tuple[list[str], list[str], float]] = []
+        self._breaker = Breaker(Outage("redis cache", log), breaker_seconds)
+        self._pending: deque[tuple[list[str], list[str], float]] = deque()
         self._pending_keys = 0
+        # One replayer at a time: each entry is applied once, in order, and removed only then.
+        self._replaying = asyncio.Lock()
         self._put = self._redis.register_script(_PUT)
         self._invalidate = self._redis.register_script(_INVALIDATE)
         self.errors = 0
 
     async def _call(self, operation: Any) -> Any:
-        if time.monotonic() < self._open_until:
+        if self._breaker.open:
             raise CacheUnavailableError("breaker open")
         try:
-            async with asyncio.timeout(self._timeout * 2):
-                return await operation()
-        except (RedisError, OSError, TimeoutError) as error:
+            # Two round trips at most: reconnecting after an outage, then the command.
+            async with Deadline(self._timeout * 2):
+                result = await operation()
+        except Exception as error:
+            # Not only REDIS_FAILURES: the cache is an optimisation, and nothing it raises may
+            # fail a request (an unexpected kind is logged with its traceback by Outage).
             self.errors += 1
-            self._open_until = time.monotonic() + self._breaker_seconds
-            await self._redis.connection_pool.disconnect()
-            log.warning("redis cache unavailable for %ss: %r", self._breaker_seconds, error)
+            self._breaker.failed(error)
+            with contextlib.suppress(Exception):
+                # Idle sockets are dead after an outage; calls under way keep theirs.
+                await self._redis.connection_pool.disconnect(inuse_connections=False)
             raise CacheUnavailableError(repr(error)) from error
+        self._breaker.succeeded()
+        return result
 
     async def _tombstone(self, keys: list[str], tags: list[str], hold: float) -> None:
         await self._invalidate(keys=[*tags, *keys], args=[int(hold * 1000), len(tags)])
 
     async def _flush_pending(self) -> None:
-        while self._pending:
-            keys, tags, hold = self._pending[0]
-            await self._call(functools.partial(self._tombstone, keys, tags, hold))
-            self._pending.pop(0)
-            self._pending_keys -= len(keys) + len(tags)
+        if not self._pending:
+            return  # the common case: no lock, no await
+        async with self._replaying:
+            while self._pending:
+                keys, tags, hold = self._pending[0]
+                await self._call(functools.partial(self._tombstone, keys, tags, hold))
+                self._pending.popleft()
+                self._pending_keys -= len(keys) + len(tags)
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
         await self._flush_pending()

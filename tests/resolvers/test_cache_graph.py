@@ -4,10 +4,7 @@ everywhere, a stale value bridges an outage, and a Redis outage never fails a re
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from starlette.applications import Starlette
@@ -19,10 +16,10 @@ from sources.roundtrips import RoundTrips
 from sources.sql import loaders as sql_loaders
 from sources.sql import models
 from sources.thirdparty.simulator import VendorStore
-from tests import services
 from tests.builders import build_customer
 from tests.conftest import Simulator, running_app
 from tests.queries import agent_view
+from tests.services import own_redis, wait_for_redis
 
 
 def trips(app: Starlette) -> RoundTrips:
@@ -127,49 +124,6 @@ async def test_stale_value_bridges_a_vendor_outage_and_says_so(
     [note] = stale["extensions"]["stale"]
     assert note["path"] == ["customer", "loyalty"]
     assert isinstance(note["ageSeconds"], int) and note["ageSeconds"] >= 0
-
-
-@contextlib.contextmanager
-def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A Redis server of this test's own on `port`, nothing kept on disk."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        services.unavailable("redis-server", "not on PATH; the outage test runs its own Redis")
-    process = subprocess.Popen(
-        [
-            binary or "",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait()
-
-
-async def wait_for_redis(url: str) -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(url)
-    try:
-        for _ in range(100):
-            with contextlib.suppress(Exception):
-                if await client.ping():
-                    return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{url} did not answer")
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

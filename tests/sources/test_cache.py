@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from api.connections import Connections
 from sources.cache.backends import (
@@ -25,6 +28,7 @@ from sources.net import free_port
 from sources.paging import PageKey, Position
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
+from tests.services import own_redis, wait_for_redis
 
 POLICY = CachePolicy(
     ttls={"sql": 60, "mongo": 60, "loyalty": 60, "tracking": 60},
@@ -212,3 +216,49 @@ def test_entries_are_compact() -> None:
     # A tagged positional form, no field names: about the size of the values themselves.
     position = Position(at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), id="42")
     assert encode(position) == b'{"~":"Position","v":[{"~t":"2026-01-01T00:00:00+00:00"},"42"]}'
+
+
+async def test_concurrent_reads_after_an_outage_replay_each_missed_invalidation_once(
+    redis_namespace: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    ns = redis_namespace
+    backend = RedisBackend(url, timeout=0.5, breaker_seconds=0.05)
+    applied: list[list[str]] = []
+    tombstone = backend._tombstone
+
+    async def counted(keys: list[str], tags: list[str], hold: float) -> None:
+        await tombstone(keys, tags, hold)
+        applied.append(keys)  # only once Redis took it
+
+    backend._tombstone = counted  # type: ignore[method-assign]
+    with own_redis(port, keep_in=tmp_path):
+        await wait_for_redis(url)
+        stale = [Put(f"{ns}:k{i}", entry(f"old {i}"), 60) for i in range(4)]
+        await backend.put_many(stale)
+    # Redis is gone: these invalidations are kept, in order.
+    for i in range(4):
+        with pytest.raises(CacheUnavailableError):
+            await backend.invalidate([f"{ns}:k{i}"], [], hold=30)
+    with own_redis(port, keep_in=tmp_path):
+        await wait_for_redis(url)
+        direct = Redis.from_url(url)
+        assert await direct.get(f"{ns}:k0") is not None  # it came back with the stale entries
+        await direct.aclose()
+        keys = [p.key for p in stale]
+        # Many requests read at once as Redis returns (past the breaker, within a deadline).
+        results: list[Any] = []
+        deadline = time.monotonic() + 10
+        while not results or any(isinstance(r, BaseException) for r in results):
+            assert time.monotonic() < deadline, results
+            results = await asyncio.gather(
+                *(backend.get_many(keys) for _ in range(50)), return_exceptions=True
+            )
+            assert not any(
+                isinstance(r, BaseException) and not isinstance(r, CacheUnavailableError)
+                for r in results
+            ), results
+        assert results == [[None] * 4] * 50
+        assert applied == [[f"{ns}:k{i}"] for i in range(4)]  # each once, in order
+        await backend.close()

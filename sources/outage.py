@@ -1,0 +1,73 @@
+"""Outages told once: a store that fails is logged when it goes down and when it is back,
+not on every attempt in between; and a breaker that skips a store for a while after it failed.
+
+A background loop that retries a failing store every half second would otherwise log a
+traceback per pass (99 in one Redis outage), burying the one line that says what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+# What a failing Redis raises: redis-py's errors, socket errors, and a time limit.
+REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
+# What any store raises when it is down or does not answer.
+STORE_FAILURES: tuple[type[Exception], ...] = (*REDIS_FAILURES, SQLAlchemyError, PyMongoError)
+
+
+class Outage:
+    """The up/down state of one store as seen by one caller, logged on each change."""
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self.what = what
+        self._log = logger
+        self._since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        """Whether the last attempt failed."""
+        return self._since is not None
+
+    def failed(self, error: BaseException) -> None:
+        """An attempt failed: one warning when the store goes down, a debug line after that."""
+        if self._since is None:
+            self._since = time.monotonic()
+            # An error of an unexpected kind is a bug somewhere: its traceback is worth logging.
+            expected = isinstance(error, STORE_FAILURES)
+            self._log.warning("%s down: %r", self.what, error, exc_info=None if expected else error)
+        else:
+            self._log.debug("%s still down: %r", self.what, error)
+
+    def succeeded(self) -> None:
+        """An attempt worked: one line when the store is back."""
+        if self._since is not None:
+            self._log.warning("%s back up after %.1f s", self.what, time.monotonic() - self._since)
+            self._since = None
+
+
+class Breaker:
+    """Skips a store for `seconds` after it failed; the first call after that tries it again."""
+
+    def __init__(self, outage: Outage, seconds: float) -> None:
+        self.outage = outage
+        self._seconds = seconds
+        self._open_until = 0.0
+
+    @property
+    def open(self) -> bool:
+        """Whether calls should skip the store now."""
+        return time.monotonic() < self._open_until
+
+    def failed(self, error: BaseException) -> None:
+        """A call failed: skip the store for a while."""
+        self._open_until = time.monotonic() + self._seconds
+        self.outage.failed(error)
+
+    def succeeded(self) -> None:
+        """A call worked."""
+        self.outage.succeeded()
