@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.principal import Principal
+from sources.outage import Outage
 from sources.sql.audit import AuditRecord, write_audit_entries
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class AuditLog:
         self._retry: list[AuditRecord] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._outage = Outage(
+            "audit log: SQL", log, meanwhile="entries are kept and written once it is back"
+        )
 
     def record(
         self, *, request_id: str, principal: Principal, customer_id: int, field_name: str
@@ -94,8 +98,9 @@ class AuditLog:
             try:
                 async with self._engine.begin() as connection:
                     await write_audit_entries(connection=connection, entries=entries)
-            except Exception:
-                log.exception("audit log write failed; %d entries kept for retry", len(entries))
+            except Exception as error:
+                self._outage.failed(error)
+                log.debug("audit log: %d entries kept for retry", len(entries))
                 if len(entries) > MAX_BUFFERED:
                     log.error(
                         "audit log buffer full: %d entries dropped", len(entries) - MAX_BUFFERED
@@ -103,6 +108,7 @@ class AuditLog:
                     entries = entries[-MAX_BUFFERED:]
                 self._retry = entries
                 return 0
+            self._outage.succeeded()
             return len(entries)
 
     async def _run(self) -> None:

@@ -14,18 +14,26 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from sources.errors import SourceError
+
 # What a failing Redis raises: redis-py's errors, socket errors, and a time limit.
 REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
 # What any store raises when it is down or does not answer.
-STORE_FAILURES: tuple[type[Exception], ...] = (*REDIS_FAILURES, SQLAlchemyError, PyMongoError)
+STORE_FAILURES: tuple[type[Exception], ...] = (
+    *REDIS_FAILURES,
+    SQLAlchemyError,
+    PyMongoError,
+    SourceError,
+)
 
 
 class Outage:
     """The up/down state of one store as seen by one caller, logged on each change."""
 
-    def __init__(self, what: str, logger: logging.Logger) -> None:
+    def __init__(self, what: str, logger: logging.Logger, *, meanwhile: str = "") -> None:
         self.what = what
         self._log = logger
+        self._meanwhile = f"; {meanwhile}" if meanwhile else ""
         self._since: float | None = None
 
     @property
@@ -39,7 +47,13 @@ class Outage:
             self._since = time.monotonic()
             # An error of an unexpected kind is a bug somewhere: its traceback is worth logging.
             expected = isinstance(error, STORE_FAILURES)
-            self._log.warning("%s down: %r", self.what, error, exc_info=None if expected else error)
+            self._log.warning(
+                "%s down: %r%s",
+                self.what,
+                error,
+                self._meanwhile,
+                exc_info=None if expected else error,
+            )
         else:
             self._log.debug("%s still down: %r", self.what, error)
 

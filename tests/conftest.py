@@ -229,6 +229,15 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
         await task
 
 
+@pytest.fixture
+async def only_these_processes_relay(connections: Connections) -> AsyncIterator[None]:
+    """Pause the in-test app's outbox relay: it shares the stores with the apps or processes
+    under test and would otherwise publish their outbox rows to its own in-process bus."""
+    await connections.relay.stop()
+    yield
+    connections.relay.start()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The real Redis of C360_TEST_REDIS_URL."""

@@ -4,21 +4,26 @@ Redis Streams when Redis is configured: durable, shared by every instance, repla
 any retained position (pub/sub alone would lose what a disconnected reader missed). An
 in-process log with the same interface otherwise. Positions are opaque strings that sort in
 publication order; one log carries every customer's events, so each customer's are ordered.
+Whatever a failing Redis raises reaches callers as BusUnavailableError (a SourceError): the
+relay keeps the events and tries again, a subscription answers SOURCE_UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
 
+from sources.errors import SourceUnavailableError
 from sources.events.envelope import Event
+from sources.outage import REDIS_FAILURES
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,22 @@ class Delivery:
 
 class NotRetainedError(LookupError):
     """The position asked for is older than the bus keeps (or was never on it)."""
+
+
+class BusUnavailableError(SourceUnavailableError):
+    """The bus's store did not answer: nothing was published or read, try again later."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("events", detail)
+
+
+@contextlib.contextmanager
+def _unavailable_on_failure() -> Iterator[None]:
+    """Whatever a failing Redis raises, as the one error callers handle."""
+    try:
+        yield
+    except REDIS_FAILURES as error:
+        raise BusUnavailableError(repr(error)) from error
 
 
 class EventBus(Protocol):
@@ -141,6 +162,10 @@ class RedisStreamBus:
         self._retention = retention_seconds
 
     async def publish(self, events: Sequence[Event]) -> list[str]:
+        with _unavailable_on_failure():
+            return await self._publish(events)
+
+    async def _publish(self, events: Sequence[Event]) -> list[str]:
         horizon = int((time.time() - self._retention) * 1000)
         async with self._redis.pipeline(transaction=True) as pipe:
             for event in events:
@@ -164,24 +189,27 @@ class RedisStreamBus:
         return _text(entries[0][0]) if entries else None
 
     async def position_of(self, event_id: str) -> str:
-        position: Any = await self._redis.get(self._index + event_id)
-        if position is None:
-            raise NotRetainedError(event_id)
-        text = _text(position)
-        first = await self._first()
+        with _unavailable_on_failure():
+            position: Any = await self._redis.get(self._index + event_id)
+            if position is None:
+                raise NotRetainedError(event_id)
+            text = _text(position)
+            first = await self._first()
         if first is None or position_key(text) < position_key(first):
             raise NotRetainedError(event_id)
         return text
 
     async def latest(self) -> str:
-        entries: Any = await self._redis.xrevrange(self._stream, count=1)
+        with _unavailable_on_failure():
+            entries: Any = await self._redis.xrevrange(self._stream, count=1)
         return _text(entries[0][0]) if entries else "0-0"
 
     async def read(self, after: str, *, count: int, block: float) -> list[Delivery]:
         block = min(block, READ_TIMEOUT - 5)
-        reply: Any = await self._reader.xread(
-            {self._stream: after}, count=count, block=int(block * 1000) if block > 0 else None
-        )
+        with _unavailable_on_failure():
+            reply: Any = await self._reader.xread(
+                {self._stream: after}, count=count, block=int(block * 1000) if block > 0 else None
+            )
         deliveries = []
         for _, entries in reply or []:
             for position, fields in entries:

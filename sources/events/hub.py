@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from sources.events.bus import Delivery, EventBus, position_key
+from sources.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,17 @@ class Hub:
                 await self._reader
 
     async def _follow(self) -> None:
+        outage = Outage(
+            "event hub: the bus", log, meanwhile="subscribers get the events once it is back"
+        )
         while True:
             try:
                 deliveries = await self.bus.read(self.position, count=READ_BATCH, block=5.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event hub: reading the bus failed; retrying")
+            except Exception as error:
+                outage.failed(error)
                 await asyncio.sleep(1.0)
                 continue
+            outage.succeeded()
             for delivery in deliveries:
                 for subscription in tuple(self._by_subject.get(delivery.event.subject, ())):
                     subscription.offer(delivery)

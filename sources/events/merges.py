@@ -57,6 +57,7 @@ from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
 from sources.mongo import loaders as mongo_loaders
 from sources.mongo import merges as mongo_merges
+from sources.outage import Outage
 from sources.sql import loaders as sql_loaders
 from sources.sql import merges as sql_merges
 from sources.sql import writes
@@ -183,9 +184,9 @@ async def finish_stalled(changes: Changes, *, older_than: dt.timedelta) -> int:
     for record in stalled:
         try:
             await _finish(changes, record.id)
-        except _STORE_ERRORS:
+        except _STORE_ERRORS as error:
             # One merge whose store still fails must not hold up the others.
-            log.warning("merge %d could not be finished yet", record.id, exc_info=True)
+            log.warning("merge %d could not be finished yet: %r", record.id, error)
         else:
             finished += 1
     return finished
@@ -198,6 +199,7 @@ class StalledMerges:
         self._changes = changes
         self._every = every_seconds
         self._task: asyncio.Task[None] | None = None
+        self._outage = Outage("finishing stalled merges: a store", log)
 
     async def _run(self) -> None:
         while True:
@@ -209,9 +211,11 @@ class StalledMerges:
                 )
                 if finished:
                     log.info("finished %d merges a failure had cut short", finished)
-            except Exception:
+            except Exception as error:
                 # Whatever went wrong, the task must live to try again.
-                log.exception("finishing stalled merges failed; retrying")
+                self._outage.failed(error)
+            else:
+                self._outage.succeeded()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stalled-merges")

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sources.events.bus import EventBus
 from sources.events.envelope import Event
 from sources.mongo.queries import Database
+from sources.outage import Outage
 from sources.sql import models
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,10 @@ class Relay:
         self._poll = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # A pass every `poll_seconds` while a store is down: one line when it goes, one when back.
+        self._outage = Outage(
+            "outbox relay: a store", log, meanwhile="events wait in the outbox until it is back"
+        )
         self.published = 0
 
     def wake(self) -> None:
@@ -143,10 +148,11 @@ class Relay:
         while True:
             try:
                 await self.drain()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
+            except Exception as error:
+                # Whatever failed, the rows stay unpublished and the next pass tries them again.
+                self._outage.failed(error)
+            else:
+                self._outage.succeeded()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
             self._wake.clear()

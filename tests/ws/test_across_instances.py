@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -104,15 +104,6 @@ async def test_a_change_on_one_instance_reaches_a_subscriber_on_the_other(
             message = await next_message(ws)
             change = message["payload"]["data"]["customerChanged"]
             assert change["customer"]["email"] == f"cross.{cid}@example.com"
-
-
-@pytest.fixture
-async def only_these_processes_relay(connections: Connections) -> AsyncIterator[None]:
-    """Pause the in-test app's outbox relay: it shares the stores with the processes under test
-    and would otherwise publish their outbox rows to its own in-process bus."""
-    await connections.relay.stop()
-    yield
-    connections.relay.start()
 
 
 @pytest.mark.usefixtures("only_these_processes_relay")
