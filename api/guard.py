@@ -98,6 +98,7 @@ async def open_guard(
             namespace=settings.cache_namespace,
             ttl=settings.persisted_queries_ttl,
             timeout=settings.redis_timeout,
+            breaker_seconds=settings.redis_breaker_seconds,
         )
         try:
             yield Guard(

@@ -3,17 +3,25 @@
 A client first sends only the hash; when the server does not know it the client sends the
 query with the hash, the server checks the hash and keeps the text. Kept in Redis when it is
 configured, so every instance knows a query registered through any one of them; otherwise, or
-while Redis does not answer, in an in-process LRU.
+while Redis does not answer (then a breaker skips it for `redis_breaker_seconds`), in an
+in-process LRU: a Redis fault costs a client one more round trip with the full query, never
+a failed request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+from sources.deadline import SOCKET_BACKSTOP
+from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +32,31 @@ class PersistedQueries:
     """Registered query texts by hash, shared through Redis when there is one."""
 
     def __init__(
-        self, redis_url: str | None, *, namespace: str, ttl: float, timeout: float
+        self,
+        redis_url: str | None,
+        *,
+        namespace: str,
+        ttl: float,
+        timeout: float,
+        breaker_seconds: float,
     ) -> None:
         self._redis = (
-            Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            Redis.from_url(
+                redis_url,
+                # A backstop: the breaker's Deadline judges each call.
+                socket_timeout=timeout * SOCKET_BACKSTOP,
+                socket_connect_timeout=timeout * SOCKET_BACKSTOP,
+                # After an outage the pool's sockets are dead: retry once on a fresh one.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                health_check_interval=0,
+            )
             if redis_url
             else None
+        )
+        self._timeout = timeout
+        self._breaker = Breaker(
+            Outage("persisted queries: Redis", log, meanwhile="each instance keeps its own"),
+            breaker_seconds,
         )
         self._prefix = f"{namespace}:apq:"
         self._ttl = ttl
@@ -42,10 +69,12 @@ class PersistedQueries:
             self._local.move_to_end(sha256)
             return entry[1]
         if self._redis is not None:
+            redis = self._redis
             try:
-                value = await self._redis.get(self._prefix + sha256)
-            except RedisError:
-                log.warning("persisted queries: Redis unavailable, using this instance's copy")
+                value = await self._breaker.call(
+                    lambda: redis.get(self._prefix + sha256), within=self._timeout * 2
+                )
+            except UnavailableError:
                 return None
             if value is not None:
                 query = value.decode() if isinstance(value, bytes) else str(value)
@@ -57,10 +86,12 @@ class PersistedQueries:
         """Register `query` (whose hash the caller has checked) under `sha256`."""
         self._remember(sha256, query)
         if self._redis is not None:
-            try:
-                await self._redis.set(self._prefix + sha256, query, ex=int(self._ttl))
-            except RedisError:
-                log.warning("persisted queries: Redis unavailable, kept in this instance only")
+            redis = self._redis
+            with contextlib.suppress(UnavailableError):  # kept in this instance meanwhile
+                await self._breaker.call(
+                    lambda: redis.set(self._prefix + sha256, query, ex=int(self._ttl)),
+                    within=self._timeout * 2,
+                )
 
     async def close(self) -> None:
         """Close the Redis connection."""

@@ -9,10 +9,10 @@ two counters, not one timestamp per request (a moving window's list makes every 
 memory and time, which costs more than the request it guards at high limits).
 
 The counts live in Redis when `redis_url` is set (keys under `<cache_namespace>:ratelimit:`),
-so every instance sees the same counts; in this process otherwise. A Redis that fails or does
-not answer within `redis_timeout` opens a breaker for `redis_breaker_seconds`, as the cache
-does: meanwhile this instance counts on its own (each instance then allows the full limit,
-and the counts start afresh), and the first request after that tries Redis again.
+so every instance sees the same counts; in this process otherwise. A Redis that fails in any
+way or does not answer within `redis_timeout` opens a breaker for `redis_breaker_seconds`, as
+the cache does: meanwhile this instance counts on its own (each instance then allows the full
+limit, and the counts start afresh), and the first request after that tries Redis again.
 """
 
 from __future__ import annotations
@@ -33,15 +33,14 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from api.settings import Settings
+from sources.deadline import SOCKET_BACKSTOP
+from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-# What a failing Redis raises: redis-py's errors, socket errors, and our own time limit.
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,16 +174,23 @@ class RateLimiter:
         }
         self._local = LocalWindows()
         self._timeout = settings.redis_timeout
-        self._breaker_seconds = settings.redis_breaker_seconds
-        self._open_until = 0.0
-        self._redis_down = False
+        self._breaker = Breaker(
+            Outage(
+                "rate limits: Redis",
+                log,
+                meanwhile="counting in this instance, trying Redis again every "
+                f"{settings.redis_breaker_seconds}s",
+            ),
+            settings.redis_breaker_seconds,
+        )
         self._pool: ConnectionPool | None = None
         self._shared: SharedWindows | None = None
         if self._enabled and settings.redis_url:
             self._pool = ConnectionPool.from_url(
                 settings.redis_url,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
+                # A backstop: the breaker's Deadline judges each call.
+                socket_timeout=self._timeout * SOCKET_BACKSTOP,
+                socket_connect_timeout=self._timeout * SOCKET_BACKSTOP,
                 # One immediate retry on a broken connection: after an outage the pool still
                 # holds dead sockets, and the first use of each fails though Redis is back.
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
@@ -212,39 +218,23 @@ class RateLimiter:
         if not checks:
             return ALLOWED
         shared = self._shared
-        if shared is not None and time.monotonic() >= self._open_until:
+        if shared is not None:
             try:
                 # At most two round trips: the hits, then the windows of the refusing limits.
-                async with asyncio.timeout(self._timeout * 2):
-                    decision = await _decide(shared, checks, _all)
-            except _REDIS_FAILURES as error:
-                await self._open_breaker(error)
-            else:
-                if self._redis_down:
-                    self._redis_down = False
-                    log.info("rate limits: Redis answers again, counting there")
-                return decision
+                return await self._breaker.call(
+                    lambda: _decide(shared, checks, _all), within=self._timeout * 2
+                )
+            except UnavailableError as error:
+                if error.__cause__ is not None and self._pool is not None:
+                    # Idle sockets are dead after an outage; calls under way keep theirs.
+                    with contextlib.suppress(Exception):
+                        await self._pool.disconnect(inuse_connections=False)
         return await _decide(self._local, checks, _each)
 
     async def close(self) -> None:
         """Close the Redis connections."""
         if self._pool is not None:
             await self._pool.aclose()
-
-    async def _open_breaker(self, error: BaseException) -> None:
-        self._open_until = time.monotonic() + self._breaker_seconds
-        if not self._redis_down:
-            self._redis_down = True  # one warning per outage, not one per request
-            log.warning(
-                "rate limits: Redis unavailable (%r); counting in this instance, "
-                "trying Redis again every %ss",
-                error,
-                self._breaker_seconds,
-            )
-        if self._pool is not None:
-            # A timed-out call can leave a reply unread on its socket: start afresh.
-            with contextlib.suppress(*_REDIS_FAILURES):
-                await self._pool.disconnect()
 
 
 async def _decide(

@@ -7,14 +7,20 @@ traceback per pass (99 in one Redis outage), burying the one line that says what
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from sources.deadline import Deadline
 from sources.errors import SourceError
+
+T = TypeVar("T")
 
 # What a failing Redis raises: redis-py's errors, socket errors, and a time limit.
 REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
@@ -25,6 +31,17 @@ STORE_FAILURES: tuple[type[Exception], ...] = (
     PyMongoError,
     SourceError,
 )
+
+
+def stopping() -> bool:
+    """Whether the current task is being cancelled.
+
+    A client library may turn the cancellation of a call under way into an error of its own
+    (redis-py does, reconnecting): a background loop that retries on errors must check this,
+    or it swallows its own stop and never ends.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class Outage:
@@ -64,8 +81,16 @@ class Outage:
             self._since = None
 
 
+class UnavailableError(Exception):
+    """A call the breaker skipped (open) or that failed; the failure is its cause."""
+
+
 class Breaker:
-    """Skips a store for `seconds` after it failed; the first call after that tries it again."""
+    """Skips a store for `seconds` after it failed; the first call after that tries it again.
+
+    For stores that are an optimisation (the Redis cache, shared rate-limit counts, persisted
+    queries): whatever a call raises means "do without it for now", never a failed request.
+    """
 
     def __init__(self, outage: Outage, seconds: float) -> None:
         self.outage = outage
@@ -85,3 +110,19 @@ class Breaker:
     def succeeded(self) -> None:
         """A call worked."""
         self.outage.succeeded()
+
+    async def call(self, operation: Callable[[], Awaitable[T]], *, within: float) -> T:
+        """`operation()`, given `within` seconds of the store's time (see Deadline); raises
+        UnavailableError when the breaker is open or the call fails in any way."""
+        if self.open:
+            raise UnavailableError(f"{self.outage.what}: skipped for now")
+        try:
+            async with Deadline(within):
+                result = await operation()
+        except Exception as error:
+            # Not only the expected failures: nothing an optional store raises may fail a
+            # request (an unexpected kind is logged with its traceback, once, by Outage).
+            self.failed(error)
+            raise UnavailableError(repr(error)) from error
+        self.succeeded()
+        return result

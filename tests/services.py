@@ -12,7 +12,8 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,32 @@ async def wait_for_redis(url: str, within: float = 10.0) -> None:
         raise AssertionError(f"{url} did not answer within {within} s")
     finally:
         await client.aclose()
+
+
+@dataclass
+class SilentServer:
+    """A TCP server that accepts connections and never answers: a store that hangs."""
+
+    port: int
+    connections: int = 0
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[SilentServer]:
+    """A SilentServer on a free local port, counting the connections made to it."""
+    silent = SilentServer(port=0)
+
+    async def accept_and_say_nothing(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        silent.connections += 1
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    silent.port = server.sockets[0].getsockname()[1]
+    try:
+        yield silent
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -23,8 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from sources.cache.codec import TOMBSTONE, CodecError, decode_entry, encode_entry
-from sources.deadline import SOCKET_BACKSTOP, Deadline
-from sources.outage import Breaker, Outage
+from sources.deadline import SOCKET_BACKSTOP
+from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Put:
     tag: str | None = None
 
 
-class CacheUnavailableError(Exception):
+class CacheUnavailableError(UnavailableError):
     """The cache store did not answer (down, slow, or its breaker is open)."""
 
 
@@ -169,23 +169,16 @@ class RedisBackend:
         self.errors = 0
 
     async def _call(self, operation: Any) -> Any:
-        if self._breaker.open:
-            raise CacheUnavailableError("breaker open")
         try:
             # Two round trips at most: reconnecting after an outage, then the command.
-            async with Deadline(self._timeout * 2):
-                result = await operation()
-        except Exception as error:
-            # Not only REDIS_FAILURES: the cache is an optimisation, and nothing it raises may
-            # fail a request (an unexpected kind is logged with its traceback by Outage).
-            self.errors += 1
-            self._breaker.failed(error)
-            with contextlib.suppress(Exception):
-                # Idle sockets are dead after an outage; calls under way keep theirs.
-                await self._redis.connection_pool.disconnect(inuse_connections=False)
-            raise CacheUnavailableError(repr(error)) from error
-        self._breaker.succeeded()
-        return result
+            return await self._breaker.call(operation, within=self._timeout * 2)
+        except UnavailableError as error:
+            if error.__cause__ is not None:  # Redis was tried, and failed
+                self.errors += 1
+                with contextlib.suppress(Exception):
+                    # Idle sockets are dead after an outage; calls under way keep theirs.
+                    await self._redis.connection_pool.disconnect(inuse_connections=False)
+            raise CacheUnavailableError(*error.args) from error.__cause__
 
     async def _tombstone(self, keys: list[str], tags: list[str], hold: float) -> None:
         await self._invalidate(keys=[*tags, *keys], args=[int(hold * 1000), len(tags)])

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from sources.events.bus import Delivery, EventBus, position_key
-from sources.outage import Outage
+from sources.outage import Outage, stopping
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,15 @@ class Hub:
             try:
                 deliveries = await self.bus.read(self.position, count=READ_BATCH, block=5.0)
             except Exception as error:
+                if stopping():
+                    raise asyncio.CancelledError from error
                 outage.failed(error)
                 await asyncio.sleep(1.0)
                 continue
+            if stopping():
+                # redis-py, reconnecting after an outage, can swallow a cancellation whole
+                # and go on reading: stop after the read then (at most one `block` late).
+                raise asyncio.CancelledError
             outage.succeeded()
             for delivery in deliveries:
                 for subscription in tuple(self._by_subject.get(delivery.event.subject, ())):

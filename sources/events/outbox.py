@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sources.events.bus import EventBus
 from sources.events.envelope import Event
 from sources.mongo.queries import Database
-from sources.outage import Outage
+from sources.outage import Outage, stopping
 from sources.sql import models
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ class Relay:
             try:
                 await self.drain()
             except Exception as error:
+                if stopping():
+                    raise asyncio.CancelledError from error
                 # Whatever failed, the rows stay unpublished and the next pass tries them again.
                 self._outage.failed(error)
             else:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from sources.net import free_port
+from tests.services import silent_server
 
 MakeLimiter = Callable[..., RateLimiter]
 
@@ -153,38 +154,25 @@ async def test_unreachable_redis_falls_back_to_this_process_and_still_limits(
     assert refused.retry_after >= 1
     warnings = [r for r in caplog.records if r.name == "api.ratelimit"]
     assert len(warnings) == 1, "one warning per outage, not one per request"
-    assert "Redis unavailable" in warnings[0].getMessage()
+    assert "Redis down" in warnings[0].getMessage()
 
 
 async def test_a_silent_redis_costs_one_timeout_then_is_bypassed_until_the_breaker_closes(
     limiters: MakeLimiter,
 ) -> None:
-    connections = 0
-
-    async def accept_and_say_nothing(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.read()  # until the client gives up
-        writer.close()
-
-    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with silent_server() as silent:
         limiter = limiters(
-            redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.1, redis_breaker_seconds=0.3
+            redis_url=f"redis://127.0.0.1:{silent.port}/0",
+            redis_timeout=0.1,
+            redis_breaker_seconds=0.3,
         )
         assert (await limiter.hit(principal="jwt:jane", ip="10.0.0.1")).allowed
-        tried = connections
+        tried = silent.connections
         assert tried >= 1
         for _ in range(2):
             assert (await limiter.hit(principal="jwt:jane", ip="10.0.0.1")).allowed
         assert not (await limiter.hit(principal="jwt:jane", ip="10.0.0.1")).allowed
-        assert connections == tried, "the open breaker keeps requests away from Redis"
+        assert silent.connections == tried, "the open breaker keeps requests away from Redis"
         await asyncio.sleep(0.35)
         assert not (await limiter.hit(principal="jwt:jane", ip="10.0.0.1")).allowed
-        assert connections > tried, "once the breaker closes, Redis is tried again"
-    finally:
-        server.close()
-        await server.wait_closed()
+        assert silent.connections > tried, "once the breaker closes, Redis is tried again"

@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sources.deadline import TICK, Deadline
+from tests.services import silent_server
 
 
 def hog_the_loop(seconds: float) -> None:
@@ -33,23 +34,16 @@ async def test_a_reply_that_came_while_the_loop_was_busy_is_in_time(redis_url: s
 
 
 async def test_a_store_that_does_not_answer_times_out_on_time() -> None:
-    async def say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
-        writer.close()
-
-    server = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=30)
-    try:
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            async with Deadline(0.2):
-                await client.ping()
-        assert 0.2 <= time.monotonic() - started < 2.0
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
+    async with silent_server() as silent:
+        client = Redis.from_url(f"redis://127.0.0.1:{silent.port}/0", socket_timeout=30)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                async with Deadline(0.2):
+                    await client.ping()
+            assert 0.2 <= time.monotonic() - started < 2.0
+        finally:
+            await client.aclose()
 
 
 async def test_time_the_loop_spent_elsewhere_does_not_count() -> None:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from sources.events.bus import EventBus, InProcessBus, NotRetainedError, RedisStreamBus
+from sources.events.bus import (
+    BusUnavailableError,
+    EventBus,
+    InProcessBus,
+    NotRetainedError,
+    RedisStreamBus,
+)
 from sources.events.envelope import Event, new_event
 from sources.events.hub import Hub, SlowConsumerError
+from sources.net import free_port
+from tests.services import own_redis, wait_for_redis
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -119,3 +129,70 @@ async def test_the_same_event_published_twice_is_delivered_once() -> None:
         assert got == [first.id, second.id]
     finally:
         await hub.stop()
+
+
+async def test_every_call_to_a_dead_redis_bus_says_the_bus_is_unavailable() -> None:
+    bus = RedisStreamBus(
+        f"redis://127.0.0.1:{free_port()}/0",
+        namespace="c360test",
+        max_length=100,
+        retention_seconds=60,
+    )
+    try:
+        calls = [
+            bus.publish([change("1", 1)]),
+            bus.position_of("some-event"),
+            bus.latest(),
+            bus.read("0-0", count=10, block=0),
+        ]
+        for call in calls:
+            with pytest.raises(BusUnavailableError) as raised:
+                await call
+            assert raised.value.code == "SOURCE_UNAVAILABLE"
+    finally:
+        await bus.close()
+
+
+async def test_the_hub_rides_out_a_redis_outage_logging_one_line_each_way(
+    redis_namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sources.events.hub")
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    with own_redis(port, keep_in=tmp_path) as redis_process:
+        await wait_for_redis(url)
+        bus = RedisStreamBus(url, namespace=redis_namespace, max_length=100, retention_seconds=60)
+        hub = Hub(bus, queue_size=10)
+        await hub.start()
+        before = change("5", 0)
+        await bus.publish([before])
+        try:
+            async with hub.subscribe("5", lambda d: True) as feed:
+                assert (await asyncio.wait_for(anext(feed), 10)).event.id == before.id
+                redis_process.kill()
+                redis_process.wait()
+
+                def hub_retries() -> int:
+                    return sum("still down" in r.getMessage() for r in caplog.records)
+
+                deadline = asyncio.get_running_loop().time() + 10
+                while hub_retries() < 2:  # it tried again, and said nothing more at WARNING
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+                # A subscriber resuming now is told to come back, with a code.
+                with pytest.raises(BusUnavailableError):
+                    async with hub.subscribe("5", lambda d: True, after_event=before.id):
+                        pass
+                with own_redis(port, keep_in=tmp_path):
+                    await wait_for_redis(url)
+                    after = change("5", 1)
+                    await bus.publish([after])
+                    assert (await asyncio.wait_for(anext(feed), 10)).event.id == after.id
+                    await hub.stop()  # before this Redis goes too
+        finally:
+            await hub.stop()
+            await bus.close()
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in lines] == ["event hub"] * 2
+    assert "down" in lines[0].getMessage() and "back up" in lines[1].getMessage()
+    assert not any(r.exc_info for r in lines)
