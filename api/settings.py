@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     )
     cache_max_entries: int = Field(default=200_000, ge=1, description="In-process cache size.")
     cache_namespace: str = Field(default="c360", description="Prefix of every Redis key.")
-    redis_timeout: PositiveFloat = Field(default=0.25, description="Seconds per Redis call.")
+    redis_timeout: PositiveFloat = Field(
+        default=0.25,
+        description="Seconds per Redis call, not counting time the event loop was busy elsewhere.",
+    )
     redis_breaker_seconds: PositiveFloat = Field(
         default=5.0, description="How long to bypass Redis after it failed."
     )

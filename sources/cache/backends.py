@@ -133,6 +133,9 @@ end
 """
 
 MAX_PENDING = 100_000
+# Kept invalidations replayed in one script call, at most: an outage of many writes is applied
+# in a few round trips, and a read waiting for the replay waits for those only.
+REPLAY_BATCH_KEYS = 1_000
 
 
 class RedisBackend:
@@ -188,9 +191,20 @@ class RedisBackend:
             return  # the common case: no lock, no await
         async with self._replaying:
             while self._pending:
-                keys, tags, hold = self._pending[0]
+                # Tombstones commute: several kept invalidations go in one call, in order.
+                keys: list[str] = []
+                tags: list[str] = []
+                hold, taken = 0.0, 0
+                for entry_keys, entry_tags, entry_hold in self._pending:
+                    if taken and len(keys) + len(tags) >= REPLAY_BATCH_KEYS:
+                        break
+                    keys += entry_keys
+                    tags += entry_tags
+                    hold = max(hold, entry_hold)
+                    taken += 1
                 await self._call(functools.partial(self._tombstone, keys, tags, hold))
-                self._pending.popleft()
+                for _ in range(taken):
+                    self._pending.popleft()
                 self._pending_keys -= len(keys) + len(tags)
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:

@@ -260,5 +260,6 @@ async def test_concurrent_reads_after_an_outage_replay_each_missed_invalidation_
                 for r in results
             ), results
         assert results == [[None] * 4] * 50
-        assert applied == [[f"{ns}:k{i}"] for i in range(4)]  # each once, in order
+        # Each applied once, in order, whatever the number of readers.
+        assert [key for keys in applied for key in keys] == [f"{ns}:k{i}" for i in range(4)]
         await backend.close()
