@@ -11,8 +11,6 @@ import asyncio
 import hashlib
 import itertools
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT
 from tests.builders import build_customer
 from tests.conftest import serving
-from tests.services import own_redis, wait_for_redis
+from tests.services import own_redis, until, wait_for_redis
 
 CUSTOMER = """query($id: ID!) { customer(id: $id) {
   id email firstName orders(first: 2) { edges { node { id status } } } } }"""
@@ -103,17 +101,6 @@ async def write(http: httpx.AsyncClient, load: Load, cid: int) -> None:
         if result.get("__typename") == "UpdateCustomerContactSuccess":
             load.emails[cid] = email
             load.successes += 1
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], what: str, within: float) -> None:
-    """Wait for `condition`, failing the test after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = condition()
-        if outcome if isinstance(outcome, bool) else await outcome:
-            return
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def internal_errors(load: Load) -> list[tuple[str, int, dict[str, Any]]]:
