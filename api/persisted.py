@@ -57,6 +57,7 @@ class PersistedQueries:
         self._breaker = Breaker(
             Outage("persisted queries: Redis", log, meanwhile="each instance keeps its own"),
             breaker_seconds,
+            reset=self._drop_idle_connections,
         )
         self._prefix = f"{namespace}:apq:"
         self._ttl = ttl
@@ -97,6 +98,11 @@ class PersistedQueries:
         """Close the Redis connection."""
         if self._redis is not None:
             await self._redis.aclose()
+
+    async def _drop_idle_connections(self) -> None:
+        # Idle sockets are dead after an outage; calls under way keep theirs.
+        if self._redis is not None:
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     def _remember(self, sha256: str, query: str) -> None:
         self._local[sha256] = (time.monotonic() + self._ttl, query)

@@ -18,7 +18,6 @@ limit, and the counts start afresh), and the first request after that tries Redi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -182,6 +181,7 @@ class RateLimiter:
                 f"{settings.redis_breaker_seconds}s",
             ),
             settings.redis_breaker_seconds,
+            reset=self._drop_idle_connections,
         )
         self._pool: ConnectionPool | None = None
         self._shared: SharedWindows | None = None
@@ -224,17 +224,19 @@ class RateLimiter:
                 return await self._breaker.call(
                     lambda: _decide(shared, checks, _all), within=self._timeout * 2
                 )
-            except UnavailableError as error:
-                if error.__cause__ is not None and self._pool is not None:
-                    # Idle sockets are dead after an outage; calls under way keep theirs.
-                    with contextlib.suppress(Exception):
-                        await self._pool.disconnect(inuse_connections=False)
+            except UnavailableError:
+                pass  # counted in this process meanwhile
         return await _decide(self._local, checks, _each)
 
     async def close(self) -> None:
         """Close the Redis connections."""
         if self._pool is not None:
             await self._pool.aclose()
+
+    async def _drop_idle_connections(self) -> None:
+        # Idle sockets are dead after an outage; calls under way keep theirs.
+        if self._pool is not None:
+            await self._pool.disconnect(inuse_connections=False)
 
 
 async def _decide(

@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from api.settings import Settings
+from sources.deadline import SOCKET_BACKSTOP
+from sources.outage import Breaker, Outage, UnavailableError
 
 if TYPE_CHECKING:
     from api.context import Context
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 TOO_MANY = 4429
 # How long a subscription's entry outlives the last renewal by the instance that holds it.
 LEASE_SECONDS = 60.0
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 # Drop lapsed entries, then add this one if the principal is under its cap. 1: added, 0: not.
 _ACQUIRE = """
@@ -75,9 +75,16 @@ class PrincipalSubscriptions:
         self._lease_ms = int(lease_seconds * 1000)
         self._renew_every = lease_seconds / 3
         self._timeout = settings.redis_timeout
-        self._breaker_seconds = settings.redis_breaker_seconds
-        self._open_until = 0.0
-        self._redis_down = False
+        self._breaker = Breaker(
+            Outage(
+                "subscription limits: Redis",
+                log,
+                meanwhile="counting in this instance, trying Redis again every "
+                f"{settings.redis_breaker_seconds}s",
+            ),
+            settings.redis_breaker_seconds,
+            reset=self._drop_idle_connections,
+        )
         # Subscription ids this instance holds, per principal: what it renews, and what it
         # counts when Redis cannot.
         self._held: dict[str, set[str]] = {}
@@ -87,8 +94,9 @@ class PrincipalSubscriptions:
         if settings.redis_url:
             self._redis = Redis.from_url(
                 settings.redis_url,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
+                # A backstop: the breaker's Deadline judges each call.
+                socket_timeout=self._timeout * SOCKET_BACKSTOP,
+                socket_connect_timeout=self._timeout * SOCKET_BACKSTOP,
                 # As the rate limits' pool: after an outage its dead sockets fail once each.
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
@@ -128,39 +136,42 @@ class PrincipalSubscriptions:
             held.discard(member)
             if not held:
                 del self._held[principal]
-        if self._redis is not None and self._redis_up():
-            try:
-                async with asyncio.timeout(self._timeout * 2):
-                    await self._redis.zrem(self._prefix + principal, member)
-            except _REDIS_FAILURES as error:
-                # Not renewed any more, the entry lapses within a lease.
-                await self._open_breaker(error)
+        redis = self._redis
+        if redis is not None:
+            # Failing, the entry is not renewed any more and lapses within a lease.
+            with contextlib.suppress(UnavailableError):
+                await self._call(lambda: redis.zrem(self._prefix + principal, member))
 
     async def _admitted(self, principal: str, member: str) -> bool:
-        if self._redis is not None and self._redis_up():
+        if self._redis is not None:
             try:
-                async with asyncio.timeout(self._timeout * 2):
-                    added = await self._acquire(
+                added = await self._call(
+                    lambda: self._acquire(
                         keys=[self._prefix + principal], args=[member, self.cap, self._lease_ms]
                     )
-            except _REDIS_FAILURES as error:
-                await self._open_breaker(error)
+                )
+            except UnavailableError:
+                pass
             else:
-                if self._redis_down:
-                    self._redis_down = False
-                    log.info("subscription limits: Redis answers again, counting there")
                 return bool(added)
         return self.held(principal) < self.cap
 
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self._renew_every)
-            if self._held and self._redis is not None and self._redis_up():
-                try:
-                    async with asyncio.timeout(self._timeout * 4):
-                        await self._renew_held(self._redis)
-                except _REDIS_FAILURES as error:
-                    await self._open_breaker(error)
+            redis = self._redis
+            if self._held and redis is not None:
+                with contextlib.suppress(UnavailableError):  # renewed on the next pass
+                    await self._call(functools.partial(self._renew_held, redis), round_trips=4)
+
+    async def _call(self, operation: Any, round_trips: int = 2) -> Any:
+        """`operation()` through the breaker; UnavailableError when Redis is skipped or fails."""
+        return await self._breaker.call(operation, within=self._timeout * round_trips)
+
+    async def _drop_idle_connections(self) -> None:
+        # Idle sockets are dead after an outage; calls under way keep theirs.
+        if self._redis is not None:
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     async def _renew_held(self, redis: Redis) -> None:
         renewing = {principal: set(members) for principal, members in self._held.items()}
@@ -175,24 +186,6 @@ class PrincipalSubscriptions:
             ended = members - self._held.get(principal, set())
             if ended:
                 await redis.zrem(self._prefix + principal, *ended)
-
-    def _redis_up(self) -> bool:
-        return time.monotonic() >= self._open_until
-
-    async def _open_breaker(self, error: BaseException) -> None:
-        self._open_until = time.monotonic() + self._breaker_seconds
-        if not self._redis_down:
-            self._redis_down = True  # one warning per outage, not one per subscription
-            log.warning(
-                "subscription limits: Redis unavailable (%r); counting in this instance, "
-                "trying Redis again every %ss",
-                error,
-                self._breaker_seconds,
-            )
-        if self._redis is not None:
-            # A timed-out call can leave a reply unread on its socket: start afresh.
-            with contextlib.suppress(*_REDIS_FAILURES):
-                await self._redis.connection_pool.disconnect()
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ traceback per pass (99 in one Redis outage), burying the one line that says what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -92,9 +93,17 @@ class Breaker:
     queries): whatever a call raises means "do without it for now", never a failed request.
     """
 
-    def __init__(self, outage: Outage, seconds: float) -> None:
+    def __init__(
+        self,
+        outage: Outage,
+        seconds: float,
+        *,
+        reset: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.outage = outage
         self._seconds = seconds
+        # Run after a failed call, e.g. dropping a client's idle sockets, dead after an outage.
+        self._reset = reset
         self._open_until = 0.0
 
     @property
@@ -123,6 +132,9 @@ class Breaker:
             # Not only the expected failures: nothing an optional store raises may fail a
             # request (an unexpected kind is logged with its traceback, once, by Outage).
             self.failed(error)
+            if self._reset is not None:
+                with contextlib.suppress(Exception):
+                    await self._reset()
             raise UnavailableError(repr(error)) from error
         self.succeeded()
         return result

@@ -9,7 +9,6 @@ a read that started before a write puts the old value back after the write's inv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -162,7 +161,11 @@ class RedisBackend:
             health_check_interval=0,
         )
         self._timeout = timeout
-        self._breaker = Breaker(Outage("redis cache", log), breaker_seconds)
+        self._breaker = Breaker(
+            Outage("redis cache", log, meanwhile="reads go to the sources"),
+            breaker_seconds,
+            reset=self._drop_idle_connections,
+        )
         self._pending: deque[tuple[list[str], list[str], float]] = deque()
         self._pending_keys = 0
         # One replayer at a time: each entry is applied once, in order, and removed only then.
@@ -178,10 +181,11 @@ class RedisBackend:
         except UnavailableError as error:
             if error.__cause__ is not None:  # Redis was tried, and failed
                 self.errors += 1
-                with contextlib.suppress(Exception):
-                    # Idle sockets are dead after an outage; calls under way keep theirs.
-                    await self._redis.connection_pool.disconnect(inuse_connections=False)
             raise CacheUnavailableError(*error.args) from error.__cause__
+
+    async def _drop_idle_connections(self) -> None:
+        # Idle sockets are dead after an outage; calls under way keep theirs.
+        await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     async def _tombstone(self, keys: list[str], tags: list[str], hold: float) -> None:
         await self._invalidate(keys=[*tags, *keys], args=[int(hold * 1000), len(tags)])
