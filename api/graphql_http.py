@@ -33,6 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
+from api import idempotency
 from api.admission import may_explore
 from api.connections import Connections
 from api.context import create_context
@@ -42,6 +43,7 @@ from api.execution import Executor
 from api.guard import CallerRefusedError, Guard, request_id
 from api.principal import Principal
 from api.settings import Settings
+from sources.sql.idempotency import Claim, Replay
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +284,17 @@ class GraphQLHTTP:
                 headers,
             )
         try:
+            key = _idempotency_key(request)
             raw = await read_request(request, self.settings.max_body_bytes)
             if isinstance(raw, list):
+                if key is not None:
+                    raise RequestError(
+                        "An Idempotency-Key names one operation: send the mutation on its own, "
+                        "not in a batch."
+                    )
                 return await self._batch(raw, request, connections, guard, principal, media, rid)
             status, payload = await self._one(
-                read_params(raw), request, connections, guard, principal, media, rid
+                read_params(raw), request, connections, guard, principal, media, rid, key, headers
             )
         except RequestError as error:
             headers.update(error.headers)
@@ -331,6 +339,7 @@ class GraphQLHTTP:
                 payload = {
                     "errors": [{"message": str(refused), "extensions": {"code": refused.code}}]
                 }
+            assert isinstance(payload, dict)  # only a keyed request is answered in bytes
             results.append(payload)
         return Response(
             orjson.dumps(results),
@@ -347,8 +356,14 @@ class GraphQLHTTP:
         principal: Principal,
         media: str,
         rid: str,
-    ) -> tuple[int, dict[str, Any]]:
-        """The status and body of one operation (RequestError for a malformed request)."""
+        key: str | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any] | bytes]:
+        """The status and body of one operation (RequestError for a malformed request).
+
+        A mutation with an Idempotency-Key `key` runs once: a retry is answered with the first
+        answer's bytes (`response_headers` then say so).
+        """
         try:
             resolved = await resolve_query(params, guard, principal)
         except GraphQLError as error:
@@ -376,7 +391,43 @@ class GraphQLHTTP:
             # anonymous scratch space.
             await guard.persisted.put(resolved.register, query)
 
+        claim: Claim | None = None
+        if key is not None and operation.operation is OperationType.MUTATION:
+            held = await idempotency.begin(
+                connections,
+                principal,
+                key,
+                idempotency.request_hash(query, params.operation_name, params.variables),
+            )
+            if isinstance(held, Replay):
+                if response_headers is not None:
+                    response_headers[idempotency.REPLAYED] = "true"
+                return held.status, held.body
+            if isinstance(held, idempotency.Refusal):
+                if response_headers is not None:
+                    response_headers.update(held.headers)
+                return held.status, held.payload
+            claim = held
+        status, payload = await self._execute(
+            document, params, connections, principal, rid, media, claim
+        )
+        if claim is not None:
+            await idempotency.end(connections, claim, status, payload)
+        return status, payload
+
+    async def _execute(
+        self,
+        document: DocumentNode,
+        params: GraphQLRequest,
+        connections: Connections,
+        principal: Principal,
+        rid: str,
+        media: str,
+        claim: Claim | None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Run an admitted operation: its status and body."""
         context = create_context(connections, principal=principal, request_id=rid)
+        context.idempotency = claim
         try:
             async with asyncio.timeout(self.settings.execution_timeout):
                 result = await self.executor.execute(
@@ -457,6 +508,13 @@ def _persisted_hash(extensions: dict[str, Any] | None) -> str | None:
     return sha.lower()
 
 
+def _idempotency_key(request: Request) -> str | None:
+    try:
+        return idempotency.read_key(request.headers)
+    except ValueError as error:
+        raise RequestError(str(error)) from error
+
+
 def _errors_status(media: str) -> int:
     """GraphQL request errors: 400 for graphql-response+json, 200 for application/json."""
     return 400 if media == GRAPHQL_RESPONSE else 200
@@ -469,10 +527,10 @@ def _error(media: str, message: str, status: int, code: str, headers: dict[str, 
 
 
 def _respond(
-    media: str, payload: dict[str, Any], status: int, headers: dict[str, str] | None = None
+    media: str, payload: dict[str, Any] | bytes, status: int, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(payload),
+        payload if isinstance(payload, bytes) else orjson.dumps(payload),
         status_code=status,
         media_type=f"{media}; charset=utf-8",
         headers=headers,

@@ -170,7 +170,7 @@ class MergeMutations:
     ) -> MergeCustomersResult | None:
         try:
             record, events = await merges.merge_customers(
-                info.context.connections.changes,
+                info.context.changes,
                 survivor_id=target_id(survivor_id),
                 merged_id=target_id(merged_id),
                 merged_by=info.context.principal.name,
@@ -196,7 +196,7 @@ class MergeMutations:
     ) -> UnmergeCustomersResult | None:
         try:
             record, events = await merges.unmerge_customers(
-                info.context.connections.changes,
+                info.context.changes,
                 merge_id=target_id(merge_id),
                 unmerged_by=info.context.principal.name,
             )

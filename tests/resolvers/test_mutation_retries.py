@@ -1,0 +1,299 @@
+"""Mutations that are safe to retry: store connection loss is a coded, retryable error for what
+did not commit, what committed is never reported as failed, and an Idempotency-Key makes a
+retry answer the first result instead of changing anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.connections import Connections
+from api.principal import Role
+from api.settings import Settings
+from sources.sql import models
+from sources.sql.engine import create_engine
+from sources.thirdparty.simulator import VendorStore
+from tests.auth import bearer
+from tests.builders import build_customer
+from tests.queries import graphql
+
+CONTACT = """mutation($input: UpdateCustomerContactInput!) { updateCustomerContact(input: $input) {
+  __typename
+  ... on UpdateCustomerContactSuccess { eventId customer { id lastName } }
+  ... on UpdateCustomerContactError { code message field } } }"""
+
+CONSENT = """mutation($input: SetConsentInput!) { setConsent(input: $input) {
+  __typename
+  ... on SetConsentSuccess { eventId }
+  ... on SetConsentError { code } } }"""
+
+ADDRESS = """mutation($input: SetAddressInput!) { setAddress(input: $input) { __typename
+  ... on AddressSuccess { eventId customer { id } }
+  ... on AddressError { code field } } }"""
+
+HOME = {"kind": "HOME", "city": "Leeds", "postalCode": "LS1", "country": "GB"}
+ADDRESS_CHANGED = "customer.address_changed"
+
+# Mutations each worker of the stream sends, one after another.
+ROUNDS = 12
+WORKERS = 4
+
+
+def _postgres_only(connections: Connections) -> None:
+    if connections.engine.dialect.name != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+
+
+@contextlib.asynccontextmanager
+async def _terminator(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A connection of its own to the test database, for pg_terminate_backend."""
+    engine = create_engine(settings.resolved_database_url()).execution_options(
+        isolation_level="AUTOCOMMIT"
+    )
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _terminate_app_backends(engine: AsyncEngine) -> int:
+    """Terminate every other backend of this test's own database (the app's connections)."""
+    async with engine.connect() as connection:
+        killed = await connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        return int(killed.scalar_one())
+
+
+def _outcome(body: dict[str, Any], field: str) -> str:
+    """'ok' for a success, else the one error code the response carries."""
+    result = (body.get("data") or {}).get(field)
+    if result is not None and not body.get("errors"):
+        assert result["__typename"].endswith("Success"), body
+        return "ok"
+    codes = {e.get("extensions", {}).get("code") for e in body.get("errors", [])}
+    assert result is None and len(codes) == 1, body
+    return str(codes.pop())
+
+
+async def test_terminated_connections_fail_mutations_only_as_retryable_and_never_lose_one(
+    client: httpx.AsyncClient,
+    connections: Connections,
+    settings: Settings,
+    vendor_store: VendorStore,
+) -> None:
+    _postgres_only(connections)
+    customers = [await build_customer(connections, vendor_store) for _ in range(WORKERS)]
+    outcomes: dict[str, list[tuple[int, str, str | None]]] = {
+        "contact": [],
+        "address": [],
+        "consent": [],
+    }
+    progress = asyncio.Event()
+    done = asyncio.Event()
+
+    async def worker(customer_id: int) -> None:
+        for n in range(ROUNDS):
+            if n % 3 == 1:
+                # Its answer is built from what was read before the change: no read after the
+                # commit can fail it.
+                address = {**HOME, "customerId": str(customer_id), "line1": f"{n} Stream Road"}
+                body = await graphql(client, ADDRESS, {"input": address})
+                outcome = _outcome(body, "setAddress")
+                event = body["data"]["setAddress"]["eventId"] if outcome == "ok" else None
+                outcomes["address"].append((customer_id, outcome, event))
+            elif n % 3 == 2:
+                body = await graphql(
+                    client,
+                    CONSENT,
+                    {"input": {"customerId": str(customer_id), "channel": "SMS", "granted": True}},
+                )
+                outcome = _outcome(body, "setConsent")
+                event = body["data"]["setConsent"]["eventId"] if outcome == "ok" else None
+                outcomes["consent"].append((customer_id, outcome, event))
+            else:
+                name = f"Stream{n}"
+                body = await graphql(
+                    client,
+                    CONTACT,
+                    {"input": {"customerId": str(customer_id), "lastName": name}},
+                )
+                outcome = _outcome(body, "updateCustomerContact")
+                result = body["data"]["updateCustomerContact"] if outcome == "ok" else None
+                if result is not None:
+                    assert result["customer"]["lastName"] == name
+                outcomes["contact"].append(
+                    (customer_id, outcome, result["eventId"] if result else None)
+                )
+            progress.set()
+
+    async def terminate(engine: AsyncEngine) -> int:
+        rounds = 0
+        while not done.is_set():
+            await _terminate_app_backends(engine)
+            rounds += 1
+            # One termination per finished mutation: paced by progress, not by the clock.
+            await progress.wait()
+            progress.clear()
+        return rounds
+
+    async with _terminator(settings) as engine:
+        killer = asyncio.create_task(terminate(engine))
+        try:
+            await asyncio.gather(*(worker(c) for c in customers))
+        finally:
+            done.set()
+            progress.set()
+            rounds = await killer
+    assert rounds >= ROUNDS
+    every = [outcome for kind in outcomes.values() for outcome in kind]
+    assert {outcome for _, outcome, _ in every} <= {"ok", "SOURCE_UNAVAILABLE"}, every
+    assert any(outcome == "ok" for _, outcome, _ in every)
+
+    # Every reported success is stored with its event, and nothing else is.
+    for kind, type in (("contact", "customer.contact_changed"), ("address", ADDRESS_CHANGED)):
+        async with connections.engine.connect() as sql:
+            rows = (
+                await sql.execute(
+                    select(models.OutboxEvent.event_id).where(
+                        models.OutboxEvent.subject.in_([str(c) for c in customers]),
+                        models.OutboxEvent.type == type,
+                    )
+                )
+            ).all()
+        succeeded = {event for _, outcome, event in outcomes[kind] if outcome == "ok"}
+        assert {event for (event,) in rows} == succeeded, kind
+    consent_ok = {event for _, outcome, event in outcomes["consent"] if outcome == "ok"}
+    mongo_events = {
+        doc["_id"]
+        async for doc in connections.db.outbox.find(
+            {
+                "payload.type": "consent.changed",
+                "payload.subject": {"$in": [str(c) for c in customers]},
+            },
+            {"_id": 1},
+        )
+    }
+    assert mongo_events == consent_ok
+
+
+KEY = "idempotency-key"
+
+
+async def _post(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any], key: str
+) -> httpx.Response:
+    return await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers={KEY: key}
+    )
+
+
+async def _contact_events(connections: Connections, customer_id: int) -> list[dict[str, Any]]:
+    """The data of every contact change event of a customer, oldest first."""
+    async with connections.engine.connect() as sql:
+        rows = (
+            await sql.execute(
+                select(models.OutboxEvent.payload)
+                .where(
+                    models.OutboxEvent.subject == str(customer_id),
+                    models.OutboxEvent.type == "customer.contact_changed",
+                )
+                .order_by(models.OutboxEvent.id)
+            )
+        ).all()
+    return [payload["data"] for (payload,) in rows]
+
+
+async def test_a_retry_with_the_same_key_answers_the_first_result_and_changes_nothing(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    key = str(uuid.uuid4())
+    change = {"input": {"customerId": str(cid), "lastName": "Once"}}
+    first = await _post(client, CONTACT, change, key)
+    assert first.status_code == 200
+    assert first.json()["data"]["updateCustomerContact"]["__typename"] == (
+        "UpdateCustomerContactSuccess"
+    )
+    assert "idempotent-replayed" not in first.headers
+    # The name changes meanwhile: a retry still answers what the first request answered.
+    await graphql(client, CONTACT, {"input": {"customerId": str(cid), "lastName": "Later"}})
+    retry = await _post(client, CONTACT, change, key)
+    assert retry.status_code == 200
+    assert retry.content == first.content
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert await _contact_events(connections, cid) == [
+        {"last_name": "Once"},
+        {"last_name": "Later"},
+    ]
+
+    # A MongoDB change: its retry neither writes nor publishes a second time.
+    consent = {"input": {"customerId": str(cid), "channel": "POST", "granted": True}}
+    mongo_key = str(uuid.uuid4())
+    first = await _post(client, CONSENT, consent, mongo_key)
+    retry = await _post(client, CONSENT, consent, mongo_key)
+    assert first.json()["data"]["setConsent"]["__typename"] == "SetConsentSuccess"
+    assert retry.content == first.content
+    events = connections.db.outbox.find(
+        {"payload.type": "consent.changed", "payload.subject": str(cid)}
+    )
+    assert len(await events.to_list(None)) == 1
+
+
+async def test_the_same_key_with_another_request_is_refused(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    key = str(uuid.uuid4())
+    await _post(client, CONTACT, {"input": {"customerId": str(cid), "lastName": "First"}}, key)
+    other = await _post(
+        client, CONTACT, {"input": {"customerId": str(cid), "lastName": "Second"}}, key
+    )
+    assert other.status_code == 422
+    [error] = other.json()["errors"]
+    assert error["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert await _contact_events(connections, cid) == [{"last_name": "First"}]
+    # Keys are each principal's own: another caller's same key is another key.
+    mine = await client.post(
+        "/graphql",
+        json={
+            "query": CONTACT,
+            "variables": {"input": {"customerId": str(cid), "lastName": "Third"}},
+        },
+        headers={KEY: key, **bearer(Role.ADMIN)},
+    )
+    assert mine.json()["data"]["updateCustomerContact"]["__typename"] == (
+        "UpdateCustomerContactSuccess"
+    )
+    bad = await _post(client, CONTACT, {"input": {"customerId": str(cid)}}, "no spaces")
+    assert bad.status_code == 400
+
+
+async def test_concurrent_requests_with_one_key_apply_once(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    key = str(uuid.uuid4())
+    change = {"input": {"customerId": str(cid), "lastName": "Concurrent"}}
+    answers = await asyncio.gather(*(_post(client, CONTACT, change, key) for _ in range(6)))
+    applied = [a for a in answers if a.status_code == 200]
+    busy = [a for a in answers if a.status_code == 409]
+    assert len(applied) + len(busy) == len(answers), [a.text for a in answers]
+    assert applied and len({a.content for a in applied}) == 1
+    assert {a.json()["errors"][0]["extensions"]["code"] for a in busy} <= {"IDEMPOTENCY_KEY_IN_USE"}
+    assert all(a.headers["retry-after"] == "1" for a in busy)
+    assert await _contact_events(connections, cid) == [{"last_name": "Concurrent"}]
+    # Once answered, the key gives the answer to everyone who retries.
+    retry = await _post(client, CONTACT, change, key)
+    assert retry.content == applied[0].content
