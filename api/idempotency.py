@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 
 from api.connections import Connections
 from api.principal import Principal
-from sources.errors import SourceError
 from sources.loader import source_error
 from sources.sql import idempotency
+from sources.sql.engine import SQL_ERRORS
 from sources.sql.idempotency import Claim, IdempotencyConflictError, Replay
 
 log = logging.getLogger(__name__)
@@ -32,6 +31,8 @@ MAX_KEY_LENGTH = 255
 # A claim outlives the operation's own deadline by this much before another request may take
 # the key over (its holder died without answering).
 LEASE_MARGIN_SECONDS = 5.0
+# How often storing an answer is tried before the key is left held (see `end`).
+END_ATTEMPTS = 3
 
 
 def read_key(headers: Headers) -> str | None:
@@ -92,7 +93,7 @@ async def begin(
         )
     except IdempotencyConflictError as error:
         return _refusal(error.code, str(error), idempotency.STATUSES[error.code])
-    except (SQLAlchemyError, OSError) as error:
+    except SQL_ERRORS as error:
         mapped = source_error("sql", error)
         if mapped is None:
             raise
@@ -109,14 +110,21 @@ async def end(connections: Connections, claim: Claim, status: int, payload: dict
     """
     data = payload.get("data")
     ran = isinstance(data, dict) and any(value is not None for value in data.values())
-    try:
-        if ran:
-            await idempotency.finish(
-                engine=connections.engine, claim=claim, status=status, body=orjson.dumps(payload)
-            )
-        elif await idempotency.release(engine=connections.engine, claim=claim):
-            log.warning("mutation under key %r committed but answered with errors", claim.key)
-    except (SQLAlchemyError, OSError, SourceError):
-        # Left as it is: a retry is told the key is in use until its lease ends, then either
-        # ALREADY_APPLIED or (nothing committed) runs again.
-        log.warning("could not keep the answer of idempotency key %r", claim.key, exc_info=True)
+    for attempt in range(1, END_ATTEMPTS + 1):
+        try:
+            if ran:
+                await idempotency.finish(
+                    engine=connections.engine,
+                    claim=claim,
+                    status=status,
+                    body=orjson.dumps(payload),
+                )
+            elif await idempotency.release(engine=connections.engine, claim=claim):
+                log.warning("mutation under key %r committed but answered with errors", claim.key)
+            return
+        except SQL_ERRORS as error:
+            # A lost connection is discarded by the pool: the next attempt has a fresh one.
+            # After the last, the key stays held: a retry is told IDEMPOTENCY_KEY_IN_USE until
+            # its lease ends, then ALREADY_APPLIED, or (nothing committed) runs again.
+            if attempt == END_ATTEMPTS:
+                log.warning("could not keep the answer of idempotency key %r: %r", claim.key, error)

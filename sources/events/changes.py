@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.cache.backends import CacheUnavailableError
@@ -30,6 +30,7 @@ from sources.loader import source_error
 from sources.mongo import idempotency as mongo_idempotency
 from sources.mongo.queries import Database
 from sources.sql import idempotency, writes
+from sources.sql.engine import SQL_ERRORS
 from sources.sql.queries import customers_by_ids, orders_by_ids
 from sources.sql.records import CustomerRecord, OrderRecord
 from sources.sql.search import Searchable, write_search_terms
@@ -129,9 +130,6 @@ def _outage(source: str, kinds: tuple[type[BaseException], ...]) -> Iterator[Non
         raise mapped from error
 
 
-_SQL_ERRORS = (SQLAlchemyError, OSError)
-
-
 @contextlib.asynccontextmanager
 async def _sql_transaction(
     changes: Changes, origin: Event | None
@@ -142,7 +140,7 @@ async def _sql_transaction(
     The transaction marks the request's idempotency key applied (see `Changes.claim`).
     """
     try:
-        with _outage("sql", _SQL_ERRORS):
+        with _outage("sql", SQL_ERRORS):
             async with changes.engine.connect() as connection:
                 transaction = await connection.begin()
                 try:
@@ -153,12 +151,12 @@ async def _sql_transaction(
                 except BaseException:
                     # On a lost connection the rollback fails too: the error to report is the
                     # first one.
-                    with contextlib.suppress(*_SQL_ERRORS):
+                    with contextlib.suppress(*SQL_ERRORS):
                         await transaction.rollback()
                     raise
                 try:
                     await transaction.commit()
-                except _SQL_ERRORS:
+                except SQL_ERRORS:
                     if xid is None or not await _committed(changes.engine, xid):
                         raise
                     log.warning("the connection was lost during a COMMIT that took effect")
@@ -186,7 +184,7 @@ async def _committed(engine: AsyncEngine, xid: str) -> bool:
                 text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
             )
             return status.scalar() == "committed"
-    except _SQL_ERRORS:
+    except SQL_ERRORS:
         return False
 
 
@@ -220,7 +218,7 @@ async def _mongo_transaction(
     if claim is not None:
         try:
             await idempotency.applied(engine=changes.engine, claim=claim)
-        except _SQL_ERRORS:
+        except SQL_ERRORS:
             # The MongoDB marker, committed with the change, still refuses a second one.
             log.warning("could not mark idempotency key applied in SQL", exc_info=True)
 
@@ -291,7 +289,7 @@ async def _require_customer(
     changes: Changes, customer_id: int, origin: Event | None = None
 ) -> CustomerRecord:
     """The customer to change in MongoDB, by `_lock_customer`'s rules (without a lock)."""
-    with _outage("sql", _SQL_ERRORS):
+    with _outage("sql", SQL_ERRORS):
         async with changes.engine.connect() as connection:
             customer = await _read_customer(
                 connection, customer_id, follow_merges=origin is not None

@@ -6,23 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from api.connections import Connections
+from api.idempotency import LEASE_MARGIN_SECONDS, request_hash
 from api.principal import Role
 from api.settings import Settings
 from sources.sql import models
-from sources.sql.engine import create_engine
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import bearer
 from tests.builders import build_customer
+from tests.conftest import running_app
 from tests.queries import graphql
 
 CONTACT = """mutation($input: UpdateCustomerContactInput!) { updateCustomerContact(input: $input) {
@@ -34,6 +36,11 @@ CONSENT = """mutation($input: SetConsentInput!) { setConsent(input: $input) {
   __typename
   ... on SetConsentSuccess { eventId }
   ... on SetConsentError { code } } }"""
+
+MERGE = """mutation($survivor: ID!, $merged: ID!) {
+  mergeCustomers(survivorId: $survivor, mergedId: $merged) { __typename
+    ... on MergeCustomersSuccess { eventIds merge { id moved { orders tickets } } }
+    ... on MergeCustomersError { code } } }"""
 
 ADDRESS = """mutation($input: SetAddressInput!) { setAddress(input: $input) { __typename
   ... on AddressSuccess { eventId customer { id } }
@@ -52,11 +59,16 @@ def _postgres_only(connections: Connections) -> None:
         pytest.skip("pg_terminate_backend is PostgreSQL's")
 
 
+TERMINATOR = "c360-test-terminator"
+
+
 @contextlib.asynccontextmanager
 async def _terminator(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """A connection of its own to the test database, for pg_terminate_backend."""
-    engine = create_engine(settings.resolved_database_url()).execution_options(
-        isolation_level="AUTOCOMMIT"
+    """Connections of the test's own to its database, which the terminations spare."""
+    engine = create_async_engine(
+        settings.resolved_database_url(),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"server_settings": {"application_name": TERMINATOR}},
     )
     try:
         yield engine
@@ -65,13 +77,14 @@ async def _terminator(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 async def _terminate_app_backends(engine: AsyncEngine) -> int:
-    """Terminate every other backend of this test's own database (the app's connections)."""
+    """Terminate the app's backends: every one of this test's own database but the test's."""
     async with engine.connect() as connection:
         killed = await connection.execute(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+                "WHERE datname = current_database() AND application_name <> :spared"
+            ),
+            {"spared": TERMINATOR},
         )
         return int(killed.scalar_one())
 
@@ -297,3 +310,190 @@ async def test_concurrent_requests_with_one_key_apply_once(
     # Once answered, the key gives the answer to everyone who retries.
     retry = await _post(client, CONTACT, change, key)
     assert retry.content == applied[0].content
+
+
+AGENT_KEYS = "jwt:test-agent"  # the principal the test client's token names
+
+
+async def _put_key(
+    connections: Connections,
+    key: str,
+    *,
+    request: tuple[str, dict[str, Any]],
+    claimed: dt.timedelta = dt.timedelta(0),
+    applied: bool = False,
+    expires: dt.timedelta = dt.timedelta(hours=1),
+) -> None:
+    """A key as a request left it `claimed` ago (and still holds it, or died holding it)."""
+    now = dt.datetime.now(dt.UTC)
+    async with connections.engine.begin() as sql:
+        await sql.execute(
+            insert(models.IdempotencyKey),
+            {
+                "principal": AGENT_KEYS,
+                "key": key,
+                "request_hash": request_hash(request[0], None, request[1]),
+                "token": uuid.uuid4().hex,
+                "claimed_at": now - claimed,
+                "applied_at": now - claimed if applied else None,
+                "expires_at": now + expires,
+                "status": None,
+                "response": None,
+            },
+        )
+
+
+def _code(response: httpx.Response) -> str:
+    return str(response.json()["errors"][0]["extensions"]["code"])
+
+
+async def test_a_key_whose_request_died_runs_again_only_if_nothing_committed(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    long_ago = dt.timedelta(minutes=5)
+
+    def contact(name: str) -> tuple[str, dict[str, Any]]:
+        return CONTACT, {"input": {"customerId": str(cid), "lastName": name}}
+
+    # Still held by a running request: wait for its answer.
+    await _put_key(connections, "running", request=contact("Running"))
+    busy = await _post(client, *contact("Running"), "running")
+    assert (busy.status_code, _code(busy)) == (409, "IDEMPOTENCY_KEY_IN_USE")
+    # Its request died before the change committed: this one makes it.
+    await _put_key(connections, "died", request=contact("Died"), claimed=long_ago)
+    again = await _post(client, *contact("Died"), "died")
+    assert again.json()["data"]["updateCustomerContact"]["customer"]["lastName"] == "Died"
+    # Its request died after the change committed: never made twice.
+    await _put_key(connections, "made", request=contact("Made"), claimed=long_ago, applied=True)
+    made = await _post(client, *contact("Made"), "made")
+    assert (made.status_code, _code(made)) == (409, "ALREADY_APPLIED")
+    # Past its window a key is forgotten, and may name another request.
+    await _put_key(connections, "old", request=contact("Old"), expires=-dt.timedelta(seconds=1))
+    reused = await _post(client, *contact("New"), "old")
+    assert reused.json()["data"]["updateCustomerContact"]["customer"]["lastName"] == "New"
+    assert await _contact_events(connections, cid) == [{"last_name": "Died"}, {"last_name": "New"}]
+
+    # A MongoDB change committed with its key's marker, and its request died before SQL heard
+    # of it: the marker refuses the change a second time.
+    consent = (CONSENT, {"input": {"customerId": str(cid), "channel": "SMS", "granted": True}})
+    await _put_key(connections, "mongo", request=consent, claimed=long_ago)
+    await connections.db.idempotency.insert_one(
+        {"_id": f"{AGENT_KEYS}\nmongo", "expires_at": dt.datetime.now(dt.UTC) + long_ago}
+    )
+    refused = await _post(client, *consent, "mongo")
+    assert refused.json()["data"] == {"setConsent": None}
+    assert _code(refused) == "ALREADY_APPLIED"
+    events = connections.db.outbox.find(
+        {"payload.type": "consent.changed", "payload.subject": str(cid)}
+    )
+    assert await events.to_list(None) == []
+
+
+async def test_a_merge_retried_with_its_key_is_made_once(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    survivor = await build_customer(connections, vendor_store)
+    merged = await build_customer(connections, vendor_store)
+    variables = {"survivor": str(survivor), "merged": str(merged)}
+    key = str(uuid.uuid4())
+    first = await _post(client, MERGE, variables, key)
+    assert first.json()["data"]["mergeCustomers"]["__typename"] == "MergeCustomersSuccess"
+    retry = await _post(client, MERGE, variables, key)
+    assert retry.content == first.content
+    # Without the key, the same request is a new one: the customer is merged already.
+    fresh = await graphql(client, MERGE, variables)
+    assert fresh["data"]["mergeCustomers"]["code"] == "ALREADY_MERGED"
+
+
+async def _until_free(engine: AsyncEngine, settings: Settings, key: str) -> None:
+    """Wait until the request holding `key` has answered, or its lease has run out."""
+    lease = settings.execution_timeout + LEASE_MARGIN_SECONDS
+    deadline = asyncio.get_running_loop().time() + lease + 10
+    table = models.IdempotencyKey
+    while True:
+        async with engine.connect() as sql:
+            row = (
+                await sql.execute(
+                    select(table.token, table.claimed_at).where(
+                        table.principal == AGENT_KEYS, table.key == key
+                    )
+                )
+            ).first()
+        now = dt.datetime.now(dt.UTC)
+        if row is None or row.token is None or row.claimed_at + dt.timedelta(seconds=lease) < now:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"key {key} is held for good"
+        await asyncio.sleep(0.05)
+
+
+async def _stored_answer(engine: AsyncEngine, key: str) -> bytes | None:
+    table = models.IdempotencyKey
+    async with engine.connect() as sql:
+        return (
+            await sql.execute(
+                select(table.response).where(table.principal == AGENT_KEYS, table.key == key)
+            )
+        ).scalar_one()
+
+
+async def test_keyed_retries_while_connections_are_terminated_make_each_change_once(
+    connections: Connections, settings: Settings, vendor_store: VendorStore
+) -> None:
+    _postgres_only(connections)
+    customers = [await build_customer(connections, vendor_store) for _ in range(WORKERS)]
+    answered: list[tuple[str, dict[str, Any], bytes]] = []
+    progress = asyncio.Event()
+    done = asyncio.Event()
+    # A short deadline, so that a key whose holder could not store its answer is free soon.
+    quick = settings.model_copy(update={"execution_timeout": 2.0})
+
+    async def worker(http: httpx.AsyncClient, engine: AsyncEngine, customer_id: int) -> None:
+        for n in range(ROUNDS):
+            key = str(uuid.uuid4())
+            change = {"input": {"customerId": str(customer_id), "lastName": f"Keyed{n}"}}
+            for _ in range(50):
+                response = await _post(http, CONTACT, change, key)
+                if response.status_code == 200 and response.json()["data"]["updateCustomerContact"]:
+                    answered.append((key, change, response.content))
+                    break
+                code = _code(response)
+                assert code in {"SOURCE_UNAVAILABLE", "IDEMPOTENCY_KEY_IN_USE", "ALREADY_APPLIED"}
+                if code == "ALREADY_APPLIED":
+                    break  # made, though its answer was lost: the events below tell
+                if code == "IDEMPOTENCY_KEY_IN_USE":
+                    await _until_free(engine, quick, key)
+            else:
+                raise AssertionError(f"{key} never answered")
+            progress.set()
+
+    async def terminate(engine: AsyncEngine) -> None:
+        while not done.is_set():
+            await _terminate_app_backends(engine)
+            await progress.wait()
+            progress.clear()
+
+    async with running_app(quick) as (_, http), _terminator(settings) as engine:
+        killer = asyncio.create_task(terminate(engine))
+        try:
+            await asyncio.gather(*(worker(http, engine, c) for c in customers))
+        finally:
+            done.set()
+            progress.set()
+            await killer
+        # Each change made exactly once, in order, whatever the retries.
+        for customer_id in customers:
+            events = await _contact_events(connections, customer_id)
+            assert events == [{"last_name": f"Keyed{n}"} for n in range(ROUNDS)]
+        # A later retry answers what the first answered; when that answer could not be kept
+        # (the store failed each time it was written), it says the change was made.
+        assert answered
+        replayed = 0
+        for key, change, content in answered:
+            retry = await _post(http, CONTACT, change, key)
+            if await _stored_answer(engine, key) is not None:
+                assert retry.content == content
+                replayed += 1
+            else:
+                assert _code(retry) in {"IDEMPOTENCY_KEY_IN_USE", "ALREADY_APPLIED"}
+        assert replayed
