@@ -58,6 +58,9 @@ class Context:
     subscriptions: set[object] = field(default_factory=set)
     # The Idempotency-Key this request (a mutation) holds, if it sent one.
     idempotency: Claim | None = None
+    # Set by a mutation whose answer asks the client to retry (MERGE_IN_PROGRESS): that answer
+    # is not kept for the key, whose retry runs again.
+    retry_invited: bool = False
 
     @property
     def loaders(self) -> Loaders:

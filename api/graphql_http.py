@@ -36,7 +36,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from api import idempotency
 from api.admission import may_explore
 from api.connections import Connections
-from api.context import create_context
+from api.context import Context, create_context
 from api.documents import document_hash
 from api.errors import format_error
 from api.execution import Executor
@@ -408,26 +408,20 @@ class GraphQLHTTP:
                     response_headers.update(held.headers)
                 return held.status, held.payload
             claim = held
-        status, payload = await self._execute(
-            document, params, connections, principal, rid, media, claim
-        )
+        context = create_context(connections, principal=principal, request_id=rid)
+        context.idempotency = claim
+        status, payload = await self._execute(document, params, context, media)
         if claim is not None:
-            await idempotency.end(connections, claim, status, payload)
+            await idempotency.end(
+                connections, claim, status, payload, final=not context.retry_invited
+            )
         return status, payload
 
     async def _execute(
-        self,
-        document: DocumentNode,
-        params: GraphQLRequest,
-        connections: Connections,
-        principal: Principal,
-        rid: str,
-        media: str,
-        claim: Claim | None,
+        self, document: DocumentNode, params: GraphQLRequest, context: Context, media: str
     ) -> tuple[int, dict[str, Any]]:
         """Run an admitted operation: its status and body."""
-        context = create_context(connections, principal=principal, request_id=rid)
-        context.idempotency = claim
+        principal = context.principal
         try:
             async with asyncio.timeout(self.settings.execution_timeout):
                 result = await self.executor.execute(

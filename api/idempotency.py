@@ -102,8 +102,16 @@ async def begin(
         return _refusal(mapped.code, str(mapped), 503, source=mapped.source)
 
 
-async def end(connections: Connections, claim: Claim, status: int, payload: dict[str, Any]) -> None:
-    """Store the answer for retries, or let the key go when nothing ran to a result.
+async def end(
+    connections: Connections,
+    claim: Claim,
+    status: int,
+    payload: dict[str, Any],
+    *,
+    final: bool = True,
+) -> None:
+    """Store the answer for retries, or let the key go when nothing ran to a result, or when
+    the answer is not `final` (it asks for a retry, which must then run again).
 
     Never raises: the answer is the client's whatever happens to the key (a change that
     committed is not reported as failed because its answer could not be kept).
@@ -112,7 +120,9 @@ async def end(connections: Connections, claim: Claim, status: int, payload: dict
     ran = isinstance(data, dict) and any(value is not None for value in data.values())
     for attempt in range(1, END_ATTEMPTS + 1):
         try:
-            if ran:
+            if not final:
+                await idempotency.forget(engine=connections.engine, claim=claim)
+            elif ran:
                 await idempotency.finish(
                     engine=connections.engine,
                     claim=claim,

@@ -144,6 +144,13 @@ UnmergeCustomersResult = Annotated[
 ]
 
 
+def _invite_retry(info: Info, error: ChangeRejectedError) -> None:
+    """A merge cut short between its steps is finished by a retry: an Idempotency-Key must not
+    keep this answer for it."""
+    if error.code == "MERGE_IN_PROGRESS":
+        info.context.retry_invited = True
+
+
 def _event_ids(events: list[Event]) -> list[strawberry.ID]:
     return [strawberry.ID(e.id) for e in events]
 
@@ -176,6 +183,7 @@ class MergeMutations:
                 merged_by=info.context.principal.name,
             )
         except ChangeRejectedError as error:
+            _invite_retry(info, error)
             return refused(MergeCustomersError, MergeCustomersErrorCode, error)
         return MergeCustomersSuccess(
             merge=CustomerMerge.from_record(record), event_ids=_event_ids(events)
@@ -201,6 +209,7 @@ class MergeMutations:
                 unmerged_by=info.context.principal.name,
             )
         except ChangeRejectedError as error:
+            _invite_retry(info, error)
             return refused(UnmergeCustomersError, UnmergeCustomersErrorCode, error)
         return UnmergeCustomersSuccess(
             merge=CustomerMerge.from_record(record), event_ids=_event_ids(events)

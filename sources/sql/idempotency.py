@@ -201,3 +201,12 @@ async def release(*, engine: AsyncEngine, claim: Claim) -> bool:
             .values(token=None)
         )
         return True
+
+
+async def forget(*, engine: AsyncEngine, claim: Claim) -> None:
+    """Drop the key after an answer that asks for a retry: the retry runs again (the change
+    must then be one a rerun finishes rather than repeats, as a merge is)."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            delete(_TABLE).where(_where(claim.principal, claim.key), _TABLE.c.token == claim.token)
+        )
