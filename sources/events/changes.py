@@ -175,17 +175,20 @@ async def _transaction_id(connection: AsyncConnection) -> str | None:
 
 
 async def _committed(engine: AsyncEngine, xid: str) -> bool:
-    """Whether the transaction `xid` committed, asked on a fresh connection; False when that
-    cannot be known (the change is then reported as not made, which may be untrue: the
-    Idempotency-Key is what makes such a retry safe)."""
-    try:
-        async with engine.connect() as connection:
-            status = await connection.execute(
-                text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
-            )
-            return status.scalar() == "committed"
-    except SQL_ERRORS:
-        return False
+    """Whether the transaction `xid` committed, asked on a fresh connection (twice, as the
+    loss that cut the COMMIT may take the next connection too); False when that cannot be
+    known (the change is then reported as not made, which may be untrue: the Idempotency-Key
+    is what makes such a retry safe)."""
+    for _ in range(2):
+        try:
+            async with engine.connect() as connection:
+                status = await connection.execute(
+                    text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
+                )
+                return status.scalar() == "committed"
+        except SQL_ERRORS:
+            continue
+    return False
 
 
 async def _mongo_transaction(

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,6 +27,8 @@ KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
 ALREADY_APPLIED = "ALREADY_APPLIED"
 STATUSES = {KEY_REUSED: 422, KEY_IN_USE: 409, ALREADY_APPLIED: 409}
+# Expired keys each claim deletes at most: the table stays as small as the window makes it.
+EXPIRED_PER_CLAIM = 100
 
 
 class IdempotencyConflictError(Exception):
@@ -110,13 +112,16 @@ async def claim(
         token = uuid.uuid4().hex
         try:
             async with engine.begin() as connection:
-                # Expired keys go here, a few at a time: a key may be used again once expired.
-                await connection.execute(delete(_TABLE).where(_TABLE.c.expires_at < now))
+                await _forget_expired(connection, now)
                 row = (
                     await connection.execute(
                         select(_TABLE).where(_where(principal, key)).with_for_update()
                     )
                 ).first()
+                if row is not None and row.expires_at < now:
+                    # Past its window: forgotten, whatever the sweep above reached.
+                    await connection.execute(delete(_TABLE).where(_where(principal, key)))
+                    row = None
                 if row is None:
                     await connection.execute(
                         insert(_TABLE).values(
@@ -147,6 +152,20 @@ async def claim(
         except IntegrityError:
             continue  # another request inserted the key first: read what it holds
     raise in_use()
+
+
+async def _forget_expired(connection: AsyncConnection, now: dt.datetime) -> None:
+    """Expired keys go as new ones are claimed, a few at a time: none is held by anyone (the
+    rows other claims are deleting are skipped, so two claims never wait on each other)."""
+    expired = (
+        select(_TABLE.c.principal, _TABLE.c.key)
+        .where(_TABLE.c.expires_at < now)
+        .limit(EXPIRED_PER_CLAIM)
+        .with_for_update(skip_locked=True)
+    )
+    await connection.execute(
+        delete(_TABLE).where(tuple_(_TABLE.c.principal, _TABLE.c.key).in_(expired))
+    )
 
 
 async def mark_applied(*, connection: AsyncConnection, claim: Claim) -> None:
