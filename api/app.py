@@ -71,8 +71,14 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-                expose_headers=["X-Request-ID", "Retry-After"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "X-API-Key",
+                    "X-Request-ID",
+                    "Idempotency-Key",
+                ],
+                expose_headers=["X-Request-ID", "Retry-After", "Idempotent-Replayed"],
                 max_age=600,
             )
         )

@@ -11,7 +11,9 @@ from starlette.websockets import WebSocket
 from api.connections import Connections
 from api.principal import ANONYMOUS, Principal
 from api.settings import Settings
+from sources.events.changes import Changes
 from sources.mongo.loaders import MongoLoaders
+from sources.sql.idempotency import Claim
 from sources.sql.loaders import SqlLoaders
 from sources.thirdparty.loaders import VendorLoaders
 
@@ -54,10 +56,20 @@ class Context:
     stale: list[dict[str, Any]] = field(default_factory=list)
     # The subscriptions running on this context's WebSocket (its context lives as long).
     subscriptions: set[object] = field(default_factory=set)
+    # The Idempotency-Key this request (a mutation) holds, if it sent one.
+    idempotency: Claim | None = None
+    # Set by a mutation whose answer asks the client to retry (MERGE_IN_PROGRESS): that answer
+    # is not kept for the key, whose retry runs again.
+    retry_invited: bool = False
 
     @property
     def loaders(self) -> Loaders:
         return _operation_loaders.get() or self.request_loaders
+
+    @property
+    def changes(self) -> Changes:
+        """What a mutation changes data through: under the request's idempotency key."""
+        return self.connections.changes.holding(self.idempotency)
 
     def audit_read(self, customer_id: int, type_name: str, field_name: str) -> None:
         """Record that this request read one PII field of a customer in clear."""

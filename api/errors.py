@@ -9,6 +9,7 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 
 from sources.errors import SourceError
+from sources.sql.idempotency import IdempotencyConflictError
 
 log = logging.getLogger("c360.errors")
 
@@ -34,6 +35,10 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     if isinstance(original, SourceError):
         formatted["message"] = str(original)
         formatted["extensions"] = {"code": original.code, "source": original.source}
+        return formatted
+    if isinstance(original, IdempotencyConflictError):
+        formatted["message"] = str(original)
+        formatted["extensions"] = {"code": original.code}
         return formatted
     if isinstance(original, GraphQLError):
         formatted["message"] = original.message

@@ -33,15 +33,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
+from api import idempotency
 from api.admission import Refusal, may_explore
 from api.connections import Connections
-from api.context import create_context
+from api.context import Context, create_context
 from api.documents import document_hash
 from api.errors import format_error
 from api.execution import Executor
 from api.guard import CallerRefusedError, Guard, request_id
 from api.principal import Principal
 from api.settings import Settings
+from sources.sql.idempotency import Claim, Replay
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +284,17 @@ class GraphQLHTTP:
                 headers,
             )
         try:
+            key = _idempotency_key(request)
             raw = await read_request(request, self.settings.max_body_bytes)
             if isinstance(raw, list):
+                if key is not None:
+                    raise RequestError(
+                        "An Idempotency-Key names one operation: send the mutation on its own, "
+                        "not in a batch."
+                    )
                 return await self._batch(raw, request, connections, guard, principal, media, rid)
             status, payload = await self._one(
-                read_params(raw), request, connections, guard, principal, media, rid
+                read_params(raw), request, connections, guard, principal, media, rid, key, headers
             )
         except RequestError as error:
             headers.update(error.headers)
@@ -331,6 +339,7 @@ class GraphQLHTTP:
                 payload = {
                     "errors": [{"message": str(refused), "extensions": {"code": refused.code}}]
                 }
+            assert isinstance(payload, dict)  # only a keyed request is answered in bytes
             results.append(payload)
         return Response(
             orjson.dumps(results),
@@ -347,8 +356,14 @@ class GraphQLHTTP:
         principal: Principal,
         media: str,
         rid: str,
-    ) -> tuple[int, dict[str, Any]]:
-        """The status and body of one operation (RequestError for a malformed request)."""
+        key: str | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any] | bytes]:
+        """The status and body of one operation (RequestError for a malformed request).
+
+        A mutation with an Idempotency-Key `key` runs once: a retry is answered with the first
+        answer's bytes (`response_headers` then say so).
+        """
         try:
             resolved = await resolve_query(params, guard, principal)
         except GraphQLError as error:
@@ -379,7 +394,37 @@ class GraphQLHTTP:
             # anonymous scratch space.
             await guard.persisted.put(resolved.register, query)
 
+        claim: Claim | None = None
+        if key is not None and operation.operation is OperationType.MUTATION:
+            held = await idempotency.begin(
+                connections,
+                principal,
+                key,
+                idempotency.request_hash(query, params.operation_name, params.variables),
+            )
+            if isinstance(held, Replay):
+                if response_headers is not None:
+                    response_headers[idempotency.REPLAYED] = "true"
+                return held.status, held.body
+            if isinstance(held, idempotency.Refusal):
+                if response_headers is not None:
+                    response_headers.update(held.headers)
+                return held.status, held.payload
+            claim = held
         context = create_context(connections, principal=principal, request_id=rid)
+        context.idempotency = claim
+        status, payload = await self._execute(document, params, context, media)
+        if claim is not None:
+            await idempotency.end(
+                connections, claim, status, payload, final=not context.retry_invited
+            )
+        return status, payload
+
+    async def _execute(
+        self, document: DocumentNode, params: GraphQLRequest, context: Context, media: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Run an admitted operation: its status and body."""
+        principal = context.principal
         try:
             async with asyncio.timeout(self.settings.execution_timeout):
                 result = await self.executor.execute(
@@ -465,6 +510,13 @@ def _refused(refusal: Refusal, media: str) -> tuple[int, dict[str, Any]]:
     return status, {"errors": [format_error(e) for e in refusal.errors]}
 
 
+def _idempotency_key(request: Request) -> str | None:
+    try:
+        return idempotency.read_key(request.headers)
+    except ValueError as error:
+        raise RequestError(str(error)) from error
+
+
 def _errors_status(media: str) -> int:
     """GraphQL request errors: 400 for graphql-response+json, 200 for application/json."""
     return 400 if media == GRAPHQL_RESPONSE else 200
@@ -477,10 +529,10 @@ def _error(media: str, message: str, status: int, code: str, headers: dict[str, 
 
 
 def _respond(
-    media: str, payload: dict[str, Any], status: int, headers: dict[str, str] | None = None
+    media: str, payload: dict[str, Any] | bytes, status: int, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(payload),
+        payload if isinstance(payload, bytes) else orjson.dumps(payload),
         status_code=status,
         media_type=f"{media}; charset=utf-8",
         headers=headers,

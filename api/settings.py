@@ -175,6 +175,10 @@ class Settings(BaseSettings):
     execution_timeout: PositiveFloat = Field(
         default=10.0, description="Seconds one operation may run before it is stopped."
     )
+    idempotency_ttl_seconds: PositiveFloat = Field(
+        default=86400.0,
+        description="How long a mutation's Idempotency-Key and its stored answer are kept.",
+    )
     rate_limit_enabled: bool = True
     rate_limit_principal: str = Field(
         default="600/minute", description="Requests per authenticated principal (limits syntax)."

@@ -144,6 +144,13 @@ UnmergeCustomersResult = Annotated[
 ]
 
 
+def _invite_retry(info: Info, error: ChangeRejectedError) -> None:
+    """A merge cut short between its steps is finished by a retry: an Idempotency-Key must not
+    keep this answer for it."""
+    if error.code == "MERGE_IN_PROGRESS":
+        info.context.retry_invited = True
+
+
 def _event_ids(events: list[Event]) -> list[strawberry.ID]:
     return [strawberry.ID(e.id) for e in events]
 
@@ -170,12 +177,13 @@ class MergeMutations:
     ) -> MergeCustomersResult | None:
         try:
             record, events = await merges.merge_customers(
-                info.context.connections.changes,
+                info.context.changes,
                 survivor_id=target_id(survivor_id),
                 merged_id=target_id(merged_id),
                 merged_by=info.context.principal.name,
             )
         except ChangeRejectedError as error:
+            _invite_retry(info, error)
             return refused(MergeCustomersError, MergeCustomersErrorCode, error)
         return MergeCustomersSuccess(
             merge=CustomerMerge.from_record(record), event_ids=_event_ids(events)
@@ -196,11 +204,12 @@ class MergeMutations:
     ) -> UnmergeCustomersResult | None:
         try:
             record, events = await merges.unmerge_customers(
-                info.context.connections.changes,
+                info.context.changes,
                 merge_id=target_id(merge_id),
                 unmerged_by=info.context.principal.name,
             )
         except ChangeRejectedError as error:
+            _invite_retry(info, error)
             return refused(UnmergeCustomersError, UnmergeCustomersErrorCode, error)
         return UnmergeCustomersSuccess(
             merge=CustomerMerge.from_record(record), event_ids=_event_ids(events)

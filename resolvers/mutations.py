@@ -15,7 +15,7 @@ import strawberry
 from bson import ObjectId
 
 from resolvers.access import changeable
-from resolvers.common import Info, refused, target_id
+from resolvers.common import Info, load, refused, target_id
 from resolvers.customer import Customer
 from resolvers.enums import (
     AddressKind,
@@ -28,6 +28,7 @@ from resolvers.enums import (
 from resolvers.merge import MergeMutations
 from resolvers.order import Order
 from sources.events import changes
+from sources.sql.records import CustomerRecord
 
 
 @strawberry.enum(description="Why a contact change was refused.")
@@ -145,10 +146,19 @@ def _input_customer(arguments: dict[str, Any]) -> object:
     return arguments["input"].customer_id
 
 
-async def _customer(info: Info, customer_id: int) -> Customer:
-    record = await info.context.loaders.sql.customer_by_id.load(customer_id)
-    assert record is not None
-    return Customer.from_record(record)
+async def _customer_before(info: Info, customer_id: int) -> CustomerRecord | None:
+    """The customer, read before a change that leaves its own record as it is (an address, a
+    consent): the answer is built from it, so no read after the commit can turn a change
+    that was made into a failure. A store that fails here fails the mutation before it
+    changes anything."""
+    return await load(info, info.context.loaders.sql.customer_by_id, customer_id)
+
+
+async def _customer_after(info: Info, before: CustomerRecord | None, customer_id: int) -> Customer:
+    if before is None:  # it did not exist when read, yet the change found it
+        before = await load(info, info.context.loaders.sql.customer_by_id, customer_id)
+        assert before is not None
+    return Customer.from_record(before)
 
 
 @strawberry.type(description="Changes to contact data, orders and consent.")
@@ -167,7 +177,7 @@ class ContactMutations:
     ) -> UpdateCustomerContactResult | None:
         try:
             record, event = await changes.change_contact(
-                info.context.connections.changes,
+                info.context.changes,
                 customer_id=target_id(input.customer_id),
                 email=input.email,
                 phone=input.phone,
@@ -188,7 +198,7 @@ class ContactMutations:
     ) -> UpdateOrderStatusResult | None:
         try:
             record, event = await changes.change_order_status(
-                info.context.connections.changes,
+                info.context.changes,
                 order_id=target_id(input.order_id),
                 status=input.status.value,
                 tracking_number=input.tracking_number,
@@ -210,9 +220,10 @@ class ContactMutations:
         input: Annotated[SetConsentInput, strawberry.argument(description="The consent.")],
     ) -> SetConsentResult | None:
         customer_id = target_id(input.customer_id)
+        before = await _customer_before(info, customer_id)
         try:
             event = await changes.change_consent(
-                info.context.connections.changes,
+                info.context.changes,
                 customer_id=customer_id,
                 channel=input.channel.value,
                 granted=input.granted,
@@ -220,7 +231,8 @@ class ContactMutations:
         except changes.ChangeRejectedError as error:
             return refused(SetConsentError, SetConsentErrorCode, error)
         return SetConsentSuccess(
-            customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
+            customer=await _customer_after(info, before, customer_id),
+            event_id=strawberry.ID(event.id),
         )
 
 
@@ -366,9 +378,10 @@ class Mutation(ContactMutations, MergeMutations):
         input: Annotated[SetAddressInput, strawberry.argument(description="The address.")],
     ) -> AddressResult | None:
         customer_id = target_id(input.customer_id)
+        before = await _customer_before(info, customer_id)
         try:
             event = await changes.change_address(
-                info.context.connections.changes,
+                info.context.changes,
                 customer_id=customer_id,
                 address={
                     "kind": input.kind.value,
@@ -383,7 +396,8 @@ class Mutation(ContactMutations, MergeMutations):
         except changes.ChangeRejectedError as error:
             return refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
-            customer=await _customer(info, customer_id), event_id=strawberry.ID(event.id)
+            customer=await _customer_after(info, before, customer_id),
+            event_id=strawberry.ID(event.id),
         )
 
     @strawberry.mutation(
@@ -396,14 +410,15 @@ class Mutation(ContactMutations, MergeMutations):
         kind: Annotated[AddressKind, strawberry.argument(description="Which address.")],
     ) -> AddressResult | None:
         number = target_id(customer_id)
+        before = await _customer_before(info, number)
         try:
             event = await changes.remove_address(
-                info.context.connections.changes, customer_id=number, kind=kind.value
+                info.context.changes, customer_id=number, kind=kind.value
             )
         except changes.ChangeRejectedError as error:
             return refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
-            customer=await _customer(info, number), event_id=strawberry.ID(event.id)
+            customer=await _customer_after(info, before, number), event_id=strawberry.ID(event.id)
         )
 
     @strawberry.mutation(
@@ -419,7 +434,7 @@ class Mutation(ContactMutations, MergeMutations):
         customer_id = target_id(input.customer_id)
         try:
             event = await changes.record_interaction(
-                info.context.connections.changes,
+                info.context.changes,
                 customer_id=customer_id,
                 interaction={
                     "_id": ObjectId(),
@@ -444,7 +459,7 @@ class Mutation(ContactMutations, MergeMutations):
     ) -> TicketResult | None:
         try:
             ticket_id, event = await changes.open_ticket(
-                info.context.connections.changes,
+                info.context.changes,
                 customer_id=target_id(input.customer_id),
                 subject=input.subject,
                 priority=input.priority.value,
@@ -465,7 +480,7 @@ class Mutation(ContactMutations, MergeMutations):
     ) -> TicketResult | None:
         try:
             event = await changes.change_ticket_status(
-                info.context.connections.changes,
+                info.context.changes,
                 customer_id=None,
                 ticket_id=str(input.ticket_id),
                 status=input.status.value,

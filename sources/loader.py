@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 
 from sources.cache.entity import EntityCache
 from sources.errors import SourceError, SourceTimeoutError, SourceUnavailableError
+from sources.sql.engine import DRIVER_CONNECTION_ERRORS
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -36,6 +37,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     httpx.HTTPStatusError,
     InterfaceError,
     OSError,
+    *DRIVER_CONNECTION_ERRORS,
 )
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,8 +26,11 @@ from sources.cache.backends import CacheUnavailableError
 from sources.cache.entity import EntityCache
 from sources.events.envelope import C360_SOURCE, Event
 from sources.events.outbox import Relay, add_to_mongo_outbox, add_to_sql_outbox, in_sql_outbox
+from sources.loader import source_error
+from sources.mongo import idempotency as mongo_idempotency
 from sources.mongo.queries import Database
-from sources.sql import writes
+from sources.sql import idempotency, writes
+from sources.sql.engine import SQL_ERRORS
 from sources.sql.queries import customers_by_ids, orders_by_ids
 from sources.sql.records import CustomerRecord, OrderRecord
 from sources.sql.search import Searchable, write_search_terms
@@ -44,6 +49,8 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     "RETURNED": frozenset(),
 }
 CONSENT_CHANNELS = frozenset({"EMAIL", "SMS", "PHONE", "PUSH", "POST"})
+
+log = logging.getLogger(__name__)
 
 
 class ChangeRejectedError(Exception):
@@ -67,6 +74,13 @@ class Changes:
     db: Database
     cache: EntityCache | None
     relay: Relay | None
+    # The Idempotency-Key the request making these changes holds: each change marks it
+    # applied in its own transaction (`sources.sql.idempotency`).
+    claim: idempotency.Claim | None = None
+
+    def holding(self, claim: idempotency.Claim | None) -> Changes:
+        """These changes, made under a request's idempotency key."""
+        return self if claim is None else replace(self, claim=claim)
 
     async def _invalidate(
         self, source: str, name: str, *, keys: Sequence[Any] = (), owners: Sequence[Any] = ()
@@ -78,6 +92,10 @@ class Changes:
         except CacheUnavailableError:
             # Kept and replayed before the cache is read again (see RedisBackend).
             pass
+        except Exception:
+            # The change committed: nothing after the commit may report it as failed. The
+            # entries expire with their TTL, and the change's event invalidates them again.
+            log.exception("invalidating %s %s after a committed change failed", source, name)
 
     def _published(self) -> None:
         if self.relay is not None:
@@ -99,38 +117,113 @@ def _event(
     )
 
 
+@contextlib.contextmanager
+def _outage(source: str, kinds: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """A lost or unreachable store, as the coded SourceError clients may retry on."""
+    try:
+        yield
+    except kinds as error:
+        mapped = source_error(source, error)
+        if mapped is None:
+            raise
+        log.warning("change failed: %s is unavailable: %s", source, mapped.detail)
+        raise mapped from error
+
+
 @contextlib.asynccontextmanager
 async def _sql_transaction(
     changes: Changes, origin: Event | None
 ) -> AsyncIterator[AsyncConnection]:
-    """A write transaction; an ingested event seen before fails it as DuplicateEventError."""
+    """A write transaction; an ingested event seen before fails it as DuplicateEventError, a
+    lost connection as SourceUnavailableError, unless the change is found to have committed.
+
+    The transaction marks the request's idempotency key applied (see `Changes.claim`).
+    """
     try:
-        async with changes.engine.begin() as connection:
-            yield connection
+        with _outage("sql", SQL_ERRORS):
+            async with changes.engine.connect() as connection:
+                transaction = await connection.begin()
+                try:
+                    yield connection
+                    if changes.claim is not None:
+                        await idempotency.mark_applied(connection=connection, claim=changes.claim)
+                    xid = await _transaction_id(connection)
+                except BaseException:
+                    # On a lost connection the rollback fails too: the error to report is the
+                    # first one.
+                    with contextlib.suppress(*SQL_ERRORS):
+                        await transaction.rollback()
+                    raise
+                try:
+                    await transaction.commit()
+                except SQL_ERRORS:
+                    if xid is None or not await _committed(changes.engine, xid):
+                        raise
+                    log.warning("the connection was lost during a COMMIT that took effect")
     except IntegrityError as error:
         if origin is not None and "outbox" in str(error.orig).lower():
             raise DuplicateEventError(origin.id) from error
         raise
 
 
+async def _transaction_id(connection: AsyncConnection) -> str | None:
+    """PostgreSQL's id of the running transaction, to ask after a lost COMMIT whether it
+    committed (SQLite is a local file: a COMMIT there has no outcome to lose)."""
+    if connection.dialect.name != "postgresql":
+        return None
+    return str((await connection.execute(text("SELECT pg_current_xact_id()::text"))).scalar())
+
+
+async def _committed(engine: AsyncEngine, xid: str) -> bool:
+    """Whether the transaction `xid` committed, asked on a fresh connection (twice, as the
+    loss that cut the COMMIT may take the next connection too); False when that cannot be
+    known (the change is then reported as not made, which may be untrue: the Idempotency-Key
+    is what makes such a retry safe)."""
+    for _ in range(2):
+        try:
+            async with engine.connect() as connection:
+                status = await connection.execute(
+                    text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
+                )
+                return status.scalar() == "committed"
+        except SQL_ERRORS:
+            continue
+    return False
+
+
 async def _mongo_transaction(
     changes: Changes, event: Event, write: Callable[[Any], Awaitable[None]]
 ) -> None:
-    """`write(session)` and the event's outbox document in one MongoDB transaction."""
+    """`write(session)` and the event's outbox document in one MongoDB transaction, with the
+    marker of the request's idempotency key (a second change under the key fails the
+    transaction)."""
+    claim = changes.claim
 
     async def transaction(session: Any) -> None:
+        if claim is not None and not await mongo_idempotency.mark_applied(
+            db=changes.db, session=session, marker=claim.marker, expires_at=claim.expires_at
+        ):
+            raise idempotency.already_applied()
         await write(session)
         await add_to_mongo_outbox(db=changes.db, session=session, events=[event])
 
     try:
-        async with changes.db.client.start_session() as session:
-            # with_transaction retries on TransientTransactionError: concurrent transactions
-            # touching the same documents (the outbox, one customer's profile) conflict.
-            await session.with_transaction(transaction)
+        with _outage("mongo", (PyMongoError,)):
+            async with changes.db.client.start_session() as session:
+                # with_transaction retries on TransientTransactionError: concurrent
+                # transactions touching the same documents (the outbox, one customer's
+                # profile) conflict.
+                await session.with_transaction(transaction)
     except (DuplicateKeyError, BulkWriteError) as error:
         if event.extensions.get("origin") is not None and _duplicate_key(error):
             raise DuplicateEventError(event.id) from error
         raise
+    if claim is not None:
+        try:
+            await idempotency.applied(engine=changes.engine, claim=claim)
+        except SQL_ERRORS:
+            # The MongoDB marker, committed with the change, still refuses a second one.
+            log.warning("could not mark idempotency key applied in SQL", exc_info=True)
 
 
 def _duplicate_key(error: DuplicateKeyError | BulkWriteError) -> bool:
@@ -199,8 +292,11 @@ async def _require_customer(
     changes: Changes, customer_id: int, origin: Event | None = None
 ) -> CustomerRecord:
     """The customer to change in MongoDB, by `_lock_customer`'s rules (without a lock)."""
-    async with changes.engine.connect() as connection:
-        customer = await _read_customer(connection, customer_id, follow_merges=origin is not None)
+    with _outage("sql", SQL_ERRORS):
+        async with changes.engine.connect() as connection:
+            customer = await _read_customer(
+                connection, customer_id, follow_merges=origin is not None
+            )
     if customer is None:
         raise _no_such_customer(customer_id)
     if customer.merged_into is not None:
@@ -570,7 +666,8 @@ async def change_ticket_status(
         raise ChangeRejectedError("INVALID_STATUS", f"unknown ticket status {status!r}", "status")
     subject = customer_id
     if customer_id is None:
-        ticket = await changes.db.tickets.find_one({"_id": ticket_id}, {"customer_id": 1})
+        with _outage("mongo", (PyMongoError,)):
+            ticket = await changes.db.tickets.find_one({"_id": ticket_id}, {"customer_id": 1})
         if ticket is None:
             raise ChangeRejectedError(
                 "TICKET_NOT_FOUND", f"no ticket has id {ticket_id}", "ticketId"

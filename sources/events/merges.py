@@ -52,6 +52,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sources.errors import SourceError
 from sources.events.changes import ChangeRejectedError, Changes, _event, _sql_transaction
 from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
@@ -71,7 +72,7 @@ MOVED = ("orders", "interactions", "tickets", "identities")
 # to a retry to finish).
 MONGO_STEP_SECONDS = 10.0
 # Store failures that cut a merge short after its first step: it is recorded, to be finished.
-_STORE_ERRORS = (PyMongoError, SQLAlchemyError, OSError, TimeoutError)
+_STORE_ERRORS = (PyMongoError, SQLAlchemyError, OSError, TimeoutError, SourceError)
 
 
 async def merge_customers(

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     create_async_engine,
 )
 
 from sources.roundtrips import SQL, RoundTrips
+
+# The driver's own errors of a connection lost while it is being set up: SQLAlchemy does not
+# wrap what its connect hooks raise (asyncpg's "connection is closed" from a backend
+# terminated before the first statement).
+DRIVER_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)
+# Everything a statement or a connection of the engine may raise when the database fails.
+SQL_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    OSError,
+    *DRIVER_CONNECTION_ERRORS,
+)
 
 
 def create_engine(url: str | URL, *, round_trips: RoundTrips | None = None) -> AsyncEngine:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -251,3 +252,23 @@ class CustomerMerge(Base):
     moved: Mapped[dict[str, Any]] = mapped_column(JSON)
     unmerged_by: Mapped[str | None] = mapped_column(String(255))
     unmerged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """A mutation's Idempotency-Key, per principal: the request it was first sent with, whether
+    its change committed, and the answer a retry gets (`sources.sql.idempotency`)."""
+
+    __tablename__ = "idempotency_keys"
+
+    principal: Mapped[str] = mapped_column(String(300), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # SHA-256 of the operation and its variables: the same key with another request is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # The in-flight request holding the key, and since when; null once it has answered.
+    token: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Set in the transaction of the change itself: the change committed exactly when this did.
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
