@@ -200,8 +200,14 @@ class Settings(BaseSettings):
     audit_flush_seconds: PositiveFloat = Field(
         default=1.0, description="How often buffered audit entries are written."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token /metrics requires (unset: none required)."
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without a token in production."
+    )
 
-    @field_validator("auth_jwt_secret")
+    @field_validator("auth_jwt_secret", "metrics_token")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
+
+from api.health import READY_CACHE_SECONDS
+from api.settings import Settings
+from tests.conftest import running_app
 
 
 async def test_healthz_says_alive(client: httpx.AsyncClient) -> None:
@@ -18,3 +25,33 @@ async def test_readyz_reports_each_store(client: httpx.AsyncClient) -> None:
     assert body["status"] == "ready"
     assert set(body["stores"]) == {"sql", "mongo", "loyalty", "tracking"}
     assert {s["status"] for s in body["stores"].values()} == {"up"}
+
+
+async def test_readyz_checks_the_stores_at_most_once_a_second(settings: Settings) -> None:
+    async with running_app(settings) as (app, http):
+        round_trips = app.state.connections.round_trips
+        before = round_trips.snapshot()
+        started = time.monotonic()
+        # The concurrent callers arrive while the first one's check is in flight: they share it.
+        concurrent = await asyncio.gather(*(http.get("/readyz") for _ in range(30)))
+        one_by_one = [await http.get("/readyz") for _ in range(30)]
+        elapsed = time.monotonic() - started
+        assert {r.status_code for r in concurrent + one_by_one} == {200}
+        checks = round_trips.since(before)
+        # However busy the machine, one check per started second at most.
+        most = 1 + int(elapsed / READY_CACHE_SECONDS)
+        # (MongoDB's ping is housekeeping to the round-trip counter: not counted.)
+        for store in ("sql", "loyalty", "tracking"):
+            assert 1 <= checks[store] <= most, (store, checks, elapsed)
+
+
+async def test_readyz_checks_again_once_its_result_is_a_second_old(settings: Settings) -> None:
+    async with running_app(settings) as (app, http):
+        round_trips = app.state.connections.round_trips
+        before = round_trips.snapshot()
+        first = await http.get("/readyz")
+        deadline = time.monotonic() + 10
+        while round_trips.since(before)["sql"] < 2:
+            assert time.monotonic() < deadline, "/readyz never checked the stores again"
+            assert (await http.get("/readyz")).status_code == first.status_code == 200
+            await asyncio.sleep(0.05)
