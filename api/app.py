@@ -22,6 +22,7 @@ from api.graphql_ws import GraphQLWebSocket, WebSocketAdmission
 from api.guard import open_guard
 from api.health import Readiness, healthz, readyz
 from api.metrics import Metrics, MetricsMiddleware
+from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
 from api.startup import refuse_production_without_auth, refuse_unsafe_production
 from resolvers.schema import create_schema
@@ -66,7 +67,10 @@ def create_app(settings: Settings) -> Starlette:
     async def graphql(request: Request) -> Response:
         return await endpoint(request, request.app.state.connections, request.app.state.guard)
 
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    middleware = [
+        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(BodyReadTimeoutMiddleware, timeout=settings.request_read_timeout),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
