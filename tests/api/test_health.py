@@ -40,8 +40,9 @@ async def test_readyz_checks_the_stores_at_most_once_a_second(settings: Settings
         checks = round_trips.since(before)
         # However busy the machine, one check per started second at most.
         most = 1 + int(elapsed / READY_CACHE_SECONDS)
-        # (MongoDB's ping is housekeeping to the round-trip counter: not counted.)
-        for store in ("sql", "loyalty", "tracking"):
+        # Counted by the vendors' calls, which nothing else in an idle app makes (the outbox
+        # relay polls SQL, and MongoDB's ping is housekeeping to the round-trip counter).
+        for store in ("loyalty", "tracking"):
             assert 1 <= checks[store] <= most, (store, checks, elapsed)
 
 
@@ -51,7 +52,7 @@ async def test_readyz_checks_again_once_its_result_is_a_second_old(settings: Set
         before = round_trips.snapshot()
         first = await http.get("/readyz")
         deadline = time.monotonic() + 10
-        while round_trips.since(before)["sql"] < 2:
+        while round_trips.since(before)["loyalty"] < 2:
             assert time.monotonic() < deadline, "/readyz never checked the stores again"
             assert (await http.get("/readyz")).status_code == first.status_code == 200
             await asyncio.sleep(0.05)
