@@ -18,9 +18,9 @@ import httpx
 import psutil
 import pytest
 
-from sources.net import free_port, stop_process
 from tests.auth import AGENT
 from tests.conftest import Simulator
+from tests.ws.test_across_instances import server
 
 READ_TIMEOUT = 2
 # MongoDB answers it: an external id is looked up in the profiles before anything else.
@@ -40,19 +40,14 @@ class Served:
 @contextlib.contextmanager
 def serving(tmp_path: Path, **env: str) -> Iterator[Served]:
     """`c360 serve` over a fresh data directory, with `env` on top; embedded stores for the rest."""
-    port = free_port()
     environment = {**os.environ, "C360_DATA_DIR": str(tmp_path)}
     for name in ("C360_DATABASE_URL", "C360_MONGO_URL", "C360_REDIS_URL"):
         environment.pop(name, None)
     environment.update(env)
     migrate = [sys.executable, "-m", "api.cli", "migrate"]
     subprocess.run(migrate, env=environment, check=True, capture_output=True)
-    command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--no-access-log"]
     log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, env=environment, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with server(environment, log_path) as (url, process):
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -61,12 +56,9 @@ def serving(tmp_path: Path, **env: str) -> Iterator[Served]:
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, "c360 serve did not start"
-            assert server.poll() is None, f"c360 serve exited: {log_path.read_text()}"
+            assert process.poll() is None, f"c360 serve exited: {log_path.read_text()}"
             time.sleep(0.2)
-        yield Served(url, port, server, log_path)
-    finally:
-        if server.poll() is None:
-            stop_process(server)
+        yield Served(url, int(url.rpartition(":")[2]), process, log_path)
 
 
 def _embedded_mongo(served: Served) -> psutil.Process | None:
