@@ -108,6 +108,10 @@ class _EmbeddedServer:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    # Its own process group: a Ctrl-C (or a signal) meant for c360's group
+                    # would reach it too, and it would be restarted while c360 shuts down.
+                    # c360 stops it itself, and _die_with_parent if c360 cannot.
+                    start_new_session=True,
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
             self._process = process
