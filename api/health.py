@@ -96,10 +96,10 @@ class Readiness:
             self._running = None
 
     async def close(self) -> None:
-        """Stop a check still in flight (the connections it uses are closing)."""
+        """Let a check still in flight end (within READY_TIMEOUT) before its connections close."""
+        # Not cancelled: a vendor request cut short while connecting leaves its socket open.
         running = self._running
         if running is not None:
-            running.cancel()
             await asyncio.gather(running, return_exceptions=True)
 
 
