@@ -20,8 +20,9 @@ from api.events_http import create_events_endpoint
 from api.graphql_http import GraphQLHTTP
 from api.graphql_ws import GraphQLWebSocket, WebSocketAdmission
 from api.guard import open_guard
-from api.health import healthz, readyz
+from api.health import Readiness, healthz, readyz
 from api.metrics import Metrics, MetricsMiddleware
+from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
 from api.startup import refuse_production_without_auth, refuse_unsafe_production
 from resolvers.schema import create_schema
@@ -43,7 +44,7 @@ def create_app(settings: Settings) -> Starlette:
         ]
     )
     endpoint = GraphQLHTTP(schema, settings)
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,13 +59,18 @@ def create_app(settings: Settings) -> Starlette:
             if connections.cache is not None:
                 metrics.watch_cache(connections.cache)
             app.state.event_applier = functools.partial(apply_event, connections.changes)
+            app.state.readiness = Readiness(connections)
             yield
             app.state.event_applier = None
+            await app.state.readiness.close()
 
     async def graphql(request: Request) -> Response:
         return await endpoint(request, request.app.state.connections, request.app.state.guard)
 
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    middleware = [
+        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(BodyReadTimeoutMiddleware, timeout=settings.request_read_timeout),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(

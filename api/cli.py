@@ -34,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from api.readtimeout import ReadTimeoutProtocol
+
     settings = Settings()
     # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found.
     # The default one would end the process on the spot, leaving the embedded stores running;
@@ -61,12 +63,18 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             loop="uvloop",
-            http="httptools",
+            # httptools, with a deadline on reading each request's headers.
+            http=ReadTimeoutProtocol,
             ws="websockets-sansio",
             log_level=args.log_level,
             access_log=args.access_log,
             # A WebSocket message is a request too: no larger than a POST body may be.
             ws_max_size=settings.max_body_bytes,
+            # X-Forwarded-For names the client only when a trusted proxy sends it. uvicorn would
+            # otherwise believe it from 127.0.0.1 (its FORWARDED_ALLOW_IPS default), so anything
+            # local could pose as any number of addresses to the per-address rate limit.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies,
         )
     return 0
 

@@ -1,17 +1,20 @@
 """Prometheus metrics on /metrics: requests, latencies and source round trips.
 
 Each app has its own registry, so several apps in one process (the tests) do not collide.
-The figures are per process: run one worker per container, or scrape each worker.
+The figures are per process: run one worker per container, or scrape each worker. With
+`metrics_token` set, a scraper must send it as `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,7 +62,9 @@ class _CacheCollector(Collector):
 class Metrics:
     """The registry of one app and the instruments the middleware feeds."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: SecretStr | None = None) -> None:
+        # Compared as bytes: compare_digest takes str only when it is ASCII.
+        self._token = token.get_secret_value().encode() if token is not None else None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "c360_http_requests",
@@ -83,9 +88,22 @@ class Metrics:
         """Expose the entity cache's counters."""
         self.registry.register(_CacheCollector(cache))
 
-    async def endpoint(self, _request: Request) -> Response:
-        """The Prometheus text exposition."""
+    async def endpoint(self, request: Request) -> Response:
+        """The Prometheus text exposition; 401 without the bearer token, when one is set."""
+        if self._token is not None and not self._authorized(request):
+            return Response(
+                "/metrics needs `Authorization: Bearer <C360_METRICS_TOKEN>`.\n",
+                status_code=401,
+                headers={"www-authenticate": 'Bearer realm="metrics"'},
+            )
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+    def _authorized(self, request: Request) -> bool:
+        assert self._token is not None
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credential.strip().encode(), self._token
+        )
 
 
 class MetricsMiddleware:

@@ -200,8 +200,22 @@ class Settings(BaseSettings):
     audit_flush_seconds: PositiveFloat = Field(
         default=1.0, description="How often buffered audit entries are written."
     )
+    request_read_timeout: PositiveFloat = Field(
+        default=15.0,
+        description="Seconds a client has to send a request's headers, and then its body (408).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks whose X-Forwarded-For is believed (none: no one's).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token /metrics requires (unset: none required)."
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without a token in production."
+    )
 
-    @field_validator("auth_jwt_secret")
+    @field_validator("auth_jwt_secret", "metrics_token")
     @classmethod
     def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None

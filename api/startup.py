@@ -19,10 +19,20 @@ class UnsafeConfigurationError(RuntimeError):
 
 
 def refuse_unsafe_production(settings: Settings) -> None:
-    """Raise when production settings carry the development secret or a weak one."""
-    if settings.env is not Environment.PRODUCTION or settings.auth_jwt_secret is None:
+    """Raise when production has the development or a weak JWT secret, or /metrics left open."""
+    if settings.env is not Environment.PRODUCTION:
         return
-    secret = settings.auth_jwt_secret.get_secret_value()
+    if settings.auth_jwt_secret is not None:
+        _refuse_weak_secret(settings.auth_jwt_secret.get_secret_value())
+    if settings.metrics_token is None and not settings.metrics_public:
+        raise UnsafeConfigurationError(
+            "C360_ENV=production with /metrics open to anyone: set C360_METRICS_TOKEN (scrapers "
+            "send it as a bearer token), or C360_METRICS_PUBLIC=true when only your network "
+            "reaches /metrics."
+        )
+
+
+def _refuse_weak_secret(secret: str) -> None:
     if secret == DEVELOPMENT_JWT_SECRET:
         raise UnsafeConfigurationError(
             "C360_ENV=production with the development JWT secret: set C360_AUTH_JWT_SECRET to "

@@ -9,9 +9,11 @@ compete with c360's event loop for the GIL. It is GPL-2.0-only and ships in the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,8 @@ from pymongo.errors import PyMongoError
 
 from sources.net import free_port, stop_process
 
+log = logging.getLogger(__name__)
+
 
 class EmbeddedMongoError(RuntimeError):
     """The embedded MongoDB server could not be started."""
@@ -29,13 +33,18 @@ class EmbeddedMongoError(RuntimeError):
 # SecantusDB reads its data at startup: the 100,000-customer bench dataset (5 million
 # interactions) takes it 40 s to open on 2 cores. A server that exits is noticed at once.
 STARTUP_TIMEOUT = 180.0
+# A server that dies is started again after a pause that doubles, up to the most, each time it
+# dies again soon after a start (or fails to start); one that stayed up a while starts afresh.
+RESTART_DELAY = 0.5
+RESTART_DELAY_MAX = 30.0
+STABLE_SECONDS = 60.0
 
 
 @contextlib.contextmanager
 def embedded_mongo(
     storage_path: Path, *, startup_timeout: float = STARTUP_TIMEOUT
 ) -> Iterator[str]:
-    """Run SecantusDB on a free port over `storage_path`; yields its MongoDB URL."""
+    """Run SecantusDB on a free port over `storage_path`, restarted if it dies; yields its URL."""
     try:
         import secantus  # noqa: F401
     except ImportError as error:
@@ -44,35 +53,113 @@ def embedded_mongo(
             "install the 'embedded' extra (pip install 'c360[embedded]') or set C360_MONGO_URL"
         ) from error
     storage_path.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = storage_path.parent / "secantus.log"
-    with open(log_path, "ab") as log:
-        log_start = log.tell()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "secantus",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                str(storage_path),
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-    url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    server = _EmbeddedServer(storage_path, free_port(), startup_timeout)
+    server.start()
+    supervisor = threading.Thread(
+        target=server.supervise, name="embedded-mongo-supervisor", daemon=True
+    )
+    supervisor.start()
     try:
-        _wait_until_answering(url, process, startup_timeout, log_path, log_start)
-        yield url
+        yield server.url
     finally:
-        stop_process(process, timeout=15)
+        server.stop()
+        supervisor.join()
+
+
+class _EmbeddedServer:
+    """One SecantusDB server over one storage path, on one port for its whole life.
+
+    The port stays the same across restarts, so the URL every client (and every uvicorn worker)
+    was given stays right; the drivers reconnect by themselves.
+    """
+
+    def __init__(self, storage_path: Path, port: int, startup_timeout: float) -> None:
+        self.storage_path = storage_path
+        self.port = port
+        self.url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        self.startup_timeout = startup_timeout
+        self.log_path = storage_path.parent / "secantus.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        # Held while a process is started or stopped: stop() never misses one being started.
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the server and wait until it answers; EmbeddedMongoError when it does not."""
+        with self._lock:
+            if self._stopping.is_set():
+                raise EmbeddedMongoError("the embedded MongoDB is stopping")
+            with open(self.log_path, "ab") as log_file:
+                log_start = log_file.tell()
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "secantus",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.port),
+                        "--storage-path",
+                        str(self.storage_path),
+                        "--log-level",
+                        "WARNING",
+                    ],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    # Its own process group: a Ctrl-C (or a signal) meant for c360's group
+                    # would reach it too, and it would be restarted while c360 shuts down.
+                    # c360 stops it itself, and _die_with_parent if c360 cannot.
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
+            self._process = process
+        _wait_until_answering(self.url, process, self.startup_timeout, self.log_path, log_start)
+
+    def supervise(self) -> None:
+        """Start the server again whenever it dies, until `stop()`; one log line per change."""
+        # Run in a thread of its own, which lives as long as the server: a server it restarts
+        # is that thread's child, and the kernel's parent-death signal follows the thread.
+        delay = RESTART_DELAY
+        started = time.monotonic()
+        while True:
+            process = self._process
+            assert process is not None
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started >= STABLE_SECONDS:
+                delay = RESTART_DELAY
+            log.warning(
+                "the embedded MongoDB exited with code %s; restarting it in %gs (see %s)",
+                code,
+                delay,
+                self.log_path,
+            )
+            while True:
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, RESTART_DELAY_MAX)
+                started = time.monotonic()
+                try:
+                    self.start()
+                except EmbeddedMongoError as error:
+                    if self._stopping.is_set():
+                        return
+                    log.warning(
+                        "the embedded MongoDB did not restart: %s; next try in %gs", error, delay
+                    )
+                    continue
+                log.info("the embedded MongoDB is answering again on port %d", self.port)
+                break
+
+    def stop(self) -> None:
+        """Stop the server and its supervision."""
+        self._stopping.set()
+        with self._lock:
+            if self._process is not None:
+                stop_process(self._process, timeout=15)
 
 
 def _die_with_parent() -> None:
@@ -94,9 +181,9 @@ def _wait_until_answering(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             reason = f"the embedded MongoDB exited with code {process.returncode}; see {log_path}"
-            with open(log_path, "rb") as log:
-                log.seek(log_start)
-                output = log.read().decode(errors="replace")
+            with open(log_path, "rb") as server_log:
+                server_log.seek(log_start)
+                output = server_log.read().decode(errors="replace")
             if "resource busy" in output:
                 reason = (
                     f"{log_path.parent} is in use by another c360 or SecantusDB process; stop it "

@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
+from pydantic import SecretStr
 
+from api.app import create_app
+from api.settings import Environment, Settings
+from api.startup import UnsafeConfigurationError
+from tests.conftest import running_app
 from tests.queries import AGENT_QUERY
 
 
@@ -37,3 +43,28 @@ async def test_unknown_paths_share_one_label(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert 'path="other",status="404"' in text
     assert "wp-admin" not in text
+
+
+async def test_a_metrics_token_is_required_when_set(settings: Settings) -> None:
+    token = "scraper-token-0123456789"
+    guarded = settings.model_copy(update={"metrics_token": SecretStr(token)})
+    async with running_app(guarded) as (_, http):
+        missing = await http.get("/metrics")
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert "c360_http_requests" not in missing.text
+        wrong = await http.get("/metrics", headers={"authorization": f"Bearer {token}x"})
+        assert wrong.status_code == 401
+        right = await http.get("/metrics", headers={"authorization": f"Bearer {token}"})
+        assert right.status_code == 200
+        assert "c360_http_requests_total" in right.text
+
+
+def test_production_refuses_open_metrics_unless_opened(settings: Settings) -> None:
+    production = settings.model_copy(
+        update={"env": Environment.PRODUCTION, "auth_jwt_secret": SecretStr("s" * 32)}
+    )
+    with pytest.raises(UnsafeConfigurationError, match="/metrics open"):
+        create_app(production)
+    create_app(production.model_copy(update={"metrics_public": True}))
+    create_app(production.model_copy(update={"metrics_token": SecretStr("scraper-token")}))

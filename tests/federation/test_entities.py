@@ -321,7 +321,11 @@ async def test_the_subgraph_sdl_is_open_where_introspection_is(
 
     secret = "a-production-secret-that-is-long-enough-0123456789"
     production = settings.model_copy(
-        update={"env": Environment.PRODUCTION, "auth_jwt_secret": SecretStr(secret)}
+        update={
+            "env": Environment.PRODUCTION,
+            "auth_jwt_secret": SecretStr(secret),
+            "metrics_public": True,
+        }
     )
 
     def as_role(role: Role) -> dict[str, str]:

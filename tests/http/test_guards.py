@@ -314,7 +314,11 @@ async def test_production_hides_introspection_and_suggestions_from_agents(
 ) -> None:
     secret = "a-production-secret-that-is-long-enough-0123456789"
     production = settings.model_copy(
-        update={"env": Environment.PRODUCTION, "auth_jwt_secret": SecretStr(secret)}
+        update={
+            "env": Environment.PRODUCTION,
+            "auth_jwt_secret": SecretStr(secret),
+            "metrics_public": True,
+        }
     )
     agent = {"authorization": "Bearer " + _signed(_claims(), secret)}
     analyst = {"authorization": "Bearer " + _signed(_claims(roles=["analyst"]), secret)}
