@@ -69,9 +69,13 @@ def decode_cursor(cursor: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, ident = orjson.loads(raw)
-        return Position(at=dt.datetime.fromisoformat(at), id=str(ident))
+        position = Position(at=dt.datetime.fromisoformat(at), id=str(ident))
     except (binascii.Error, ValueError, TypeError) as error:
         raise CursorError(f"invalid cursor {cursor!r}") from error
+    # c360's positions are aware (UTC); a naive one cannot be compared with them.
+    if position.at.tzinfo is None:
+        raise CursorError(f"invalid cursor {cursor!r}")
+    return position
 
 
 async def group_pages(
