@@ -149,6 +149,21 @@ async def test_cost_budgets_are_per_role(client: httpx.AsyncClient) -> None:
     assert "over the customer budget" in customer.json()["errors"][0]["message"]
 
 
+async def test_a_cost_beyond_64_bits_is_refused_not_a_server_error(
+    client: httpx.AsyncClient,
+) -> None:
+    # Nested page sizes from variables multiply before variables are checked: 2**60 squared
+    # is a cost orjson cannot write (the fuzz test found it as a 500).
+    query = """query($first: Int) { customer(id: "1") { orders(first: $first) { edges { node {
+        customer { orders(first: $first) { edges { node { id } } } } } } } } }"""
+    response = await client.post("/graphql", json={"query": query, "variables": {"first": 2**60}})
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert error["extensions"]["measured"] == 2**53 - 1
+    assert "over the agent budget of 20,000" in error["message"]
+
+
 async def test_rate_limit_answers_429_with_retry_after_then_recovers(settings: Settings) -> None:
     limited = settings.model_copy(update={"rate_limit_principal": "3 per 2 seconds"})
     async with running_app(limited) as (_, http):
