@@ -1,8 +1,6 @@
-"""Strings c360 cannot store: a NUL character (U+0000) in any input is the client's error.
-
-PostgreSQL text cannot hold NUL, nor can a MongoDB document's keys; let through, it fails deep
-in a store as an unexpected error. No name, email, phone, id or note needs one, so a request
-carrying it is refused before it runs (`BAD_USER_INPUT`), over HTTP and WebSocket alike.
+"""Strings c360 cannot store (`sources.storable`): a GraphQL request whose variables or string
+literals hold a NUL character is refused before it runs (`BAD_USER_INPUT`), over HTTP and
+WebSocket alike, rather than failing deep in a store as an unexpected error.
 """
 
 from __future__ import annotations
@@ -11,7 +9,8 @@ from typing import Any
 
 from graphql import DocumentNode, GraphQLError, StringValueNode, Visitor, visit
 
-NUL = "\x00"
+from sources.storable import NUL, holds_nul
+
 # How a NUL can be written in a GraphQL string literal (the lexer refuses a raw one).
 _NUL_ESCAPES = ("\\u0000", "\\u{0")
 
@@ -19,7 +18,7 @@ _NUL_ESCAPES = ("\\u0000", "\\u{0")
 def nul_error(document: DocumentNode, variables: dict[str, Any] | None) -> GraphQLError | None:
     """A BAD_USER_INPUT error when a variable or a string literal holds a NUL, else None."""
     for name, value in (variables or {}).items():
-        if _holds_nul(value):
+        if holds_nul(value):
             return _refusal(f"Variable `${name}` holds")
     source = document.loc.source.body if document.loc else None
     if source is not None and not any(escape in source for escape in _NUL_ESCAPES):
@@ -27,16 +26,6 @@ def nul_error(document: DocumentNode, variables: dict[str, Any] | None) -> Graph
     finder = _NulLiteral()
     visit(document, finder)
     return _refusal("A string in the document holds") if finder.found else None
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(NUL in key or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
 
 
 def _refusal(what: str) -> GraphQLError:

@@ -130,6 +130,8 @@ FORGED = {
     "a digit int() cannot read": ("orders", _forged("2026-01-01T00:00:00+00:00", "\u00b2")),
     # c360's positions are aware: a naive time cannot be compared with them.
     "a time without a zone": ("orders", _forged("2026-01-01T00:00:00", "1")),
+    # Year 1 at +02:00 is before year 1 in UTC: no datetime holds it.
+    "a time with no UTC form": ("orders", _forged("0001-01-01T00:00:00+02:34:48", "1")),
     "a timeline time without a zone": (
         "timeline",
         _forged("2026-01-01T00:00:00", "65f000000000000000000000"),
