@@ -10,7 +10,8 @@ Checked before anything executes, cheap checks before costly ones, in this order
      in production, roles that may not explore the schema get no "Did you mean" suggestions,
      no introspection and no federation `_service { sdl }` (`analyst`, `admin` and `service`
      do);
-2. `admit`, with the variables: cost against the role's budget, else 400.
+2. `admit`, with the variables: no NUL character in a variable or string literal
+   (`api.inputs`), else 400; cost against the role's budget, else 400.
 
 Everything in `check` but the anonymous test depends only on the document's text and whether
 the caller may explore, so it is done once per text and remembered: a repeated document pays
@@ -40,6 +41,7 @@ from graphql.validation import (
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from api.inputs import nul_error
 from api.limits import (
     INTROSPECTION_FIELDS,
     ComparisonsExceededError,
@@ -154,7 +156,11 @@ class Admission:
         principal: Principal,
         variables: dict[str, Any] | None,
     ) -> Refusal | None:
-        """For a checked document: None when it is within the role's cost budget, else why not."""
+        """For a checked document: None when its strings hold no NUL and it is within the role's
+        cost budget, else why not."""
+        nul = nul_error(document, variables)
+        if nul is not None:
+            return Refusal(400, [nul])
         errors = check_cost(
             self.schema,
             document,

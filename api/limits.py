@@ -318,6 +318,9 @@ def _depth_error(
     )
 
 
+_JSON_SAFE_INTEGER = 2**53 - 1
+
+
 def _cost_error(
     schema: GraphQLSchema,
     operation: OperationDefinitionNode,
@@ -340,7 +343,9 @@ def _cost_error(
         "ask for fewer items (`first`) or fewer fields.",
         operation,
         limit="cost",
-        measured=cost,
+        # Nested page sizes multiply without bound; orjson refuses integers beyond 64 bits
+        # (and JSON readers lose those beyond 2**53), so a larger cost is reported as that.
+        measured=min(cost, _JSON_SAFE_INTEGER),
         allowed=budget,
     )
 

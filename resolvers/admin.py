@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 
 from resolvers.access import admin_only
-from resolvers.common import Info, PageInfo, page_key, parse_id
+from resolvers.common import Info, PageInfo, is_record_id, page_key, parse_id
 from sources.paging import Page, Position
 from sources.sql.audit import AuditRecord, audit_entries
 
@@ -64,7 +64,7 @@ class AdminQuery:
             str | None, strawberry.argument(description="Entries after this `endCursor`.")
         ] = None,
     ) -> AuditEntryConnection | None:
-        key = page_key(info, parse_id(customer_id) or 0, first, after, valid_id=str.isdigit)
+        key = page_key(info, parse_id(customer_id) or 0, first, after, valid_id=is_record_id)
         async with info.context.connections.engine.connect() as connection:
             records = await audit_entries(
                 connection=connection,

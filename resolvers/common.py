@@ -135,6 +135,12 @@ def parse_id(value: strawberry.ID | str) -> int | None:
     return number if 0 < number < 2**63 else None
 
 
+def is_record_id(value: str) -> bool:
+    """Whether a cursor's id can name a SQL row: ASCII digits within BIGINT (a longer one
+    overflows the driver, and `str.isdigit` also passes digits `int` cannot read, like `²`)."""
+    return value.isascii() and value.isdigit() and parse_id(value) is not None
+
+
 def target_id(value: strawberry.ID) -> int:
     """The id a mutation names, as a number; one that cannot exist is 0, so that it is
     reported like one that does not."""
@@ -152,6 +158,7 @@ __all__ = [
     "Money",
     "PageInfo",
     "UserInputError",
+    "is_record_id",
     "load",
     "load_many",
     "page_key",

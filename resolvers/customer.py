@@ -10,7 +10,7 @@ from bson import ObjectId
 
 from api.principal import Scope
 from resolvers.access import Pii, check_entity, check_readable, readable
-from resolvers.common import Info, UserInputError, load, page_key, parse_id
+from resolvers.common import Info, UserInputError, is_record_id, load, page_key, parse_id
 from resolvers.engagement import InteractionConnection, Profile, Ticket
 from resolvers.enums import AddressKind, CustomerStatus, InteractionType, OrderStatus, TicketStatus
 from resolvers.masking import mask_email, mask_phone, mask_street, withhold
@@ -131,7 +131,7 @@ class Customer:
         ] = None,
     ) -> OrderConnection | None:
         filters = (status.value,) if status else ()
-        key = page_key(info, self.record.id, first, after, filters=filters, valid_id=str.isdigit)
+        key = page_key(info, self.record.id, first, after, filters=filters, valid_id=is_record_id)
         page = await load(info, info.context.loaders.sql.order_page_by_customer, key)
         assert page is not None
         return OrderConnection.from_page(page, key)

@@ -15,24 +15,40 @@ Two SDLs come out of it:
   additions (no `_entities`, `_service`, `_Any`, `_Entity`, `@key`, `@link`, ...);
 - `subgraph_sdl`: what a gateway composes (`schema.subgraph.graphql`), Strawberry's own print of
   the federation schema, the same text `_service { sdl }` answers.
+
+`Subgraph` checks each representation against its type's keys before Strawberry sees it: a
+representation is the client's input, so a malformed one (no or an unknown `__typename`, a type
+without a key, fields of no key, a value of the wrong type) is a `BAD_USER_INPUT` error at its
+index, never an exception inside Strawberry or a `resolve_reference`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import strawberry
 from graphql import (
     GraphQLDirective,
+    GraphQLError,
     GraphQLNamedType,
     GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
+    get_named_type,
     is_introspection_type,
     is_specified_directive,
     is_specified_scalar_type,
     print_directive,
     print_type,
 )
+from graphql.pyutils import inspect
+from strawberry.federation.schema import FederationAny
+from strawberry.federation.schema_directives import Key
+
+# Strawberry reads the annotations of `Subgraph.entities_resolver` by name from this module.
+from resolvers.common import Info, UserInputError
 
 FEDERATION_VERSION: Literal["2.11"] = "2.11"
 # What federation adds to Query: the gateway's entry points.
@@ -48,6 +64,84 @@ def price_entities(schema: strawberry.Schema) -> None:
     definition = (field.extensions or {}).get(_STRAWBERRY_DEFINITION) if field else None
     if definition is not None:
         definition.metadata = {**(definition.metadata or {}), "list_size_arg": "representations"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """What a representation of one entity type may carry: the fields of one of its keys."""
+
+    keys: tuple[frozenset[str], ...]
+    scalars: Mapping[str, GraphQLScalarType]
+
+
+class Subgraph(strawberry.federation.Schema):
+    """Strawberry's federation schema, with every representation checked before it resolves."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._entities = _entity_types(self)
+
+    def entities_resolver(
+        self, info: Info, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        """`_entities`: each representation's entity, or the error that says what is wrong
+        with it, in the order given."""
+        checked = [self._checked(r) for r in representations]
+        valid = [FederationAny(r) for r in checked if not isinstance(r, UserInputError)]
+        resolved = iter(super().entities_resolver(info, valid))
+        return [
+            FederationAny(r) if isinstance(r, UserInputError) else next(resolved) for r in checked
+        ]
+
+    def _checked(self, representation: object) -> dict[str, Any] | UserInputError:
+        """A representation whose key values are parsed by their scalar, or why it is not one."""
+        names = ", ".join(sorted(self._entities))
+        typename = representation.get("__typename") if isinstance(representation, dict) else None
+        entity = self._entities.get(typename) if isinstance(typename, str) else None
+        if not isinstance(representation, dict) or entity is None:
+            got = typename if isinstance(representation, dict) else representation
+            return UserInputError(
+                f"A representation is an object whose `__typename` names an entity type "
+                f"({names}); got {inspect(got)}."
+            )
+        fields = set(representation) - {"__typename"}
+        allowed = frozenset().union(*entity.keys)
+        if not fields <= allowed or not any(key <= fields for key in entity.keys):
+            keys = " or ".join(" ".join(f"`{f}`" for f in sorted(key)) for key in entity.keys)
+            return UserInputError(
+                f"A {typename} representation carries the fields of one of its keys ({keys}); "
+                f"got {', '.join(sorted(fields)) or 'none'}."
+            )
+        parsed: dict[str, Any] = {"__typename": typename}
+        for name in sorted(fields):
+            scalar = entity.scalars[name]
+            try:
+                parsed[name] = scalar.parse_value(representation[name])
+            except GraphQLError as error:
+                return UserInputError(
+                    f"`{name}` of this {typename} representation: {error.message}"
+                )
+        return parsed
+
+
+def _entity_types(schema: strawberry.federation.Schema) -> dict[str, _Entity]:
+    """Every type with a `@key`, with its keys' fields and their scalars, read from the schema."""
+    entities: dict[str, _Entity] = {}
+    for name, converted in schema.schema_converter.type_map.items():
+        definition = getattr(converted, "definition", None)
+        directives = getattr(definition, "directives", None) or ()
+        keys = tuple(frozenset(str(d.fields).split()) for d in directives if isinstance(d, Key))
+        graphql_type = schema._schema.type_map.get(name)
+        if not keys or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        scalars: dict[str, GraphQLScalarType] = {}
+        for field in frozenset().union(*keys):
+            scalar = get_named_type(graphql_type.fields[field].type)
+            # c360's keys are flat, each field a scalar (a nested key would need more here).
+            assert isinstance(scalar, GraphQLScalarType), f"{name}.{field}"
+            scalars[field] = scalar
+        entities[name] = _Entity(keys=keys, scalars=scalars)
+    return entities
 
 
 def is_federation_type(name: str) -> bool:

@@ -15,7 +15,7 @@ from resolvers.admin import AdminQuery
 from resolvers.batch import BatchQuery
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer, surviving_customer
-from resolvers.federation import FEDERATION_VERSION, price_entities
+from resolvers.federation import FEDERATION_VERSION, Subgraph, price_entities
 from resolvers.identity import IdentityQuery
 from resolvers.mutations import Mutation
 from resolvers.subscriptions import Subscription
@@ -53,7 +53,7 @@ def create_schema(
     CodedErrors covers what runs through Strawberry's own execution (subscriptions over
     WebSocket); the HTTP endpoint formats with `api.errors.format_error`, by the same rule.
     """
-    schema = strawberry.federation.Schema(
+    schema = Subgraph(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -69,8 +69,13 @@ def decode_cursor(cursor: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, ident = orjson.loads(raw)
-        return Position(at=dt.datetime.fromisoformat(at), id=str(ident))
-    except (binascii.Error, ValueError, TypeError) as error:
+        at = dt.datetime.fromisoformat(at)
+        # c360's positions are aware, in UTC: a naive time cannot be compared with them, and
+        # one that has no UTC form (year 1 at +02:00) fails in the store.
+        if at.tzinfo is None:
+            raise ValueError("a position's time carries its zone")
+        return Position(at=at.astimezone(dt.UTC), id=str(ident))
+    except (binascii.Error, ValueError, TypeError, OverflowError) as error:
         raise CursorError(f"invalid cursor {cursor!r}") from error
 
 

@@ -115,7 +115,16 @@ async def sql_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
     """A migrated, empty SQL database: a SQLite file, then a fresh PostgreSQL database."""
-    if request.param == "sqlite":
+    async with migrated_database(request.param, tmp_path_factory) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated, empty SQL database of one backend (`sqlite` or `postgresql`)."""
+    if backend == "sqlite":
         path = tmp_path_factory.mktemp("sql") / "c360.sqlite"
         url = f"sqlite+aiosqlite:///{path}"
         await asyncio.to_thread(upgrade, url)

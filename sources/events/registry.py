@@ -27,6 +27,7 @@ from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[impor
 from jsonschema.exceptions import SchemaError, ValidationError  # type: ignore[import-untyped]
 
 from sources.events.envelope import SPEC_VERSION
+from sources.storable import holds_nul
 
 SCHEMA_URN_PREFIX = "urn:c360:schema:"
 # The attributes the CloudEvents spec and c360 define; any other name is an extension.
@@ -137,6 +138,8 @@ class SchemaRegistry:
         if not isinstance(event_json, dict):
             return [f"an event must be a JSON object, not {json_kind(event_json)}"]
         reasons = _envelope_reasons(event_json)
+        if holds_nul(event_json):
+            reasons.append("no string may hold a NUL character (U+0000), which c360 cannot store")
         type = event_json.get("type")
         if not isinstance(type, str) or not type:
             return reasons

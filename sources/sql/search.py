@@ -273,6 +273,8 @@ def decode_search_cursor(cursor: str) -> SearchPosition:
         tag == "s"
         and isinstance(last_name, str)
         and isinstance(first_name, str)
+        # c360's names cannot hold NUL (PostgreSQL text cannot), and PostgreSQL refuses it.
+        and "\x00" not in last_name + first_name
         and isinstance(ident, int)
         and 0 < ident < 2**63
     )

@@ -277,14 +277,41 @@ async def test_entity_fields_keep_their_rules(
     }
 
 
-async def test_a_representation_without_a_key_is_a_user_error(
-    client: httpx.AsyncClient, connections: Connections
+MALFORMED = {
+    "no key": ({"__typename": "Customer"}, "carries the fields of one of its keys"),
+    "an operator for an email": (
+        {"__typename": "Customer", "email": {"$ne": ""}},
+        "`email` of this Customer representation: String cannot represent a non string value",
+    ),
+    "a type without a key": (
+        {"__typename": "AuditEntry", "customerId": "1"},
+        "names an entity type (Customer, Order, Product); got 'AuditEntry'",
+    ),
+    "an unknown type": ({"__typename": "Nope", "id": "1"}, "got 'Nope'"),
+    "no type": ({"id": "1"}, "got None"),
+    "not an object": ("Customer:1", "got 'Customer:1'"),
+    "a field of no key": (
+        {"__typename": "Order", "id": "1", "customerId": "2"},
+        "(`id`); got customerId, id",
+    ),
+    "an id of the wrong type": ({"__typename": "Order", "id": [1]}, "ID cannot represent"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_a_malformed_representation_is_a_user_error_at_its_index(
+    client: httpx.AsyncClient, connections: Connections, customers: list[int], case: str
 ) -> None:
-    body, _ = await _entities(client, connections, [{"__typename": "Customer"}])
-    assert body["data"]["_entities"] == [None]
+    representation, reason = MALFORMED[case]
+    body, spent = await _entities(client, connections, [representation, _by_id(customers[0])])
+    assert spent["sql"] == 1
+    # The others still resolve: the error is the malformed one's alone.
+    assert body["data"]["_entities"][0] is None
+    assert body["data"]["_entities"][1]["id"] == str(customers[0])
     [error] = body["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert "`id` or its `email`" in error["message"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert error["path"] == ["_entities", 0]
+    assert reason in error["message"]
 
 
 async def test_entities_need_a_credential_and_are_priced_per_representation(

@@ -157,3 +157,31 @@ async def test_a_valid_event_for_an_unknown_customer_is_rejected_with_its_reason
     [result] = response.json()["results"]
     assert result["status"] == "rejected"
     assert any("987654321" in reason for reason in result["reasons"])
+
+
+async def test_an_event_holding_a_nul_character_is_rejected_with_its_reason(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    # PostgreSQL text and MongoDB keys cannot hold NUL: applied, it failed in the store (503,
+    # "retry the request", for an event no retry can apply).
+    cid = await build_customer(connections, vendor_store, orders=0, interactions=0)
+    contact = cloud_event("customer.contact_changed", cid, {"email": "\x00@example.com"})
+    interaction = cloud_event(
+        "interaction.recorded",
+        cid,
+        {
+            "type": "CALL",
+            "channel": "PHONE",
+            "occurred_at": "2026-06-01T10:00:00Z",
+            "attributes": {"k\x00": "v"},
+        },
+    )
+    for event in (contact, interaction):
+        response = await client.post(
+            "/events", json=event, headers=PUBLISHER | {"content-type": CE}
+        )
+        assert response.status_code == 400, response.text
+        [result] = response.json()["results"]
+        assert result["status"] == "rejected"
+        assert any("NUL character (U+0000)" in reason for reason in result["reasons"])
+    assert (await view(client, cid, "email"))["email"] == f"test.{cid}@example.com"

@@ -149,6 +149,64 @@ async def test_cost_budgets_are_per_role(client: httpx.AsyncClient) -> None:
     assert "over the customer budget" in customer.json()["errors"][0]["message"]
 
 
+async def test_a_cost_beyond_64_bits_is_refused_not_a_server_error(
+    client: httpx.AsyncClient,
+) -> None:
+    # Nested page sizes from variables multiply before variables are checked: 2**60 squared
+    # is a cost orjson cannot write (the fuzz test found it as a 500).
+    query = """query($first: Int) { customer(id: "1") { orders(first: $first) { edges { node {
+        customer { orders(first: $first) { edges { node { id } } } } } } } } }"""
+    response = await client.post("/graphql", json={"query": query, "variables": {"first": 2**60}})
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert error["extensions"]["measured"] == 2**53 - 1
+    assert "over the agent budget of 20,000" in error["message"]
+
+
+NUL_INPUTS = {
+    "lookup email": ("query($v: String) { customerLookup(email: $v) { __typename } }", "a\0@x.com"),
+    "batch emails": ("query($v: [String!]!) { customersByEmails(emails: $v) { id } }", ["a\0@x"]),
+    "search": ("query($v: String!) { searchCustomers(query: $v) { edges { cursor } } }", "ab\0c"),
+    "representation": (
+        "query($v: [_Any!]!) { _entities(representations: $v) { __typename } }",
+        [{"__typename": "Customer", "email": "a\0@x.com"}],
+    ),
+    "contact name": (
+        'mutation($v: String) { updateCustomerContact(input: {customerId: "1", firstName: $v})'
+        " { __typename } }",
+        "Ada\0",
+    ),
+    "address line": (
+        'mutation($v: String!) { setAddress(input: {customerId: "1", kind: HOME, line1: $v, '
+        'city: "London", postalCode: "EC1A", country: "GB"}) { __typename } }',
+        "1\0 Street",
+    ),
+    "interaction attribute key": (
+        'mutation($v: String!) { recordInteraction(input: {customerId: "1", type: CALL, '
+        'channel: PHONE, attributes: [{key: $v, value: "x"}]}) { __typename } }',
+        "k\0",
+    ),
+    "a literal": ('{ customerLookup(email: "a\\u0000@x.com") { __typename } }', None),
+}
+
+
+@pytest.mark.parametrize("case", list(NUL_INPUTS))
+async def test_a_nul_character_in_any_input_is_refused_before_it_runs(
+    client: httpx.AsyncClient, case: str
+) -> None:
+    # PostgreSQL text and MongoDB keys cannot hold NUL: it failed in the store, unexpected.
+    query, value = NUL_INPUTS[case]
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": None if value is None else {"v": value}}
+    )
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert "NUL character (U+0000)" in error["message"]
+    assert "data" not in response.json()
+
+
 async def test_rate_limit_answers_429_with_retry_after_then_recovers(settings: Settings) -> None:
     limited = settings.model_copy(update={"rate_limit_principal": "3 per 2 seconds"})
     async with running_app(limited) as (_, http):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
+import orjson
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,11 +118,36 @@ async def test_page_size_above_the_cap_is_a_clear_error(live_server: str) -> Non
     assert error["path"] == ["customer", "orders"]
 
 
-async def test_a_forged_cursor_is_refused_clearly(live_server: str) -> None:
+def _forged(at: str, ident: object) -> str:
+    """A cursor shaped like c360's (base64 of `[time, id]`) around a position it never made."""
+    return base64.urlsafe_b64encode(orjson.dumps([at, ident])).decode().rstrip("=")
+
+
+FORGED = {
+    "not a cursor": ("timeline", "bm90LWEtY3Vyc29y"),
+    # SQLite cannot bind an integer beyond 64 bits (OverflowError), PostgreSQL beyond BIGINT.
+    "an order id of 400 digits": ("orders", _forged("2026-01-01T00:00:00+00:00", "9" * 400)),
+    "a digit int() cannot read": ("orders", _forged("2026-01-01T00:00:00+00:00", "\u00b2")),
+    # c360's positions are aware: a naive time cannot be compared with them.
+    "a time without a zone": ("orders", _forged("2026-01-01T00:00:00", "1")),
+    # Year 1 at +02:00 is before year 1 in UTC: no datetime holds it.
+    "a time with no UTC form": ("orders", _forged("0001-01-01T00:00:00+02:34:48", "1")),
+    "a timeline time without a zone": (
+        "timeline",
+        _forged("2026-01-01T00:00:00", "65f000000000000000000000"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+async def test_a_forged_cursor_is_refused_clearly(live_server: str, case: str) -> None:
+    connection, cursor = FORGED[case]
     body = await post(
         live_server,
-        '{ customer(id: "1") { timeline(after: "bm90LWEtY3Vyc29y") { edges { cursor } } } }',
+        f'{{ customer(id: "1") {{ {connection}(after: "{cursor}") {{ edges {{ cursor }} }} }} }}',
     )
+    assert body["data"] == {"customer": {connection: None}}
     [error] = body["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert "cursor" in error["message"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert error["path"] == ["customer", connection]
+    assert "`after` is not a cursor from this connection" in error["message"]

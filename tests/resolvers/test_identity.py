@@ -432,6 +432,9 @@ async def test_an_ingested_contact_change_changes_what_search_finds(
         ({"query": "ada", "after": "not-a-cursor"}, "`after` is not a cursor of customer search"),
         # An order page cursor is not a search cursor.
         ({"query": "ada", "after": "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwiMSJd"}, "`after` is not"),
+        # A name with a NUL (["s", "", "\u0000", 1]) is no name c360 holds, and PostgreSQL
+        # cannot compare with it.
+        ({"query": "ada", "after": "WyJzIiwgIiIsICJcdTAwMDAiLCAxXQ"}, "`after` is not"),
     ],
 )
 async def test_search_arguments_are_checked(

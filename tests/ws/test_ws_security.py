@@ -110,6 +110,20 @@ async def test_limits_apply_to_websocket_operations(live_server: str) -> None:
         assert "levels deep" in message["payload"][0]["message"]
 
 
+async def test_a_nul_character_is_refused_on_websocket_too(live_server: str) -> None:
+    subscription = "subscription($id: ID!) { customerChanged(customerId: $id) { eventId } }"
+    async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": AGENT}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        payload = {"query": subscription, "variables": {"id": "1\u0000"}}
+        await ws.send(json.dumps({"id": "n", "type": "subscribe", "payload": payload}))
+        message = await next_message(ws)
+        assert message["type"] == "error"
+        [error] = message["payload"]
+        assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+        assert "NUL character (U+0000)" in error["message"]
+
+
 async def test_a_foreign_origin_is_refused_at_the_handshake(live_server: str) -> None:
     with pytest.raises(InvalidStatus) as refused:
         async with connect(
