@@ -3,19 +3,21 @@
 Checked before anything executes, cheap checks before costly ones, in this order:
 0. `screen`, before parsing: an anonymous caller's text over 4 KiB is refused (401);
 1. `check`, on the parsed document and the operation chosen:
-   - anonymous callers may only ask for `__typename` (and introspect or read `_service`,
-     where allowed), else 401 (so `_entities` needs a credential);
+   - anonymous callers may only send one operation asking for `__typename` (and introspect or
+     read `_service`, where allowed), its fragments only on introspection types, else 401 (so
+     `_entities` needs a credential, and an anonymous document hides no other work);
    - its shape (`api.limits.check_shape`: selections, depth, aliases), else 400;
    - the schema's rules, the field-merging one stopped at its comparisons budget (else 400);
      in production, roles that may not explore the schema get no "Did you mean" suggestions,
      no introspection and no federation `_service { sdl }` (`analyst`, `admin` and `service`
      do);
 2. `admit`, with the variables: no NUL character in a variable or string literal
-   (`api.inputs`), else 400; cost against the role's budget, else 400.
+   (`api.inputs`), else 400; the chosen operation's cost against the role's budget, else 400.
 
 Everything in `check` but the anonymous test depends only on the document's text and whether
 the caller may explore, so it is done once per text and remembered: a repeated document pays
-a dictionary lookup. The token limit comes before all this, at parsing.
+a dictionary lookup. So is the cost of an operation declaring no variables, per operation and
+role. The token limit comes before all this, at parsing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
@@ -84,6 +87,8 @@ class _Checked:
     # The field-merging rule's errors, reported with the other rules' ones.
     conflicts: list[GraphQLError]
     validated: dict[bool, Refusal | None] = field(default_factory=dict)
+    # The cost refusal (or None) per (operation name, role), for operations without variables.
+    costs: dict[tuple[str | None, str], Refusal | None] = field(default_factory=dict)
 
 
 def may_explore(settings: Settings, principal: Principal) -> bool:
@@ -133,7 +138,7 @@ class Admission:
         principal: Principal,
     ) -> Refusal | None:
         """None when `document` (parsed from `query`) may run for `principal`, else why not."""
-        if principal.anonymous and not _only_public_fields(operation):
+        if principal.anonymous and not _anonymous_may_send(document, operation):
             return _unauthenticated()
         checked = self._checked.get(query)
         if checked is None:
@@ -152,24 +157,45 @@ class Admission:
 
     def admit(
         self,
+        query: str,
         document: DocumentNode,
+        operation: OperationDefinitionNode,
         principal: Principal,
         variables: dict[str, Any] | None,
     ) -> Refusal | None:
-        """For a checked document: None when its strings hold no NUL and it is within the role's
-        cost budget, else why not."""
+        """For a checked `operation` of `document` (parsed from `query`): None when its strings
+        hold no NUL and it is within the role's cost budget, else why not."""
         nul = nul_error(document, variables)
         if nul is not None:
             return Refusal(400, [nul])
-        errors = check_cost(
+        if operation.variable_definitions:
+            return self._price(document, operation, principal, variables)
+        # Without variables the cost depends only on the text, the operation and the role.
+        checked = self._checked.get(query)
+        if checked is None:  # not kept (or dropped since): priced each time
+            return self._price(document, operation, principal, None)
+        key = (operation.name.value if operation.name else None, principal.role)
+        if key not in checked.costs:
+            checked.costs[key] = self._price(document, operation, principal, None)
+        return checked.costs[key]
+
+    def _price(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        principal: Principal,
+        variables: dict[str, Any] | None,
+    ) -> Refusal | None:
+        error = check_cost(
             self.schema,
             document,
+            operation,
             variables=variables,
             budget=self._budgets[principal.role],
             role=principal.role,
             page_default=self.settings.page_default,
         )
-        return Refusal(400, errors) if errors else None
+        return None if error is None else Refusal(400, [error])
 
     def _first_look(self, document: DocumentNode) -> _Checked:
         """The checks whose work is bounded by limits, cheapest first."""
@@ -228,10 +254,22 @@ def _unauthenticated() -> Refusal:
     )
 
 
-def _only_public_fields(operation: OperationDefinitionNode) -> bool:
-    """Whether the operation's root selects only `__typename`, introspection and `_service`."""
+def _anonymous_may_send(document: DocumentNode, operation: OperationDefinitionNode) -> bool:
+    """Whether the document is the one operation to run, its root selecting only `__typename`,
+    introspection and `_service`, and its fragments only introspection's (GraphiQL's query).
+
+    Checked before validation, whose rules walk each fragment once per operation spreading it:
+    other operations and fragments are where a short document hides long work.
+    """
     public = INTROSPECTION_FIELDS | {SERVICE_FIELD, "__typename"}
     return all(
+        definition is operation
+        or (
+            isinstance(definition, FragmentDefinitionNode)
+            and definition.type_condition.name.value.startswith("__")
+        )
+        for definition in document.definitions
+    ) and all(
         isinstance(selection, FieldNode) and selection.name.value in public
         for selection in operation.selection_set.selections
     )

@@ -386,7 +386,7 @@ class GraphQLHTTP:
                 status=405,
                 headers={"allow": "POST"},
             )
-        refusal = guard.admission.admit(document, principal, params.variables)
+        refusal = guard.admission.admit(query, document, operation, principal, params.variables)
         if refusal is not None:
             return _refused(refusal, media)
         if resolved.register is not None and not principal.anonymous:

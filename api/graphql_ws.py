@@ -197,6 +197,6 @@ async def _admit(execution: Any, context: Context) -> list[GraphQLError]:
     except GraphQLError as error:
         return [error]
     refusal = guard.admission.check(query, document, operation, principal) or (
-        guard.admission.admit(document, principal, execution.variables)
+        guard.admission.admit(query, document, operation, principal, execution.variables)
     )
     return refusal.errors if refusal else []

@@ -4,9 +4,7 @@ Cheap checks come before costly ones. `check_shape` reads only the parsed docume
 no variables), so it runs before validation and its answer can be kept with the document;
 `merge_rule` stands in for graphql-core's OverlappingFieldsCanBeMergedRule, whose work grows
 with the square of the fields sharing a response name, and stops it at a budget; `check_cost`
-needs the schema and the variables and runs last. `check_limits` is shape and cost together;
-`depth_limit_rule`, `alias_limit_rule` and `cost_limit_rule` make graphql-core validation
-rules of the same measures, for a `validate` rule list of one's own.
+needs the schema and the variables, prices only the operation that runs, and comes last.
 
 Every refusal is a `GraphQLError` with `extensions={"code": "QUERY_TOO_COMPLEX", "limit":
 "selections" | "depth" | "aliases" | "comparisons" | "cost", "measured": n, "allowed": m}`:
@@ -14,14 +12,16 @@ one code for clients to handle, the details for those that want them (a document
 deeply to be measured at all has no `measured`; for comparisons, `measured` is where the check
 stopped, not what finishing it would have taken).
 
-- Selections, per operation: every field, inline fragment and fragment spread, with
-  fragments expanded at each use site (each fragment is counted once and multiplied, so a
-  fragment spread a billion times is measured in no time and refused).
+- Selections, per document: every field, inline fragment and fragment spread of all its
+  operations, with fragments expanded at each use site (each fragment is counted once and
+  multiplied, so a fragment spread a billion times is measured in no time and refused). The
+  whole document, because validation's rules walk it whole: 350 operations each spreading a
+  chain of 120 fragments is 42,000 selections, and that much walking.
 - Depth, per operation: the most fields on one path from the root to a leaf, through fragment
   spreads and inline fragments; `{ customer { id } }` is 2 deep.
 - Aliases, per document: every aliased field, fragments included, each counted once however
   often its fragment is spread.
-- Cost, per operation, with fragments expanded at each use site:
+- Cost, of the operation that runs, with fragments expanded at each use site:
   - a scalar or enum field (and `__typename`) costs 0;
   - a composite field (object, interface, union, or a list of them) costs
     1 + multiplier * (the cost of its selection);
@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from graphql import (
-    SKIP,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -62,7 +61,6 @@ from graphql import (
     Undefined,
     ValueNode,
     VariableNode,
-    VisitorAction,
     get_named_type,
     get_nullable_type,
     is_composite_type,
@@ -80,35 +78,6 @@ _STRAWBERRY_DEFINITION = "strawberry-definition"
 FragmentLookup = Callable[[str], FragmentDefinitionNode | None]
 
 
-def check_limits(
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    *,
-    variables: dict[str, Any] | None,
-    max_depth: int,
-    max_aliases: int,
-    cost_budget: int,
-    role: str,
-    page_default: int,
-    max_selections: int | None = None,
-) -> list[GraphQLError]:
-    """The shape and cost errors of a `document` the spec rules have accepted."""
-    shape = check_shape(
-        document, max_selections=max_selections, max_depth=max_depth, max_aliases=max_aliases
-    )
-    if any(error.extensions and "measured" not in error.extensions for error in shape):
-        return shape  # nested too deeply to be measured, so to be priced too
-    cost = check_cost(
-        schema,
-        document,
-        variables=variables,
-        budget=cost_budget,
-        role=role,
-        page_default=page_default,
-    )
-    return shape + cost
-
-
 def check_shape(
     document: DocumentNode, *, max_selections: int | None, max_depth: int, max_aliases: int
 ) -> list[GraphQLError]:
@@ -121,17 +90,21 @@ def check_shape(
     # pay for its generic walk of every node with type tracking, 5-7 times the measuring
     # itself (0.7 ms instead of 0.1 ms for the agent query), which none of them needs.
     shapes = _Shape(_fragments(document).get)
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     found: list[GraphQLError | None] = []
+    selections = 0
     try:
-        for operation in document.definitions:
-            if isinstance(operation, OperationDefinitionNode):
-                depth, selections = shapes.of(operation.selection_set)
-                if max_selections is not None:
-                    found.append(_selections_error(operation, selections, max_selections))
-                found.append(_depth_error(operation, depth, max_depth))
+        for operation in operations:
+            depth, selected = shapes.of(operation.selection_set)
+            selections += selected
+            found.append(_depth_error(operation, depth, max_depth))
     except RecursionError:
         # A chain of fragments each spreading the next; the spec rules would refuse it too.
         return [_unmeasurable("depth", max_depth)]
+    if max_selections is not None and operations:
+        # The whole document, not each operation: validation walks every fragment once per
+        # operation spreading it, so many operations sharing a fragment chain multiply its work.
+        found.insert(0, _selections_error(operations, selections, max_selections))
     found.append(_alias_error(document, max_aliases))
     return [error for error in found if error is not None]
 
@@ -139,32 +112,28 @@ def check_shape(
 def check_cost(
     schema: GraphQLSchema,
     document: DocumentNode,
+    operation: OperationDefinitionNode,
     *,
     variables: dict[str, Any] | None,
     budget: int,
     role: str,
     page_default: int,
-) -> list[GraphQLError]:
-    """The cost errors of a `document` whose shape and validation passed."""
-    fragments = _fragments(document)
+) -> GraphQLError | None:
+    """The cost error of the `operation` to run, from a `document` whose shape and validation
+    passed (the document's other operations are not priced: they do not run)."""
     try:
-        found = [
-            _cost_error(
-                schema,
-                operation,
-                fragments.get,
-                budget=budget,
-                role=role,
-                variables=variables,
-                page_default=page_default,
-            )
-            for operation in document.definitions
-            if isinstance(operation, OperationDefinitionNode)
-        ]
+        return _cost_error(
+            schema,
+            operation,
+            _fragments(document).get,
+            budget=budget,
+            role=role,
+            variables=variables,
+            page_default=page_default,
+        )
     except RecursionError:
         # Pricing takes more frames per level than measuring the shape does.
-        return [_unmeasurable("cost", budget)]
-    return [error for error in found if error is not None]
+        return _unmeasurable("cost", budget)
 
 
 class ComparisonsExceededError(Exception):
@@ -214,66 +183,6 @@ def merge_rule(budget: int) -> type[ValidationRule]:
     return MergeRule
 
 
-def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
-    """A validation rule refusing operations nested deeper than `max_depth` fields."""
-
-    class DepthLimitRule(ValidationRule):
-        def enter_operation_definition(
-            self, node: OperationDefinitionNode, *_args: Any
-        ) -> VisitorAction:
-            depth, _ = _Shape(self.context.get_fragment).of(node.selection_set)
-            error = _depth_error(node, depth, max_depth)
-            if error is not None:
-                self.report_error(error)
-            return SKIP
-
-        def enter_fragment_definition(self, *_args: Any) -> VisitorAction:
-            return SKIP  # measured where it is spread
-
-    return DepthLimitRule
-
-
-def alias_limit_rule(max_aliases: int) -> type[ValidationRule]:
-    """A validation rule refusing documents with more than `max_aliases` aliased fields."""
-
-    class AliasLimitRule(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_args: Any) -> VisitorAction:
-            error = _alias_error(node, max_aliases)
-            if error is not None:
-                self.report_error(error)
-            return SKIP
-
-    return AliasLimitRule
-
-
-def cost_limit_rule(
-    budget: int, *, role: str, variables: dict[str, Any] | None, page_default: int
-) -> type[ValidationRule]:
-    """A validation rule refusing operations that cost more than `budget` (module's model)."""
-
-    class CostLimitRule(ValidationRule):
-        def enter_operation_definition(
-            self, node: OperationDefinitionNode, *_args: Any
-        ) -> VisitorAction:
-            error = _cost_error(
-                self.context.schema,
-                node,
-                self.context.get_fragment,
-                budget=budget,
-                role=role,
-                variables=variables,
-                page_default=page_default,
-            )
-            if error is not None:
-                self.report_error(error)
-            return SKIP
-
-        def enter_fragment_definition(self, *_args: Any) -> VisitorAction:
-            return SKIP  # priced where it is spread
-
-    return CostLimitRule
-
-
 def _unmeasurable(limit: str, allowed: int) -> GraphQLError:
     return GraphQLError(
         "The document nests fragments too deeply to be measured.",
@@ -290,14 +199,19 @@ def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
 
 
 def _selections_error(
-    operation: OperationDefinitionNode, selections: int, max_selections: int
+    operations: list[OperationDefinitionNode], selections: int, max_selections: int
 ) -> GraphQLError | None:
     if selections <= max_selections:
         return None
+    subject = (
+        f"The operation selects {selections:,} fields and fragments once its"
+        if len(operations) == 1
+        else f"The document's {len(operations):,} operations select {selections:,} fields and "
+        "fragments once their"
+    )
     return _too_complex(
-        f"The operation selects {selections:,} fields and fragments once its fragments are "
-        f"spread; at most {max_selections:,} are allowed.",
-        operation,
+        f"{subject} fragments are spread; at most {max_selections:,} are allowed.",
+        operations[0],
         limit="selections",
         measured=selections,
         allowed=max_selections,

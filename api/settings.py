@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     limit_selections: int = Field(
         default=1_000,
         ge=1,
-        description="Most fields and fragments in one operation, fragments spread at each use.",
+        description="Most fields and fragments in one document, fragments spread at each use.",
     )
     limit_comparisons: int = Field(
         default=5_000,

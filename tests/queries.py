@@ -27,4 +27,12 @@ async def agent_view(http: httpx.AsyncClient, customer_id: int) -> dict[str, Any
     return await graphql(http, AGENT_QUERY, {"id": str(customer_id)})
 
 
-__all__ = ["AGENT_QUERY", "agent_view", "graphql", "many_customers_query"]
+def fragment_chain(operations: int, fragments: int, salt: str = "") -> str:
+    """`operations` queries (`q0{salt}`, ...) each spreading F0, each fragment spreading the next
+    to F{fragments}'s `__typename`: the review's short document of long validation work."""
+    spreads = " ".join(f"query q{n}{salt} {{ ...F0 }}" for n in range(operations))
+    links = " ".join(f"fragment F{n} on Query {{ ...F{n + 1} }}" for n in range(fragments))
+    return f"{spreads} {links} fragment F{fragments} on Query {{ __typename }}"
+
+
+__all__ = ["AGENT_QUERY", "agent_view", "fragment_chain", "graphql", "many_customers_query"]

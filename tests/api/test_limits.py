@@ -13,21 +13,18 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.validation import specified_rules
 
+from api.graphql_http import select_operation
 from api.limits import (
     QUERY_TOO_COMPLEX,
     ComparisonsExceededError,
-    alias_limit_rule,
-    check_limits,
+    check_cost,
     check_shape,
-    cost_limit_rule,
-    depth_limit_rule,
     merge_rule,
 )
 from api.settings import Settings
 from resolvers.schema import create_schema
-from tests.queries import AGENT_QUERY
+from tests.queries import AGENT_QUERY, fragment_chain
 
 PAGE_DEFAULT = 20
 
@@ -99,29 +96,44 @@ def schema() -> GraphQLSchema:
     return strawberry.Schema(query=Query)._schema
 
 
-def limit_errors(
+def check_limits(
     schema: GraphQLSchema,
     query: str,
     variables: dict[str, Any] | None = None,
     *,
+    operation_name: str | None = None,
     max_depth: int = 100,
     max_aliases: int = 100,
     cost_budget: int = 1_000_000,
     role: str = "agent",
 ) -> list[GraphQLError]:
-    """The limit errors of a document the spec rules accept."""
+    """The shape errors of a document, then the cost error of its operation to run, as
+    admission checks them (without validation, so a document it would refuse may be measured)."""
     document = parse(query)
-    assert validate(schema, document) == []
-    return check_limits(
+    shape = check_shape(document, max_selections=None, max_depth=max_depth, max_aliases=max_aliases)
+    if any(error.extensions and "measured" not in error.extensions for error in shape):
+        return shape  # nested too deeply to be measured, so to be priced too
+    cost = check_cost(
         schema,
         document,
+        select_operation(document, operation_name),
         variables=variables,
-        max_depth=max_depth,
-        max_aliases=max_aliases,
-        cost_budget=cost_budget,
+        budget=cost_budget,
         role=role,
         page_default=PAGE_DEFAULT,
     )
+    return shape if cost is None else [*shape, cost]
+
+
+def limit_errors(
+    schema: GraphQLSchema,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    **limits: Any,
+) -> list[GraphQLError]:
+    """The limit errors of a document the spec rules accept."""
+    assert validate(schema, parse(query)) == []
+    return check_limits(schema, query, variables, **limits)
 
 
 def measure(
@@ -232,16 +244,7 @@ def test_a_fragment_spread_a_billion_times_is_priced_once(schema: GraphQLSchema)
     )
     base = "fragment F0 on Item { tags { label { text } } }"
     query = f"{{ item(id: 1) {{ ...F30 }} }}\n{base}\n{fragments}"
-    [error] = check_limits(
-        schema,
-        parse(query),
-        variables=None,
-        max_depth=10,
-        max_aliases=0,
-        cost_budget=1_000_000,
-        role="agent",
-        page_default=PAGE_DEFAULT,
-    )
+    [error] = check_limits(schema, query, max_depth=10, max_aliases=0)
     assert error.extensions is not None
     assert error.extensions["measured"] == 1 + 2**30 * 5
 
@@ -299,71 +302,26 @@ def test_cost_over_the_budget_names_the_role_and_both_numbers(schema: GraphQLSch
     }
 
 
-def test_each_operation_is_measured_on_its_own(schema: GraphQLSchema) -> None:
+def test_only_the_operation_to_run_is_priced(schema: GraphQLSchema) -> None:
     query = """query Cheap { item(id: 1) { title } }
     query Dear { items(first: 50) { edges { node { title } } } }"""
-    [error] = limit_errors(schema, query, cost_budget=100)
+    assert limit_errors(schema, query, operation_name="Cheap", cost_budget=100) == []
+    [error] = limit_errors(schema, query, operation_name="Dear", cost_budget=100)
     assert error.extensions is not None and error.extensions["measured"] == 101
     assert error.locations is not None and error.locations[0].line == 2
-
-
-def test_the_rules_combine_with_the_spec_rules(schema: GraphQLSchema) -> None:
-    document = parse("{ item(id: 1) { tags { name } } missing }")
-    errors = validate(schema, document, [*specified_rules, depth_limit_rule(2)])
-    assert sorted(error.message for error in errors) == [
-        "Cannot query field 'missing' on type 'Query'.",
-        "The operation is 3 levels deep; at most 2 are allowed.",
-    ]
-
-
-def test_the_rules_report_what_check_limits_reports(schema: GraphQLSchema) -> None:
-    document = parse("""{
-      a: items(first: 30) { edges { node { tags { label { text } } } } }
-      b: item(id: 1) { title }
-    }""")
-    rules = [
-        depth_limit_rule(4),
-        alias_limit_rule(1),
-        cost_limit_rule(100, role="customer", variables=None, page_default=PAGE_DEFAULT),
-    ]
-
-    def summary(errors: list[GraphQLError]) -> list[tuple[str, Any, Any]]:
-        return sorted((e.message, e.extensions, e.locations) for e in errors)
-
-    direct = check_limits(
-        schema,
-        document,
-        variables=None,
-        max_depth=4,
-        max_aliases=1,
-        cost_budget=100,
-        role="customer",
-        page_default=PAGE_DEFAULT,
-    )
-    assert len(direct) == 3
-    assert summary(validate(schema, document, rules)) == summary(direct)
 
 
 def test_a_fragment_chain_too_long_to_measure_is_refused(schema: GraphQLSchema) -> None:
     # The spec rules refuse this before the limits see it; check_limits must not crash on it.
     chain = "\n".join(f"fragment F{n} on Query {{ ...F{n + 1} }}" for n in range(1500))
     query = f"{{ ...F0 }}\n{chain}\nfragment F1500 on Query {{ __typename }}"
-    [error] = check_limits(
-        schema,
-        parse(query),
-        variables=None,
-        max_depth=10,
-        max_aliases=10,
-        cost_budget=10,
-        role="agent",
-        page_default=PAGE_DEFAULT,
-    )
+    [error] = check_limits(schema, query, max_depth=10, max_aliases=10, cost_budget=10)
     assert error.message == "The document nests fragments too deeply to be measured."
     assert error.extensions == {"code": QUERY_TOO_COMPLEX, "limit": "depth", "allowed": 10}
 
 
 def selections(query: str) -> int:
-    """The selections of a one-operation document, read from a zero-limit refusal."""
+    """The selections of a document, read from a zero-limit refusal."""
     errors = check_shape(parse(query), max_selections=0, max_depth=100, max_aliases=100)
     [error] = [e for e in errors if e.extensions and e.extensions["limit"] == "selections"]
     assert error.extensions is not None
@@ -379,6 +337,20 @@ def test_selections_count_fields_and_fragments_at_each_spread() -> None:
     query = """{ a: items(first: 2) { ...Page } b: items(first: 3) { ...Page } }
     fragment Page on ItemConnection { edges { node { title } } }"""
     assert selections(query) == 2 * (1 + 1 + 3)
+
+
+def test_selections_count_every_operation_of_the_document() -> None:
+    # Each operation: its spread, F0..F119's spreads and F120's __typename.
+    assert selections(fragment_chain(1, 120)) == 122
+    assert selections(fragment_chain(350, 120)) == 350 * 122
+    [error] = check_shape(
+        parse(fragment_chain(350, 120)), max_selections=1_000, max_depth=12, max_aliases=0
+    )
+    assert error.message == (
+        "The document's 350 operations select 42,700 fields and fragments once their fragments "
+        "are spread; at most 1,000 are allowed."
+    )
+    assert error.locations is not None and error.locations[0].column == 1
 
 
 def test_too_many_selections_are_refused_with_both_numbers() -> None:

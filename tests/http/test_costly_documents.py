@@ -20,6 +20,11 @@ import pytest
 from graphql import get_introspection_query
 from starlette.applications import Starlette
 
+from api.admission import ANONYMOUS_MAX_CHARS
+from api.principal import Role
+from tests.auth import bearer
+from tests.queries import fragment_chain
+
 T = TypeVar("T")
 # The longest the event loop may be held by one request's checks (the issue's bound).
 MAX_HOLD_SECONDS = 0.050
@@ -137,3 +142,93 @@ async def test_an_anonymous_text_longer_than_any_public_one_is_not_parsed(app: S
     assert garbage.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert introspection.status_code == 200
     assert introspection.json()["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+# (operations, fragments in the chain): the review's document (42,700 selections once spread,
+# 11.6 KB, under the token limit), and the most of each that fits the selections limit.
+CHAINS = {"the review's document": (350, 120), "long chain": (8, 120), "many operations": (30, 30)}
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+async def test_operations_sharing_a_fragment_chain_do_not_hold_the_loop(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    # graphql-core's variable rules walk a fragment once per operation spreading it, so the
+    # selections limit counts the whole document: what is left of that work is within it.
+    operations, fragments = CHAINS[name]
+    salt = uuid.uuid4().hex
+    request = {"query": fragment_chain(operations, fragments, salt), "operationName": f"q0{salt}"}
+    for sight in ("first", "again"):
+        response, hold = await held(client.post("/graphql", json=request))
+        if operations * (fragments + 2) > 1_000:
+            assert response.status_code == 400, response.text
+            assert refused_limits(response.json()) == {"selections"}
+        else:
+            assert response.json() == {"data": {"__typename": "Query"}}
+        assert hold < MAX_HOLD_SECONDS, f"{sight}: the loop was held {hold * 1000:.0f} ms"
+
+
+def _anonymous_one_of_many() -> str:
+    # The review's: the chosen operation asks for `__typename` only, the others are the work;
+    # within what an anonymous caller may send (a comment makes each text new).
+    query = f"# {uuid.uuid4().hex}\nquery p {{ __typename }} " + fragment_chain(100, 60)
+    assert len(query) <= ANONYMOUS_MAX_CHARS
+    return query
+
+
+ANONYMOUS_REFUSED = {
+    "the review's document": _anonymous_one_of_many,
+    "two operations": lambda: (
+        f"query p {{ __typename }} query q{uuid.uuid4().hex} {{ __typename }}"
+    ),
+    "a fragment of the schema's": lambda: (
+        "query p { _service { ...Sdl } } fragment Sdl on _Service { sdl }"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ANONYMOUS_REFUSED))
+async def test_an_anonymous_document_of_other_operations_or_fragments_is_refused(
+    app: Starlette, name: str
+) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as anonymous:
+        request = {"query": ANONYMOUS_REFUSED[name](), "operationName": "p"}
+        response, hold = await held(anonymous.post("/graphql", json=request))
+
+    assert response.status_code == 401, response.text[:300]
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert hold < MAX_HOLD_SECONDS, f"the loop was held {hold * 1000:.0f} ms"
+
+
+async def test_only_the_operation_to_run_is_priced_for_its_role(client: httpx.AsyncClient) -> None:
+    salt = uuid.uuid4().hex
+    # Dear costs 1 + 100 * (edges 1 + node 1 + orders (1 + 10 * 2)) = 2,301: over a customer's
+    # budget (1,000), within an agent's (20,000).
+    query = (
+        f'query Cheap {{ __typename }} query Dear {{ searchCustomers(query: "x{salt}", '
+        "first: 100) { edges { node { orders(first: 10) { edges { node { id } } } } } } }"
+    )
+    customer = bearer(Role.CUSTOMER, subject="1")
+
+    async def ask(operation: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        return await client.post(
+            "/graphql", json={"query": query, "operationName": operation}, headers=headers
+        )
+
+    # Each answer is remembered per operation and role: none may stand in for another's.
+    for _ in range(2):
+        dear = await ask("Dear", customer)
+        assert dear.status_code == 400, dear.text
+        [error] = dear.json()["errors"]
+        assert error["extensions"] == {
+            "code": "QUERY_TOO_COMPLEX",
+            "limit": "cost",
+            "measured": 2_301,
+            "allowed": 1_000,
+        }
+        cheap = await ask("Cheap", customer)
+        assert cheap.json() == {"data": {"__typename": "Query"}}
+        agent = await ask("Dear")
+        assert agent.status_code == 200, agent.text
+        assert agent.json()["data"]["searchCustomers"]["edges"] == []

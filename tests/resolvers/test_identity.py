@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import parse
+from graphql import OperationDefinitionNode, parse
 
 from api.connections import Connections
-from api.limits import check_limits
+from api.limits import check_cost
 from api.principal import Role
 from resolvers.schema import create_schema
 from sources.events.merges import merge_customers
@@ -463,17 +463,19 @@ async def test_a_search_page_is_one_sql_round_trip(
 
 def cost(query: str) -> int:
     """The cost the limits measure for a document (read from a zero-budget refusal)."""
-    [error] = check_limits(
+    document = parse(query)
+    [operation] = document.definitions
+    assert isinstance(operation, OperationDefinitionNode)
+    error = check_cost(
         create_schema()._schema,
-        parse(query),
+        document,
+        operation,
         variables=None,
-        max_depth=100,
-        max_aliases=100,
-        cost_budget=0,
+        budget=0,
         role="agent",
         page_default=20,
     )
-    assert error.extensions is not None
+    assert error is not None and error.extensions is not None
     measured: int = error.extensions["measured"]
     return measured
 
