@@ -37,3 +37,25 @@ async def test_a_stalling_subscription_is_refused_without_holding_the_loop(
     assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
     assert error["extensions"]["limit"] == limit
     assert hold < MAX_HOLD_SECONDS, f"the loop was held {hold * 1000:.0f} ms"
+
+
+async def test_subscriptions_sharing_a_fragment_chain_are_refused_without_holding_the_loop(
+    live_server: str,
+) -> None:
+    # The review's document over a socket: each operation is small; the document is not.
+    customer = uuid.uuid4().int % 10**9
+    operations = " ".join(f"subscription s{n} {{ ...F0 }}" for n in range(350))
+    chain = " ".join(f"fragment F{n} on Subscription {{ ...F{n + 1} }}" for n in range(120))
+    field = f'customerChanged(customerId: "{customer}") {{ eventId }}'
+    last = f"fragment F120 on Subscription {{ {field} }}"
+    payload = {"query": f"{operations} {chain} {last}", "operationName": "s0"}
+    async with graphql_ws(live_server) as ws:
+        await ws.send(json.dumps({"id": "s", "type": "subscribe", "payload": payload}))
+        message, hold = await held(next_message(ws))
+
+    assert message["type"] == "error", message
+    [error] = message["payload"]
+    assert error["extensions"]["limit"] == "selections"
+    # Each: its spread, F0..F119's spreads, then customerChanged and eventId.
+    assert error["extensions"]["measured"] == 350 * 123
+    assert hold < MAX_HOLD_SECONDS, f"the loop was held {hold * 1000:.0f} ms"
