@@ -25,7 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sources.cache.backends import CacheUnavailableError
 from sources.cache.entity import EntityCache
 from sources.events.envelope import C360_SOURCE, Event
-from sources.events.outbox import Relay, add_to_mongo_outbox, add_to_sql_outbox, in_sql_outbox
+from sources.events.outbox import (
+    TRANSACTION_ID,
+    Relay,
+    add_to_mongo_outbox,
+    add_to_sql_outbox,
+    in_sql_outbox,
+)
 from sources.loader import outages_as_source_errors
 from sources.mongo import idempotency as mongo_idempotency
 from sources.mongo.queries import Database
@@ -130,6 +136,9 @@ async def _sql_transaction(
         with outages_as_source_errors("sql", "a change", SQL_ERRORS):
             async with changes.engine.connect() as connection:
                 transaction = await connection.begin()
+                # `info` outlives this checkout: an id noted by an earlier transaction is not
+                # this one's.
+                connection.info.pop(TRANSACTION_ID, None)
                 try:
                     yield connection
                     if changes.claim is not None:
@@ -158,6 +167,10 @@ async def _transaction_id(connection: AsyncConnection) -> str | None:
     committed (SQLite is a local file: a COMMIT there has no outcome to lose)."""
     if connection.dialect.name != "postgresql":
         return None
+    noted = connection.info.pop(TRANSACTION_ID, None)
+    if noted is not None:
+        return str(noted)
+    # A transaction that queued no event (a merge's first step) asks for it.
     return str((await connection.execute(text("SELECT pg_current_xact_id()::text"))).scalar())
 
 
