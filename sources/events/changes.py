@@ -209,6 +209,8 @@ async def _mongo_transaction(
 
     try:
         with outages_as_source_errors("mongo", "a change", (PyMongoError,)):
+            if claim is not None:
+                await mongo_idempotency.sweep_expired(db=changes.db)
             async with changes.db.client.start_session() as session:
                 # with_transaction retries on TransientTransactionError: concurrent
                 # transactions touching the same documents (the outbox, one customer's
