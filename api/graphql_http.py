@@ -406,7 +406,7 @@ class GraphQLHTTP:
                 if response_headers is not None:
                     response_headers[idempotency.REPLAYED] = "true"
                 return held.status, held.body
-            if isinstance(held, idempotency.Refusal):
+            if isinstance(held, idempotency.KeyRefusal):
                 if response_headers is not None:
                     response_headers.update(held.headers)
                 return held.status, held.payload

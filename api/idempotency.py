@@ -18,7 +18,8 @@ from starlette.datastructures import Headers
 
 from api.connections import Connections
 from api.principal import Principal
-from sources.loader import source_error
+from sources.errors import SourceError
+from sources.loader import outages_as_source_errors
 from sources.sql import idempotency
 from sources.sql.engine import SQL_ERRORS
 from sources.sql.idempotency import Claim, IdempotencyConflictError, Replay
@@ -57,49 +58,42 @@ def request_hash(query: str, operation_name: str | None, variables: dict[str, An
     return hashlib.sha256(canonical).hexdigest()
 
 
-def holder(principal: Principal) -> str:
-    """Whose keys these are: each principal has its own."""
-    return f"{principal.kind}:{principal.name}"
-
-
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    """The answer to a request its key does not let run."""
+class KeyRefusal:
+    """The HTTP answer to a request its key does not let run (a conflict, or the key's store
+    unreachable): its status, body and headers, sent as they are."""
 
     status: int
     payload: dict[str, Any]
     headers: dict[str, str]
 
 
-def _refusal(code: str, message: str, status: int, **extensions: str) -> Refusal:
+def _refusal(code: str, message: str, status: int, **extensions: str) -> KeyRefusal:
     headers = {"retry-after": "1"} if status in (409, 503) else {}
     error = {"message": message, "extensions": {"code": code, **extensions}}
-    return Refusal(status, {"errors": [error]}, headers)
+    return KeyRefusal(status, {"errors": [error]}, headers)
 
 
 async def begin(
     connections: Connections, principal: Principal, key: str, digest: str
-) -> Claim | Replay | Refusal:
+) -> Claim | Replay | KeyRefusal:
     """Hold the key for this request, or answer it from the key's first request."""
     settings = connections.settings
     try:
-        return await idempotency.claim(
-            engine=connections.engine,
-            principal=holder(principal),
-            key=key,
-            request_hash=digest,
-            ttl=dt.timedelta(seconds=settings.idempotency_ttl_seconds),
-            lease=dt.timedelta(seconds=settings.execution_timeout + LEASE_MARGIN_SECONDS),
-        )
+        with outages_as_source_errors("sql", "claiming an idempotency key", SQL_ERRORS):
+            return await idempotency.claim(
+                engine=connections.engine,
+                principal=principal.key,
+                key=key,
+                request_hash=digest,
+                ttl=dt.timedelta(seconds=settings.idempotency_ttl_seconds),
+                lease=dt.timedelta(seconds=settings.execution_timeout + LEASE_MARGIN_SECONDS),
+            )
     except IdempotencyConflictError as error:
         return _refusal(error.code, str(error), idempotency.STATUSES[error.code])
-    except SQL_ERRORS as error:
-        mapped = source_error("sql", error)
-        if mapped is None:
-            raise
-        log.warning("idempotency key not claimed: %s", mapped.detail)
+    except SourceError as error:
         # Nothing ran: the client may retry with the same key.
-        return _refusal(mapped.code, str(mapped), 503, source=mapped.source)
+        return _refusal(error.code, str(error), 503, source=error.source)
 
 
 async def end(

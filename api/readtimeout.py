@@ -130,6 +130,12 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
         self._headers_due = None
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # An earlier (pipelined) request is still being answered: a 408 written now would
+            # reach the client in its answer's place. Closing cuts that answer short, as the
+            # client's late headers leave no better choice on this connection.
+            self.transport.close()
+            return
         body = _timeout_body("headers", _header_timeout())
         head = [STATUS_LINE[408]]
         for name, value in self.server_state.default_headers:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -56,17 +57,27 @@ def source_error(source: str, error: BaseException) -> SourceError | None:
     return None
 
 
-async def call_source(source: str, limit: float, call: Awaitable[V]) -> V:
-    """Await one source call within `limit` seconds, turning outages into SourceError."""
+@contextlib.contextmanager
+def outages_as_source_errors(
+    source: str, doing: str, kinds: tuple[type[BaseException], ...] = (Exception,)
+) -> Iterator[None]:
+    """Raise a lost, unreachable or slow store within as its coded SourceError (logged as
+    `doing` failed); any other error, a bug, as it is."""
     try:
-        async with asyncio.timeout(limit):
-            return await call
-    except Exception as error:
+        yield
+    except kinds as error:
         mapped = source_error(source, error)
         if mapped is None:
             raise
-        log.warning("source %s failed: %s", source, mapped.detail)
+        log.warning("%s failed: %s is unavailable: %s", doing, source, mapped.detail)
         raise mapped from error
+
+
+async def call_source(source: str, limit: float, call: Awaitable[V]) -> V:
+    """Await one source call within `limit` seconds, turning outages into SourceError."""
+    with outages_as_source_errors(source, "a read"):
+        async with asyncio.timeout(limit):
+            return await call
 
 
 def keyed_loader(

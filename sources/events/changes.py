@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,8 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sources.cache.backends import CacheUnavailableError
 from sources.cache.entity import EntityCache
 from sources.events.envelope import C360_SOURCE, Event
-from sources.events.outbox import Relay, add_to_mongo_outbox, add_to_sql_outbox, in_sql_outbox
-from sources.loader import source_error
+from sources.events.outbox import (
+    TRANSACTION_ID,
+    Relay,
+    add_to_mongo_outbox,
+    add_to_sql_outbox,
+    in_sql_outbox,
+)
+from sources.loader import outages_as_source_errors
 from sources.mongo import idempotency as mongo_idempotency
 from sources.mongo.queries import Database
 from sources.sql import idempotency, writes
@@ -117,19 +123,6 @@ def _event(
     )
 
 
-@contextlib.contextmanager
-def _outage(source: str, kinds: tuple[type[BaseException], ...]) -> Iterator[None]:
-    """A lost or unreachable store, as the coded SourceError clients may retry on."""
-    try:
-        yield
-    except kinds as error:
-        mapped = source_error(source, error)
-        if mapped is None:
-            raise
-        log.warning("change failed: %s is unavailable: %s", source, mapped.detail)
-        raise mapped from error
-
-
 @contextlib.asynccontextmanager
 async def _sql_transaction(
     changes: Changes, origin: Event | None
@@ -140,9 +133,12 @@ async def _sql_transaction(
     The transaction marks the request's idempotency key applied (see `Changes.claim`).
     """
     try:
-        with _outage("sql", SQL_ERRORS):
+        with outages_as_source_errors("sql", "a change", SQL_ERRORS):
             async with changes.engine.connect() as connection:
                 transaction = await connection.begin()
+                # `info` outlives this checkout: an id noted by an earlier transaction is not
+                # this one's.
+                connection.info.pop(TRANSACTION_ID, None)
                 try:
                     yield connection
                     if changes.claim is not None:
@@ -171,6 +167,10 @@ async def _transaction_id(connection: AsyncConnection) -> str | None:
     committed (SQLite is a local file: a COMMIT there has no outcome to lose)."""
     if connection.dialect.name != "postgresql":
         return None
+    noted = connection.info.pop(TRANSACTION_ID, None)
+    if noted is not None:
+        return str(noted)
+    # A transaction that queued no event (a merge's first step) asks for it.
     return str((await connection.execute(text("SELECT pg_current_xact_id()::text"))).scalar())
 
 
@@ -208,7 +208,9 @@ async def _mongo_transaction(
         await add_to_mongo_outbox(db=changes.db, session=session, events=[event])
 
     try:
-        with _outage("mongo", (PyMongoError,)):
+        with outages_as_source_errors("mongo", "a change", (PyMongoError,)):
+            if claim is not None:
+                await mongo_idempotency.sweep_expired(db=changes.db)
             async with changes.db.client.start_session() as session:
                 # with_transaction retries on TransientTransactionError: concurrent
                 # transactions touching the same documents (the outbox, one customer's
@@ -292,7 +294,7 @@ async def _require_customer(
     changes: Changes, customer_id: int, origin: Event | None = None
 ) -> CustomerRecord:
     """The customer to change in MongoDB, by `_lock_customer`'s rules (without a lock)."""
-    with _outage("sql", SQL_ERRORS):
+    with outages_as_source_errors("sql", "a change", SQL_ERRORS):
         async with changes.engine.connect() as connection:
             customer = await _read_customer(
                 connection, customer_id, follow_merges=origin is not None
@@ -666,7 +668,7 @@ async def change_ticket_status(
         raise ChangeRejectedError("INVALID_STATUS", f"unknown ticket status {status!r}", "status")
     subject = customer_id
     if customer_id is None:
-        with _outage("mongo", (PyMongoError,)):
+        with outages_as_source_errors("mongo", "a change", (PyMongoError,)):
             ticket = await changes.db.tickets.find_one({"_id": ticket_id}, {"customer_id": 1})
         if ticket is None:
             raise ChangeRejectedError(

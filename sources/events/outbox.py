@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Text, cast, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.events.bus import EventBus
@@ -34,12 +34,23 @@ log = logging.getLogger(__name__)
 BATCH = 200
 
 
+# Where `add_to_sql_outbox` leaves PostgreSQL's id of the transaction it wrote in (in the
+# connection's `info`), read back by the change that commits it (`sources.events.changes`).
+TRANSACTION_ID = "c360.transaction_id"
+
+
 async def add_to_sql_outbox(*, connection: AsyncConnection, events: Sequence[Event]) -> None:
     """Queue events for publication, inside the caller's transaction."""
     if not events:
         return
-    await connection.execute(
-        insert(models.table(models.OutboxEvent)),
+    statement = insert(models.table(models.OutboxEvent))
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        # The id to ask after when the COMMIT's answer is lost, in a statement the change
+        # sends anyway rather than a round trip of its own.
+        statement = statement.returning(cast(func.pg_current_xact_id(), Text))
+    written = await connection.execute(
+        statement,
         [
             {
                 "event_id": e.id,
@@ -52,6 +63,8 @@ async def add_to_sql_outbox(*, connection: AsyncConnection, events: Sequence[Eve
             for e in events
         ],
     )
+    if postgresql:
+        connection.info[TRANSACTION_ID] = written.scalars().first()
 
 
 async def in_sql_outbox(*, connection: AsyncConnection, event_id: str) -> bool:

@@ -137,6 +137,7 @@ class _EmbeddedServer:
                 delay,
                 self.log_path,
             )
+            failed = 0
             while True:
                 if self._stopping.wait(delay):
                     return
@@ -147,11 +148,22 @@ class _EmbeddedServer:
                 except EmbeddedMongoError as error:
                     if self._stopping.is_set():
                         return
-                    log.warning(
-                        "the embedded MongoDB did not restart: %s; next try in %gs", error, delay
+                    failed += 1
+                    # A restart that keeps failing is one state, said once; each try is in
+                    # secantus.log and at debug level.
+                    log.log(
+                        logging.WARNING if failed == 1 else logging.DEBUG,
+                        "the embedded MongoDB did not restart: %s; trying again, at least every "
+                        "%gs",
+                        error,
+                        RESTART_DELAY_MAX,
                     )
                     continue
-                log.info("the embedded MongoDB is answering again on port %d", self.port)
+                log.info(
+                    "the embedded MongoDB is answering again on port %d (after %d failed starts)",
+                    self.port,
+                    failed,
+                )
                 break
 
     def stop(self) -> None:

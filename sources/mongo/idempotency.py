@@ -10,6 +10,11 @@ from pymongo.errors import DuplicateKeyError
 
 from sources.mongo.queries import Database
 
+# Expired markers each keyed change deletes at most, as expired SQL keys are swept by each claim
+# (`sources.sql.idempotency`): the collection stays as small as the window makes it. SecantusDB
+# has no TTL indexes (its source knows no expireAfterSeconds), so c360 deletes them itself.
+EXPIRED_PER_CHANGE = 100
+
 
 async def mark_applied(*, db: Database, session: Any, marker: str, expires_at: dt.datetime) -> bool:
     """Record the key's change inside the caller's transaction; False when a change under the
@@ -23,3 +28,19 @@ async def mark_applied(*, db: Database, session: Any, marker: str, expires_at: d
     except DuplicateKeyError:
         return False
     return True
+
+
+async def sweep_expired(*, db: Database) -> int:
+    """Delete up to EXPIRED_PER_CHANGE markers past their key's window; how many went."""
+    # Outside the change's transaction: concurrent changes sweeping the same markers would
+    # otherwise conflict and retry each other's transactions.
+    now = dt.datetime.now(dt.UTC)
+    expired = db.idempotency.find(
+        {"expires_at": {"$lt": now}}, {"_id": 1}, limit=EXPIRED_PER_CHANGE
+    )
+    ids = [doc["_id"] async for doc in expired]
+    if not ids:
+        return 0
+    # A marker renewed meanwhile (its key used again past its window) is not expired any more.
+    deleted = await db.idempotency.delete_many({"_id": {"$in": ids}, "expires_at": {"$lt": now}})
+    return deleted.deleted_count

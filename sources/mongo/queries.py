@@ -22,6 +22,8 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     "tickets": [[("customer_id", ASCENDING), ("status", ASCENDING)]],
     # Lookups by identity (loyalty number, device id, ...) land on the profile.
     "profiles": [[("identities.type", ASCENDING), ("identities.value", ASCENDING)]],
+    # Expired idempotency markers are found by their expiry (`sources.mongo.idempotency`).
+    "idempotency": [[("expires_at", ASCENDING)]],
 }
 
 

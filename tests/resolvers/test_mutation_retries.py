@@ -417,6 +417,33 @@ async def test_a_key_whose_request_died_runs_again_only_if_nothing_committed(
     assert await events.to_list(None) == []
 
 
+async def test_keyed_mongodb_changes_delete_expired_markers_a_hundred_at_a_time(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    markers = connections.db.idempotency
+    now = dt.datetime.now(dt.UTC)
+    await markers.insert_many(
+        [
+            {"_id": f"expired-{uuid.uuid4()}", "expires_at": now - dt.timedelta(seconds=1)}
+            for _ in range(150)
+        ]
+    )
+    live = f"live-{uuid.uuid4()}"
+    await markers.insert_one({"_id": live, "expires_at": now + dt.timedelta(hours=1)})
+
+    async def expired() -> int:
+        return await markers.count_documents({"expires_at": {"$lt": dt.datetime.now(dt.UTC)}})
+
+    before = await expired()
+    for round, channel in enumerate(("SMS", "EMAIL"), start=1):
+        consent = {"input": {"customerId": str(cid), "channel": channel, "granted": True}}
+        answer = await _post(client, CONSENT, consent, str(uuid.uuid4()))
+        assert answer.json()["data"]["setConsent"]["__typename"] == "SetConsentSuccess"
+        assert await expired() == max(0, before - 100 * round)
+    assert await markers.count_documents({"_id": live}) == 1
+
+
 async def test_a_merge_retried_with_its_key_is_made_once(
     client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
 ) -> None:

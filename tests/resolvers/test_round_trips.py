@@ -80,3 +80,26 @@ async def test_order_to_customer_and_back_is_batched_per_level(
     assert {e["node"]["customer"]["id"] for e in edges} == {str(cid)}
     # customer (root) + page + addresses; the order's customer is the cached root one.
     assert spent == {"sql": 3, "mongo": 1, "loyalty": 0, "tracking": 0}
+
+
+CONTACT_CHANGE = """mutation($input: UpdateCustomerContactInput!) {
+  updateCustomerContact(input: $input) {
+    __typename ... on UpdateCustomerContactError { code } } }"""
+# Lock the customer (SQLite: an UPDATE taking the write lock, then the read; PostgreSQL: one
+# SELECT ... FOR UPDATE), update it, read it back, rewrite its search terms, queue the event.
+# PostgreSQL's transaction id, kept in case the COMMIT's answer is lost, comes back from the
+# outbox insert, not from a round trip of its own.
+CONTACT_CHANGE_SQL_ROUND_TRIPS = {"sqlite": 7, "postgresql": 6}
+
+
+async def test_a_mutation_costs_only_its_own_sql_round_trips(
+    live_server: str, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    change = {"input": {"customerId": str(cid), "lastName": "Counted"}}
+
+    body, spent = await measured(live_server, connections, CONTACT_CHANGE, change)
+
+    assert body["data"]["updateCustomerContact"]["__typename"] == "UpdateCustomerContactSuccess"
+    backend = connections.engine.dialect.name
+    assert spent["sql"] == CONTACT_CHANGE_SQL_ROUND_TRIPS[backend]
