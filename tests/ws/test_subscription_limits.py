@@ -290,7 +290,7 @@ async def test_a_subscription_cancelled_while_counted_leaves_nothing_in_redis(
                 cache_namespace=redis_namespace,
                 # Longer than the test waits: the acquire in flight is cut short by the socket's
                 # close, not by its deadline.
-                redis_timeout=10.0,
+                redis_timeout=4.0,
                 rate_limit_enabled=False,
             ) as (url, app),
         ):
@@ -299,7 +299,7 @@ async def test_a_subscription_cancelled_while_counted_leaves_nothing_in_redis(
                 # Redis added the entry; its answer has not reached c360.
                 await until(lambda: proxy.stalled == 1, "the acquire sent")
                 await until(lambda: _count(redis, entries, 1), "the entry added in Redis")
-            await until(lambda: _count(redis, entries, 0), "the entry removed", seconds=8.0)
+            await until(lambda: _count(redis, entries, 0), "the entry removed", seconds=6.0)
             assert app.state.connections.hub.subscribers == 0
             assert app.state.guard.subscriptions.held(key) == 0
     finally:
