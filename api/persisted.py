@@ -15,12 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 
-from redis.asyncio import Redis
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
-
-from sources.deadline import SOCKET_BACKSTOP
+from sources.optional_redis import redis_client
 from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -40,24 +35,12 @@ class PersistedQueries:
         timeout: float,
         breaker_seconds: float,
     ) -> None:
-        self._redis = (
-            Redis.from_url(
-                redis_url,
-                # A backstop: the breaker's Deadline judges each call.
-                socket_timeout=timeout * SOCKET_BACKSTOP,
-                socket_connect_timeout=timeout * SOCKET_BACKSTOP,
-                # After an outage the pool's sockets are dead: retry once on a fresh one.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                health_check_interval=0,
-            )
-            if redis_url
-            else None
-        )
+        self._redis = redis_client(redis_url, timeout) if redis_url else None
         self._timeout = timeout
         self._breaker = Breaker(
             Outage("persisted queries: Redis", log, meanwhile="each instance keeps its own"),
             breaker_seconds,
-            reset=self._drop_idle_connections,
+            redis=self._redis,
         )
         self._prefix = f"{namespace}:apq:"
         self._ttl = ttl
@@ -98,11 +81,6 @@ class PersistedQueries:
         """Close the Redis connection."""
         if self._redis is not None:
             await self._redis.aclose()
-
-    async def _drop_idle_connections(self) -> None:
-        # Idle sockets are dead after an outage; calls under way keep theirs.
-        if self._redis is not None:
-            await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     def _remember(self, sha256: str, query: str) -> None:
         self._local[sha256] = (time.monotonic() + self._ttl, query)

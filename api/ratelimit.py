@@ -28,13 +28,10 @@ from typing import Any, TypeVar
 from limits import RateLimitItem, WindowStats, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.asyncio import ConnectionPool
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio import Redis
 
 from api.settings import Settings
-from sources.deadline import SOCKET_BACKSTOP
+from sources.optional_redis import redis_client
 from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -173,6 +170,8 @@ class RateLimiter:
         }
         self._local = LocalWindows()
         self._timeout = settings.redis_timeout
+        shared_url = settings.redis_url if self._enabled else None
+        self._redis: Redis | None = redis_client(shared_url, self._timeout) if shared_url else None
         self._breaker = Breaker(
             Outage(
                 "rate limits: Redis",
@@ -181,27 +180,16 @@ class RateLimiter:
                 f"{settings.redis_breaker_seconds}s",
             ),
             settings.redis_breaker_seconds,
-            reset=self._drop_idle_connections,
+            redis=self._redis,
         )
-        self._pool: ConnectionPool | None = None
         self._shared: SharedWindows | None = None
-        if self._enabled and settings.redis_url:
-            self._pool = ConnectionPool.from_url(
-                settings.redis_url,
-                # A backstop: the breaker's Deadline judges each call.
-                socket_timeout=self._timeout * SOCKET_BACKSTOP,
-                socket_connect_timeout=self._timeout * SOCKET_BACKSTOP,
-                # One immediate retry on a broken connection: after an outage the pool still
-                # holds dead sockets, and the first use of each fails though Redis is back.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                health_check_interval=0,
-            )
+        if shared_url and self._redis is not None:
             storage = RedisStorage(
-                _storage_uri(settings.redis_url),
+                _storage_uri(shared_url),
                 implementation="redispy",
                 key_prefix=f"{settings.cache_namespace}:ratelimit",
                 # Documented by limits (handed to redis-py's client), typed narrower there.
-                connection_pool=self._pool,  # type: ignore[arg-type]
+                connection_pool=self._redis.connection_pool,  # type: ignore[arg-type]
             )
             self._shared = SharedWindows(storage)
 
@@ -230,13 +218,8 @@ class RateLimiter:
 
     async def close(self) -> None:
         """Close the Redis connections."""
-        if self._pool is not None:
-            await self._pool.aclose()
-
-    async def _drop_idle_connections(self) -> None:
-        # Idle sockets are dead after an outage; calls under way keep theirs.
-        if self._pool is not None:
-            await self._pool.disconnect(inuse_connections=False)
+        if self._redis is not None:
+            await self._redis.aclose()
 
 
 async def _decide(

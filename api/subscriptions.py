@@ -27,12 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from api.settings import Settings
-from sources.deadline import SOCKET_BACKSTOP
+from sources.optional_redis import redis_client
 from sources.outage import Breaker, Outage, UnavailableError
 
 if TYPE_CHECKING:
@@ -75,6 +72,9 @@ class PrincipalSubscriptions:
         self._lease_ms = int(lease_seconds * 1000)
         self._renew_every = lease_seconds / 3
         self._timeout = settings.redis_timeout
+        self._redis: Redis | None = (
+            redis_client(settings.redis_url, self._timeout) if settings.redis_url else None
+        )
         self._breaker = Breaker(
             Outage(
                 "subscription limits: Redis",
@@ -83,23 +83,16 @@ class PrincipalSubscriptions:
                 f"{settings.redis_breaker_seconds}s",
             ),
             settings.redis_breaker_seconds,
-            reset=self._drop_idle_connections,
+            redis=self._redis,
         )
         # Subscription ids this instance holds, per principal: what it renews, and what it
         # counts when Redis cannot.
         self._held: dict[str, set[str]] = {}
         self._ids = (f"{uuid.uuid4().hex[:12]}-{n:x}" for n in itertools.count(1))
-        self._redis: Redis | None = None
         self._renewer: asyncio.Task[None] | None = None
-        if settings.redis_url:
-            self._redis = Redis.from_url(
-                settings.redis_url,
-                # A backstop: the breaker's Deadline judges each call.
-                socket_timeout=self._timeout * SOCKET_BACKSTOP,
-                socket_connect_timeout=self._timeout * SOCKET_BACKSTOP,
-                # As the rate limits' pool: after an outage its dead sockets fail once each.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            )
+        # Releases of acquires cut short, running on after their caller was cancelled.
+        self._releasing: set[asyncio.Task[None]] = set()
+        if self._redis is not None:
             self._acquire = self._redis.register_script(_ACQUIRE)
             self._renew = self._redis.register_script(_RENEW)
 
@@ -114,6 +107,7 @@ class PrincipalSubscriptions:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
+        await asyncio.gather(*self._releasing, return_exceptions=True)
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -124,7 +118,17 @@ class PrincipalSubscriptions:
     async def acquire(self, principal: str) -> str | None:
         """A new subscription id for `principal`, or None when it holds its cap already."""
         member = next(self._ids)
-        if await self._admitted(principal, member):
+        try:
+            admitted = await self._admitted(principal, member)
+        except BaseException:
+            # Cancelled (its socket closed): Redis may have added the entry all the same, which
+            # nothing would renew or release, and which would count for a lease. Removed in a
+            # task of its own, which a cancelled caller cannot cut short.
+            releasing = asyncio.create_task(self.release(principal, member))
+            self._releasing.add(releasing)
+            releasing.add_done_callback(self._releasing.discard)
+            raise
+        if admitted:
             self._held.setdefault(principal, set()).add(member)
             return member
         return None
@@ -168,11 +172,6 @@ class PrincipalSubscriptions:
         """`operation()` through the breaker; UnavailableError when Redis is skipped or fails."""
         return await self._breaker.call(operation, within=self._timeout * round_trips)
 
-    async def _drop_idle_connections(self) -> None:
-        # Idle sockets are dead after an outage; calls under way keep theirs.
-        if self._redis is not None:
-            await self._redis.connection_pool.disconnect(inuse_connections=False)
-
     async def _renew_held(self, redis: Redis) -> None:
         renewing = {principal: set(members) for principal, members in self._held.items()}
         async with redis.pipeline(transaction=False) as pipe:
@@ -202,30 +201,30 @@ async def live_subscription(context: Context) -> AsyncIterator[None]:
             f"a connection may run {settings.websocket_max_subscriptions} subscriptions at "
             "once; complete one first"
         )
-    websocket = context.websocket
-    if websocket is None:  # not over a socket: nothing else to count against
-        token = object()
-        running.add(token)
+    # Counted from before the principal's count is asked (a Redis round trip): subscribes sent
+    # together are each checked while the others are being counted.
+    token = object()
+    running.add(token)
+    try:
+        websocket = context.websocket
+        if websocket is None:  # not over a socket: nothing else to count against
+            yield
+            return
+        principals: PrincipalSubscriptions = websocket.app.state.guard.subscriptions
+        principal = context.principal.key
+        member = await principals.acquire(principal)
+        if member is None:
+            reason = f"too many subscriptions: at most {principals.cap} per principal"
+            log.info("websocket closed: %s holds %d subscriptions", principal, principals.cap)
+            with contextlib.suppress(Exception):  # closed meanwhile by the client
+                await websocket.close(code=TOO_MANY, reason=reason)
+            raise _too_many(reason)
         try:
             yield
         finally:
-            running.discard(token)
-        return
-    principals: PrincipalSubscriptions = websocket.app.state.guard.subscriptions
-    principal = context.principal.key
-    member = await principals.acquire(principal)
-    if member is None:
-        reason = f"too many subscriptions: at most {principals.cap} per principal"
-        log.info("websocket closed: %s holds %d subscriptions", principal, principals.cap)
-        with contextlib.suppress(Exception):  # closed meanwhile by the client
-            await websocket.close(code=TOO_MANY, reason=reason)
-        raise _too_many(reason)
-    running.add(member)
-    try:
-        yield
+            await principals.release(principal, member)
     finally:
-        running.discard(member)
-        await principals.release(principal, member)
+        running.discard(token)
 
 
 def _too_many(message: str) -> GraphQLError:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pymongo.errors import PyMongoError
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -98,12 +99,12 @@ class Breaker:
         outage: Outage,
         seconds: float,
         *,
-        reset: Callable[[], Awaitable[None]] | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self.outage = outage
         self._seconds = seconds
-        # Run after a failed call, e.g. dropping a client's idle sockets, dead after an outage.
-        self._reset = reset
+        # The client whose idle sockets are dropped after a failed call: dead after an outage.
+        self._redis = redis
         self._open_until = 0.0
 
     @property
@@ -132,9 +133,10 @@ class Breaker:
             # Not only the expected failures: nothing an optional store raises may fail a
             # request (an unexpected kind is logged with its traceback, once, by Outage).
             self.failed(error)
-            if self._reset is not None:
+            if self._redis is not None:
+                # Calls under way keep theirs.
                 with contextlib.suppress(Exception):
-                    await self._reset()
+                    await self._redis.connection_pool.disconnect(inuse_connections=False)
             raise UnavailableError(repr(error)) from error
         self.succeeded()
         return result

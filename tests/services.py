@@ -105,6 +105,68 @@ async def silent_server() -> AsyncIterator[SilentServer]:
         await server.wait_closed()
 
 
+@dataclass
+class StallingProxy:
+    """A TCP proxy to a real server that stops answering a connection once it sent `marker`."""
+
+    port: int
+    marker: bytes
+    # Connections that sent the marker: the server did their work, its replies are kept back.
+    stalled: int = 0
+
+
+@contextlib.asynccontextmanager
+async def stalling_proxy(host: str, port: int, marker: bytes) -> AsyncIterator[StallingProxy]:
+    """A StallingProxy to `host`:`port` on a free local port: a store that did the work asked
+    but has not answered yet (a SilentServer does nothing at all)."""
+    proxy = StallingProxy(port=0, marker=marker)
+    pumps: set[asyncio.Task[None]] = set()
+
+    async def relay(client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        server, to_server = await asyncio.open_connection(host, port)
+        stalled = asyncio.Event()
+
+        async def requests() -> None:
+            sent = b""
+            while chunk := await client.read(65536):
+                sent = (sent + chunk)[-len(marker) - 65536 :]
+                if marker in sent and not stalled.is_set():
+                    stalled.set()
+                    proxy.stalled += 1
+                to_server.write(chunk)
+                await to_server.drain()
+
+        async def replies() -> None:
+            while chunk := await server.read(65536):
+                if stalled.is_set():
+                    await asyncio.Event().wait()  # kept back until the proxy closes
+                to_client.write(chunk)
+                await to_client.drain()
+
+        both = [asyncio.create_task(requests()), asyncio.create_task(replies())]
+        pumps.update(both)
+        try:
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in both:
+                pump.cancel()
+            await asyncio.gather(*both, return_exceptions=True)
+            pumps.difference_update(both)
+            to_server.close()
+            to_client.close()
+
+    listener = await asyncio.start_server(relay, "127.0.0.1", 0)
+    proxy.port = listener.sockets[0].getsockname()[1]
+    try:
+        yield proxy
+    finally:
+        listener.close()
+        for pump in list(pumps):
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        await listener.wait_closed()
+
+
 async def until(condition: Callable[[], bool | Awaitable[bool]], what: str, within: float) -> None:
     """Wait for `condition`, failing the test after `within` seconds."""
     deadline = time.monotonic() + within

@@ -17,12 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
 
 from sources.cache.codec import TOMBSTONE, CodecError, decode_entry, encode_entry
-from sources.deadline import SOCKET_BACKSTOP
+from sources.optional_redis import redis_client
 from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -149,22 +146,12 @@ class RedisBackend:
     """
 
     def __init__(self, url: str, *, timeout: float, breaker_seconds: float) -> None:
-        self._redis: Redis = Redis.from_url(
-            url,
-            # A backstop only: `Deadline` judges each call, and does not count the time the
-            # event loop was busy elsewhere, as a socket timeout would.
-            socket_timeout=timeout * SOCKET_BACKSTOP,
-            socket_connect_timeout=timeout * SOCKET_BACKSTOP,
-            # One immediate retry on a broken connection: after an outage the pool still holds
-            # dead sockets, and the first use of each fails even though Redis is back.
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            health_check_interval=0,
-        )
+        self._redis: Redis = redis_client(url, timeout)
         self._timeout = timeout
         self._breaker = Breaker(
             Outage("redis cache", log, meanwhile="reads go to the sources"),
             breaker_seconds,
-            reset=self._drop_idle_connections,
+            redis=self._redis,
         )
         self._pending: deque[tuple[list[str], list[str], float]] = deque()
         self._pending_keys = 0
@@ -182,10 +169,6 @@ class RedisBackend:
             if error.__cause__ is not None:  # Redis was tried, and failed
                 self.errors += 1
             raise CacheUnavailableError(*error.args) from error.__cause__
-
-    async def _drop_idle_connections(self) -> None:
-        # Idle sockets are dead after an outage; calls under way keep theirs.
-        await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     async def _tombstone(self, keys: list[str], tags: list[str], hold: float) -> None:
         await self._invalidate(keys=[*tags, *keys], args=[int(hold * 1000), len(tags)])

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -20,11 +21,12 @@ from websockets.exceptions import ConnectionClosed
 from api.app import create_app
 from api.principal import Role
 from api.settings import Settings
-from api.subscriptions import PrincipalSubscriptions
+from api.subscriptions import _ACQUIRE, PrincipalSubscriptions
 from sources.events.hub import Hub
 from sources.net import free_port
 from tests.auth import bearer
 from tests.conftest import serving
+from tests.services import stalling_proxy
 from tests.ws.test_subscriptions import SUBSCRIBE, next_message
 
 CAP = 3
@@ -235,3 +237,74 @@ async def test_without_redis_each_instance_counts_its_own(
     finally:
         await counted.close()
     assert [r.message for r in caplog.records if "Redis down" in r.message] != []
+
+
+async def test_subscribes_sent_together_keep_to_the_socket_cap_with_redis(
+    settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    credential, key = agent()
+    async with limited_server(
+        settings,
+        redis_url=redis_url,
+        cache_namespace=redis_namespace,
+        redis_timeout=1.0,
+        websocket_max_subscriptions=2,
+        limit_subscriptions_per_principal=50,
+    ) as (url, app):
+        hub: Hub = app.state.connections.hub
+        async with socket(url, credential) as ws:
+            # Back to back: each is checked while the others are still being counted in Redis.
+            for n in range(12):
+                await subscribe(ws, f"s{n}")
+            refused, completed = set(), set()
+            while len(refused) < 10 or len(completed) < 10:
+                message = await next_message(ws)
+                if message["type"] == "complete":
+                    completed.add(message["id"])
+                    continue
+                errors = message["payload"]["errors"]
+                assert errors[0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS", message
+                refused.add(message["id"])
+            assert refused == completed
+            await until(lambda: hub.subscribers == 2, "two live subscriptions")
+            await still_open(ws)
+            assert hub.subscribers == 2
+            assert app.state.guard.subscriptions.held(key) == 2
+
+
+async def test_a_subscription_cancelled_while_counted_leaves_nothing_in_redis(
+    settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    credential, key = agent()
+    entries = f"{redis_namespace}:subscriptions:{key}"
+    target = urlsplit(redis_url)
+    redis = Redis.from_url(redis_url)
+    try:
+        # Loaded already: the stalled call runs its script at once, not after a NOSCRIPT reply.
+        await redis.script_load(_ACQUIRE)
+        async with (
+            stalling_proxy(target.hostname or "", target.port or 6379, entries.encode()) as proxy,
+            limited_server(
+                settings,
+                redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}",
+                cache_namespace=redis_namespace,
+                # Longer than the test waits: the acquire in flight is cut short by the socket's
+                # close, not by its deadline.
+                redis_timeout=4.0,
+                rate_limit_enabled=False,
+            ) as (url, app),
+        ):
+            async with socket(url, credential) as ws:
+                await subscribe(ws, "a")
+                # Redis added the entry; its answer has not reached c360.
+                await until(lambda: proxy.stalled == 1, "the acquire sent")
+                await until(lambda: _count(redis, entries, 1), "the entry added in Redis")
+            await until(lambda: _count(redis, entries, 0), "the entry removed", seconds=6.0)
+            assert app.state.connections.hub.subscribers == 0
+            assert app.state.guard.subscriptions.held(key) == 0
+    finally:
+        await redis.aclose()
+
+
+async def _count(redis: Redis, key: str, expected: int) -> bool:
+    return int(await redis.zcard(key)) == expected
