@@ -48,17 +48,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import pymongo
-from pymongo.errors import DuplicateKeyError, PyMongoError
-from sqlalchemy.exc import SQLAlchemyError
+from pymongo.errors import DuplicateKeyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sources.errors import SourceError
 from sources.events.changes import ChangeRejectedError, Changes, _event, _sql_transaction
 from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
 from sources.mongo import loaders as mongo_loaders
 from sources.mongo import merges as mongo_merges
-from sources.outage import Outage
+from sources.outage import STORE_FAILURES, Outage
 from sources.sql import loaders as sql_loaders
 from sources.sql import merges as sql_merges
 from sources.sql import writes
@@ -71,8 +69,6 @@ MOVED = ("orders", "interactions", "tickets", "identities")
 # How long the MongoDB step of a merge or an unmerge may take before it is given up (and left
 # to a retry to finish).
 MONGO_STEP_SECONDS = 10.0
-# Store failures that cut a merge short after its first step: it is recorded, to be finished.
-_STORE_ERRORS = (PyMongoError, SQLAlchemyError, OSError, TimeoutError, SourceError)
 
 
 async def merge_customers(
@@ -185,7 +181,7 @@ async def finish_stalled(changes: Changes, *, older_than: dt.timedelta) -> int:
     for record in stalled:
         try:
             await _finish(changes, record.id)
-        except _STORE_ERRORS as error:
+        except STORE_FAILURES as error:  # cut short after its first step: finished later
             # One merge whose store still fails must not hold up the others.
             log.warning("merge %d could not be finished yet: %r", record.id, error)
         else:
@@ -233,7 +229,7 @@ async def _finish_or_later(changes: Changes, merge_id: int) -> tuple[MergeRecord
     a retry or the `StalledMerges` task finishes it."""
     try:
         return await _finish(changes, merge_id)
-    except _STORE_ERRORS as error:
+    except STORE_FAILURES as error:  # cut short after its first step: finished later
         log.warning("merge %d is recorded but not finished: %r", merge_id, error)
         raise ChangeRejectedError(
             "MERGE_IN_PROGRESS",
