@@ -3,6 +3,7 @@
 from typing import Any
 
 import httpx
+from graphql import get_introspection_query
 
 from bench.documents import AGENT_QUERY, many_customers_query
 
@@ -36,3 +37,14 @@ def fragment_chain(operations: int, fragments: int, salt: str = "") -> str:
 
 
 __all__ = ["AGENT_QUERY", "agent_view", "fragment_chain", "graphql", "many_customers_query"]
+
+
+# The introspection query GraphiQL itself sends (every option on), the longest public document.
+GRAPHIQL_INTROSPECTION = get_introspection_query(
+    descriptions=True,
+    specified_by_url=True,
+    directive_is_repeatable=True,
+    schema_description=True,
+    input_value_deprecation=True,
+    one_of=True,
+)

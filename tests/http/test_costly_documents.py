@@ -17,26 +17,17 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from graphql import get_introspection_query
 from starlette.applications import Starlette
 
 from api.admission import ANONYMOUS_MAX_CHARS
 from api.principal import Role
 from tests.auth import bearer
-from tests.queries import fragment_chain
+from tests.queries import GRAPHIQL_INTROSPECTION, fragment_chain
 
 T = TypeVar("T")
 # The longest the event loop may be held by one request's checks (the bound).
 MAX_HOLD_SECONDS = 0.050
 REPEATED = "orders(first: 1) { pageInfo { hasNextPage } } "
-GRAPHIQL_INTROSPECTION = get_introspection_query(
-    descriptions=True,
-    specified_by_url=True,
-    directive_is_repeatable=True,
-    schema_description=True,
-    input_value_deprecation=True,
-    one_of=True,
-)
 
 
 def _customer(selection: str, after: str = "") -> str:
