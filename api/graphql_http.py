@@ -251,7 +251,7 @@ class GraphQLHTTP:
         self.schema = schema
         self.settings = settings
         self.documents = DocumentCache(settings.limit_tokens)
-        self.executor = Executor(schema)
+        self.executor = Executor(schema, settings.engine)
 
     async def __call__(self, request: Request, connections: Connections, guard: Guard) -> Response:
         rid = request_id(request.headers.get("x-request-id"))

@@ -14,6 +14,15 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class Engine(StrEnum):
+    """What runs queries (`api.execution`)."""
+
+    PLAN = "plan"  # c360's engine, graphql-core for what a plan does not cover
+    GRAPHQL_CORE = "graphql-core"  # graphql-core alone
+    # Both, and a refusal when they differ: the test suite runs this way.
+    DIFFERENTIAL = "differential"
+
+
 # The HS256 secret of `make run`'s demo tokens; production refuses to start with it.
 DEVELOPMENT_JWT_SECRET = "c360-development-secret-do-not-use-in-production"
 
@@ -172,6 +181,11 @@ class Settings(BaseSettings):
         default=False, description="Accept a JSON array of operations in one POST."
     )
     batch_max: int = Field(default=10, ge=1, description="Most operations in one batch.")
+    engine: Engine = Field(
+        default=Engine.PLAN,
+        description="What runs queries: `plan` (c360's engine), `graphql-core`, or "
+        "`differential` (both, refusing an answer where they differ; for tests).",
+    )
     execution_timeout: PositiveFloat = Field(
         default=10.0, description="Seconds one operation may run before it is stopped."
     )

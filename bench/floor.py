@@ -11,62 +11,20 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Hashable, Sequence
-from functools import cached_property
+from collections.abc import Sequence
 from typing import Any
 
-from aiodataloader import DataLoader
 from graphql import parse
 
 from api.connections import open_connections
-from api.context import Context, Loaders, create_loaders
+from api.context import Context, create_loaders
 from api.embedded import embedded_stores
+from api.engine.replay import Recording, recording_loaders, replaying_loaders
 from api.execution import Executor
 from api.settings import Settings
 from bench.credentials import PRINCIPAL
 from bench.workloads import Workload
 from resolvers.schema import create_schema
-
-GROUPS = ("sql", "mongo", "vendor")
-Memory = dict[tuple[str, str], dict[Hashable, Any]]
-
-
-def _loader_names(group: object) -> list[str]:
-    return [n for n, v in vars(type(group)).items() if isinstance(v, cached_property)]
-
-
-def recording_loaders(loaders: Loaders, memory: Memory) -> Loaders:
-    """`loaders`, with every batch's results also written into `memory`."""
-    for group_name in GROUPS:
-        group = getattr(loaders, group_name)
-        for name in _loader_names(group):
-            loader: DataLoader[Any, Any] = getattr(group, name)
-            store = memory.setdefault((group_name, name), {})
-            real = loader.batch_load_fn
-
-            async def recorded(keys: Sequence[Any], real: Any = real, store: Any = store) -> Any:
-                values = await real(keys)
-                store.update(zip(keys, values, strict=True))
-                return values
-
-            loader.batch_load_fn = recorded
-    return loaders
-
-
-def memory_loaders(template: Loaders, memory: Memory) -> Loaders:
-    """Fresh loaders (as for a new request) that answer every batch from `memory`."""
-    groups = {}
-    for group_name in GROUPS:
-        group = copy.copy(getattr(template, group_name))
-        for name in _loader_names(group):
-            store = memory.get((group_name, name), {})
-
-            async def batch(keys: Sequence[Any], store: Any = store) -> list[Any]:
-                return [store[key] for key in keys]
-
-            group.__dict__[name] = DataLoader(batch)
-        groups[group_name] = group
-    return Loaders(**groups)
 
 
 def _variables(workload: Workload, ids: Sequence[int | str]) -> list[dict[str, Any] | None]:
@@ -81,9 +39,9 @@ async def measure_floor(
     settings: Settings, workload: Workload, ids: Sequence[int | str], *, seconds: float
 ) -> float:
     """Operations per second of `workload` over `ids`, executed in-process from memory."""
-    executor = Executor(create_schema())
+    executor = Executor(create_schema(), settings.engine)
     document = parse(workload.query)
-    memory: Memory = {}
+    memory: Recording = {}
     variable_sets = _variables(workload, ids)
     # Recording goes to the sources themselves: through a shared cache it would warm the
     # entries the service's cold workload must not find.
@@ -106,7 +64,7 @@ async def measure_floor(
                     context = Context(
                         resolved,
                         connections,
-                        memory_loaders(template, memory),
+                        replaying_loaders(template, memory),
                         principal=PRINCIPAL,
                     )
                     # A copy, as a request parses its own: Strawberry's `_entities` takes

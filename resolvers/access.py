@@ -166,7 +166,7 @@ def admin_only() -> PermissionExtension:
     return _guard(_Admin())
 
 
-class _ValueRule(FieldExtension):
+class ValueRule(FieldExtension):
     """A rule applied to a field's resolved value, for sync and async resolvers alike."""
 
     def apply_to(self, value: Any, source: Any, info: Any) -> Any:
@@ -182,7 +182,7 @@ class _ValueRule(FieldExtension):
         return self.apply_to(value, source, info)
 
 
-class Pii(_ValueRule):
+class Pii(ValueRule):
     """Personal data: in clear (and audited), masked, or refused, by role.
 
     The field's source must carry the customer it belongs to as `customer_id`.
@@ -206,7 +206,7 @@ class Pii(_ValueRule):
         raise forbidden("Not allowed: personal data needs the `pii:read` scope.")
 
 
-class MarketingData(_ValueRule):
+class MarketingData(ValueRule):
     """Traits and segments kept only while the customer allows marketing (but for `admin`).
 
     The field's source must carry `marketing_allowed`, and `without_marketing(field, value)`

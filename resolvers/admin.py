@@ -52,6 +52,9 @@ class AdminQuery:
         description="Who read a customer's personal data in clear, newest first (admin only). "
         "Entries are written in batches, within about a second of the read.",
         extensions=[admin_only()],
+        # Read from the table at the time of asking, not through a loader: the entries a
+        # request's own reads add may land between two runs of it (`Engine.DIFFERENTIAL`).
+        metadata={"reads_outside_loaders": True},
     )
     async def audit_log(
         self,

@@ -1,0 +1,16 @@
+"""c360's query engine: operations compiled once into plans, run without graphql-core's
+per-field interpretation.
+
+graphql-core interprets every field of every request the same generic way: it looks the field
+up, builds a resolve info, wraps the resolver in Strawberry's extension chain and completes the
+value by inspecting its type, and it gives every asynchronous field a task of its own. Most of
+c360's fields only read an attribute. `plan` works out once per document and operation what
+each selected field is (an attribute read, a resolver call, its rules, how its value is
+completed); `run` executes a plan with plain calls, and starts each resolver coroutine itself,
+resuming it from the future it waits on instead of wrapping it in a task.
+
+What a plan does not cover (introspection, abstract types, directives, mutations,
+subscriptions, federation's entry points) runs through graphql-core unchanged:
+`api.execution.Executor` chooses. The differential test (tests/api/test_engine_differential.py)
+holds the two paths to the same bytes.
+"""

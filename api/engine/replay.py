@@ -1,0 +1,79 @@
+"""Loaders that record what their batches returned, and loaders that answer from a recording.
+
+Running one operation twice on the same data, with no second round trip to any store, is what
+both the bench's engine floor (the same documents again and again from memory) and the
+differential check (the same request through the engine and through graphql-core) need.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from aiodataloader import DataLoader
+
+from api.context import Loaders
+
+GROUPS = ("sql", "mongo", "vendor")
+# What each loader's batches returned, by (group, loader name) and key.
+Recording = dict[tuple[str, str], dict[Hashable, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchFailed:
+    """A batch that raised: every key of it raises the same error on replay."""
+
+    error: BaseException
+
+
+def _loader_names(group: object) -> list[str]:
+    return [n for n, v in vars(type(group)).items() if isinstance(v, cached_property)]
+
+
+def recording_loaders(loaders: Loaders, recording: Recording) -> Loaders:
+    """`loaders`, with every batch's results (or its error) also written into `recording`."""
+    for group_name in GROUPS:
+        group = getattr(loaders, group_name)
+        for name in _loader_names(group):
+            loader: DataLoader[Any, Any] = getattr(group, name)
+            store = recording.setdefault((group_name, name), {})
+            real = loader.batch_load_fn
+
+            async def recorded(keys: Sequence[Any], real: Any = real, store: Any = store) -> Any:
+                try:
+                    values = await real(keys)
+                except Exception as error:
+                    store.update(dict.fromkeys(keys, _BatchFailed(error)))
+                    raise
+                store.update(zip(keys, values, strict=True))
+                return values
+
+            loader.batch_load_fn = recorded
+    return loaders
+
+
+def replaying_loaders(template: Loaders, recording: Recording) -> Loaders:
+    """Fresh loaders (as for a new request) that answer every batch from `recording`.
+
+    A key the recording does not hold raises KeyError: the replayed operation asked for
+    something the recorded one did not.
+    """
+    groups = {}
+    for group_name in GROUPS:
+        group = copy.copy(getattr(template, group_name))
+        for name in _loader_names(group):
+            store = recording.get((group_name, name), {})
+
+            async def batch(keys: Sequence[Any], store: Any = store) -> list[Any]:
+                values = [store[key] for key in keys]
+                for value in values:
+                    if isinstance(value, _BatchFailed):
+                        raise value.error
+                return values
+
+            group.__dict__[name] = DataLoader(batch)
+        groups[group_name] = group
+    return Loaders(**groups)

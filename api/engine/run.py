@@ -1,0 +1,485 @@
+"""Running a plan: one request's execution of a compiled query operation.
+
+The semantics are graphql-core's (`graphql.execution.executor`), which the differential test
+holds this module to: fields in response order, errors located on their field's path, a null
+in a non-null position nulling the nearest nullable ancestor, and an error under a position
+already nulled dropped.
+
+What differs is the machinery. Fields are completed by plain recursive calls. An async
+resolver is started when graphql-core would start it (so that errors come in the same order):
+after the synchronous pass over its object, at once when it is that object's only pending work,
+else from a loop callback of its own, as graphql-core's `gather` starts one task per awaitable.
+It runs until it first waits (a loader's future, as a rule) and is resumed from that future's
+callback, with no task of its own; its value is completed there. A loader's batch is still
+dispatched on a later loop iteration, so the keys asked for by every field started before it
+still share one batch. Each object and list placed in the response records where it sits
+(`Slot`), so a non-null error found after its parent was placed still nulls the right ancestor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import CoroutineType
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError, located_error
+from graphql.execution.values import VariableValues, get_argument_values
+from graphql.pyutils import Path, inspect, is_iterable
+
+from api.engine.plan import (
+    ATTRIBUTE,
+    INT_NAME,
+    LEAF,
+    LIST,
+    OBJECT,
+    TYPENAME,
+    Completion,
+    FieldPlan,
+    ObjectPlan,
+    OperationPlan,
+)
+
+_NO_INFO: Any = None
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+class FieldInfo:
+    """What a resolver or a rule reads of `info` on the engine's path: the request's context,
+    the field's path (with its parent type's name) and the field's name."""
+
+    __slots__ = ("context", "field_name", "path")
+
+    def __init__(self, context: Any, path: Path, field_name: str) -> None:
+        self.context = context
+        self.path = path
+        self.field_name = field_name
+
+
+class Slot:
+    """Where a completed object or list sits: its container and key, its path, whether the
+    position is non-null, and the slot of the object or list that holds it."""
+
+    __slots__ = ("container", "key", "non_null", "parent", "path")
+
+    def __init__(
+        self,
+        parent: Slot | None,
+        container: dict[str, Any] | list[Any],
+        key: str | int,
+        path: Path,
+        non_null: bool,
+    ) -> None:
+        self.parent = parent
+        self.container = container
+        self.key = key
+        self.path = path
+        self.non_null = non_null
+
+
+# Work waiting to start, in graphql-core's awaitable structure: an async field of an object
+# (its plan, source, the object's path, the object's dict and slot), or a list of such items:
+# everything pending under one object or list.
+_Start = tuple[FieldPlan, Any, "Path | None", dict[str, Any], "Slot | None"]
+_Pending = list[Any]
+
+
+class Run:
+    """One execution of an operation plan for one request."""
+
+    __slots__ = (
+        "arguments",
+        "collector",
+        "context",
+        "data",
+        "errors",
+        "failure",
+        "finished",
+        "hide_suggestions",
+        "live",
+        "nulled",
+        "scheduled",
+        "variables",
+    )
+
+    def __init__(self, context: Any, variables: VariableValues, hide_suggestions: bool) -> None:
+        self.context = context
+        self.variables = variables
+        self.hide_suggestions = hide_suggestions
+        self.errors: list[GraphQLError] = []
+        self.nulled: set[Path | None] = set()
+        self.arguments: dict[FieldPlan, dict[str, Any]] = {}
+        # Resolver coroutines waiting on a future, and starts scheduled but not yet run.
+        self.live: set[_Resolving] = set()
+        self.scheduled = 0
+        self.collector: _Pending = []
+        self.finished: asyncio.Future[None] | None = None
+        self.failure: BaseException | None = None
+        self.data: dict[str, Any] | None = None
+
+    async def execute(self, plan: OperationPlan) -> ExecutionResult:
+        """The operation's result; field errors are in it, never raised."""
+        root: _Pending = []
+        self.collector = root
+        try:
+            self.data = self.fields(plan.root, None, None, None)
+        except GraphQLError as error:
+            self.add_error(error, None)
+            self.data = None
+            root.clear()
+        if root:
+            self.start_all(root)
+        if self.live or self.scheduled:
+            self.finished = asyncio.get_running_loop().create_future()
+            try:
+                await self.finished
+            except BaseException:
+                self.close()
+                raise
+        if self.failure is not None:
+            raise self.failure
+        return ExecutionResult(self.data, self.errors or None)
+
+    def close(self) -> None:
+        """Stop every resolver still waiting (the request was cancelled or timed out)."""
+        self.scheduled = -1  # scheduled starts find it below zero and do nothing
+        live, self.live = self.live, set()
+        for resolving in live:
+            resolving.coroutine.close()
+
+    def add_error(self, error: GraphQLError, path: Path | None) -> None:
+        """Record a field error, unless its position or an ancestor was already nulled."""
+        nulled = self.nulled
+        if None in nulled:
+            return
+        position = path
+        while position is not None:
+            if position in nulled:
+                return
+            position = position.prev
+        nulled.add(path)
+        self.errors.append(error)
+
+    def fields(
+        self, plan: ObjectPlan, source: Any, path: Path | None, slot: Slot | None
+    ) -> dict[str, Any]:
+        """The completed fields of one object (raises the error of a non-null field); its
+        async fields wait in the collector, as one item."""
+        out: dict[str, Any] = {}
+        outer = self.collector
+        mine: _Pending = []
+        self.collector = mine
+        try:
+            for field in plan.fields:
+                plain = field.plain
+                if plain is not None:
+                    value = getattr(source, field.attribute, None)
+                    if type(value) is plain:
+                        out[field.key] = value
+                        continue
+                if field.deferred:
+                    mine.append((field, source, path, out, slot))
+                    out[field.key] = None
+                    continue
+                out[field.key] = self.field(field, source, path, out, slot)
+        finally:
+            self.collector = outer
+        if mine:
+            outer.append(mine)
+        return out
+
+    def field(
+        self,
+        field: FieldPlan,
+        source: Any,
+        path: Path | None,
+        out: dict[str, Any],
+        slot: Slot | None,
+    ) -> Any:
+        kind = field.kind
+        field_path: Path | None = None
+        info: FieldInfo | None = None
+        try:
+            if kind == ATTRIBUTE:
+                value = getattr(source, field.attribute)
+                if field.value_rule is not None:
+                    field_path = Path(path, field.key, field.parent_name)
+                    info = FieldInfo(self.context, field_path, field.name)
+                    value = field.value_rule.apply_to(value, source, info)
+            elif kind == TYPENAME:
+                return field.parent_name
+            else:
+                field_path = Path(path, field.key, field.parent_name)
+                info = FieldInfo(self.context, field_path, field.name)
+                value = self.call(field, source, info)
+                if field.value_rule is not None:
+                    value = field.value_rule.apply_to(value, source, info)
+            completion = field.completion
+            if completion.kind == LEAF and value is not None:
+                if type(value) is completion.passthrough:
+                    return value
+                return _leaf(completion, value)
+            if field_path is None:
+                field_path = Path(path, field.key, field.parent_name)
+            return self.complete(completion, value, field, field_path, out, field.key, slot)
+        except Exception as raw:
+            if field_path is None:
+                field_path = Path(path, field.key, field.parent_name)
+            error = located_error(raw, field.nodes, field_path.as_list())
+            if field.completion.non_null:
+                raise error from None
+            self.add_error(error, field_path)
+            return None
+
+    def call(self, field: FieldPlan, source: Any, info: FieldInfo) -> Any:
+        """Check the field's permissions and call its resolver."""
+        args = field.args
+        if args is None:
+            args = self.arguments.get(field)
+            if args is None:
+                raw = get_argument_values(
+                    field.field_def, field.node, self.variables, None, self.hide_suggestions
+                )
+                args = self.arguments[field] = field.convert(raw)
+        # The rules read only what a FieldInfo holds of Strawberry's Info.
+        as_info: Any = info
+        for permission in field.permissions:
+            if not permission.has_permission(source, as_info, **args):
+                permission.on_unauthorized()
+        kwargs = dict(args)
+        if field.info_name is not None:
+            kwargs[field.info_name] = info
+        for name in field.source_names:
+            kwargs[name] = source
+        assert field.resolver is not None
+        if field.self_positional:
+            return field.resolver(source, **kwargs)
+        return field.resolver(**kwargs)
+
+    def complete(
+        self,
+        completion: Completion,
+        value: Any,
+        field: FieldPlan,
+        path: Path,
+        container: dict[str, Any] | list[Any],
+        key: str | int,
+        slot: Slot | None,
+    ) -> Any:
+        """A resolved value completed to its type (raises for a null in a non-null position)."""
+        if isinstance(value, Exception):
+            raise value
+        if value is None:
+            if completion.non_null:
+                raise TypeError(
+                    f"Cannot return null for non-nullable field {field.parent_name}.{field.name}."
+                )
+            return None
+        kind = completion.kind
+        if kind == LEAF:
+            return _leaf(completion, value)
+        own = Slot(slot, container, key, path, completion.non_null)
+        if kind == OBJECT:
+            plan = completion.object
+            assert plan is not None
+            # Strawberry's `is_type_of` reads no info.
+            if plan.is_type_of is not None and not plan.is_type_of(value, _NO_INFO):
+                raise GraphQLError(
+                    f"Expected value of type '{plan.type_}' but got: {inspect(value)}.",
+                    field.nodes,
+                )
+            return self.fields(plan, value, path, own)
+        assert kind == LIST and completion.item is not None
+        if not is_iterable(value):
+            raise GraphQLError(
+                "Expected Iterable, but did not find one for field"
+                f" '{field.parent_name}.{field.name}'."
+            )
+        item = completion.item
+        items: list[Any] = []
+        append = items.append
+        outer = self.collector
+        mine: _Pending = []
+        self.collector = mine
+        try:
+            for index, element in enumerate(value):
+                if item.kind == LEAF and element is not None and type(element) is item.passthrough:
+                    append(element)
+                    continue
+                item_path = Path(path, index, None)
+                try:
+                    append(self.complete(item, element, field, item_path, items, index, own))
+                except Exception as raw:
+                    error = located_error(raw, field.nodes, item_path.as_list())
+                    if item.non_null:
+                        raise error from None
+                    self.add_error(error, item_path)
+                    append(None)
+        finally:
+            self.collector = outer
+        if mine:
+            outer.append(mine)
+        return items
+
+    def start_all(self, pending: _Pending) -> None:
+        """Start what waits under one object or list: inline when it is one item (graphql-core
+        awaits a lone awaitable itself), else each from a loop callback of its own (as
+        `gather` starts a task per awaitable)."""
+        if len(pending) == 1:
+            self.begin(pending[0])
+            return
+        call_soon = asyncio.get_running_loop().call_soon
+        self.scheduled += len(pending)
+        for item in pending:
+            call_soon(self.begin_scheduled, item)
+
+    def begin(self, item: Any) -> None:
+        if type(item) is list:
+            self.start_all(item)
+        else:
+            _Resolving(self, *item).begin()
+
+    def begin_scheduled(self, item: Any) -> None:
+        if self.scheduled <= 0:
+            return  # closed
+        self.scheduled -= 1
+        try:
+            self.begin(item)
+        except BaseException as failure:
+            self.abort(failure)
+        self.check_done()
+
+    def settle(self, resolving: _Resolving, value: Any) -> None:
+        """Complete the value a resolver returned into its place in the response, and start
+        what waits under it at once (graphql-core awaits it in the same task)."""
+        field, info = resolving.field, resolving.info
+        outer = self.collector
+        mine: _Pending = []
+        self.collector = mine
+        try:
+            if field.value_rule is not None:
+                value = field.value_rule.apply_to(value, resolving.source, info)
+            completed = self.complete(
+                field.completion, value, field, info.path, resolving.out, field.key, resolving.slot
+            )
+        except Exception as raw:
+            self.fail(resolving, raw)
+            return
+        finally:
+            self.collector = outer
+        resolving.out[field.key] = completed
+        if mine:
+            self.start_all(mine)
+
+    def fail(self, resolving: _Resolving, raw: Exception) -> None:
+        """A resolver's error: its field is null, or its nearest nullable ancestor."""
+        field, path = resolving.field, resolving.info.path
+        error = located_error(raw, field.nodes, path.as_list())
+        if not field.completion.non_null:
+            resolving.out[field.key] = None
+            self.add_error(error, path)
+            return
+        slot = resolving.slot
+        while slot is not None and slot.non_null:
+            slot = slot.parent
+        if slot is None:
+            self.data = None
+            self.add_error(error, None)
+        else:
+            slot.container[slot.key] = None  # type: ignore[index]
+            self.add_error(error, slot.path)
+
+    def check_done(self) -> None:
+        if (
+            not self.live
+            and self.scheduled <= 0
+            and self.finished is not None
+            and not self.finished.done()
+        ):
+            self.finished.set_result(None)
+
+    def abort(self, failure: BaseException) -> None:
+        """Something outside any field broke: the operation fails with it."""
+        if self.failure is None:
+            self.failure = failure
+        self.close()
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+
+class _Resolving:
+    """An async resolver being run: started by `begin`, resumed from the future it awaits."""
+
+    __slots__ = ("coroutine", "field", "info", "out", "run", "slot", "source")
+
+    def __init__(
+        self,
+        run: Run,
+        field: FieldPlan,
+        source: Any,
+        path: Path | None,
+        out: dict[str, Any],
+        slot: Slot | None,
+    ) -> None:
+        self.run = run
+        self.field = field
+        self.source = source
+        self.info = FieldInfo(run.context, Path(path, field.key, field.parent_name), field.name)
+        self.out = out
+        self.slot = slot
+
+    def begin(self) -> None:
+        run = self.run
+        try:
+            value = run.call(self.field, self.source, self.info)
+        except Exception as raw:
+            run.fail(self, raw)
+            return
+        if type(value) is CoroutineType:
+            self.coroutine = value
+            self.advance()
+        else:
+            run.settle(self, value)
+
+    def advance(self) -> None:
+        """Run the coroutine until it waits (on a future) or ends."""
+        run = self.run
+        try:
+            awaited = self.coroutine.send(None)
+        except StopIteration as stop:
+            run.settle(self, stop.value)
+            return
+        except Exception as raw:
+            run.fail(self, raw)
+            return
+        run.live.add(self)
+        if getattr(awaited, "_asyncio_future_blocking", None) is not None:
+            awaited._asyncio_future_blocking = False
+            awaited.add_done_callback(self.step)
+        elif awaited is None:  # a bare yield (`asyncio.sleep(0)`)
+            asyncio.get_running_loop().call_soon(self.step)
+        else:
+            raise RuntimeError(f"a resolver awaited {awaited!r}, not an asyncio future")
+
+    def step(self, _: Any = None) -> None:
+        run = self.run
+        if self not in run.live:
+            return  # closed: the run was cancelled while this waited
+        run.live.discard(self)
+        try:
+            self.advance()
+        except BaseException as failure:
+            run.abort(failure)
+        run.check_done()
+
+
+def _leaf(completion: Completion, value: Any) -> Any:
+    if type(value) is int and completion.type_name == INT_NAME and _INT_MIN <= value <= _INT_MAX:
+        return value
+    assert completion.coerce is not None
+    coerced = completion.coerce(value)
+    if coerced is None:
+        raise TypeError(
+            f"Expected `{completion.type_name}.coerce_output_value({inspect(value)})` to return "
+            f"non-nullable value, returned: {inspect(coerced)}"
+        )
+    return coerced

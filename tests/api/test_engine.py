@@ -1,0 +1,226 @@
+"""The query engine against graphql-core: the bench's documents for every role, and the
+completion rules (null propagation, dropped errors, lists) on a schema made to break them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import ExecutionResult, parse
+
+from api.connections import Connections
+from api.context import create_context
+from api.execution import Executor
+from api.principal import Principal, Role, Scope
+from api.settings import Engine
+from bench.documents import (
+    AGENT_QUERY,
+    BATCH_QUERY,
+    ENTITIES_QUERY,
+    ORDERS_PAGE_QUERY,
+    SEARCH_QUERY,
+    TYPENAME_QUERY,
+    many_customers_query,
+)
+from resolvers.schema import create_schema
+from sources.thirdparty.simulator import VendorStore
+from tests.builders import build_customer
+
+
+def _principal(
+    role: Role, scopes: tuple[Scope, ...] = (), customer_id: int | None = None
+) -> Principal:
+    return Principal(
+        kind="jwt",
+        name=f"test-{role.value}",
+        roles=frozenset({role}),
+        scopes=frozenset(s.value for s in scopes),
+        customer_id=customer_id,
+    )
+
+
+def _roles(own: int, other: int) -> dict[str, Principal]:
+    return {
+        "agent": _principal(Role.AGENT),
+        "analyst": _principal(Role.ANALYST),
+        "admin": _principal(Role.ADMIN),
+        "customer": _principal(Role.CUSTOMER, customer_id=own),
+        "another customer": _principal(Role.CUSTOMER, customer_id=other),
+        "service, every scope": _principal(Role.SERVICE, tuple(Scope)),
+        "service, no scope": _principal(Role.SERVICE),
+        "service, customers only": _principal(Role.SERVICE, (Scope.CUSTOMERS,)),
+    }
+
+
+async def test_every_bench_document_answers_the_same_for_every_role(
+    connections: Connections, vendor_store: VendorStore
+) -> None:
+    own = await build_customer(connections, vendor_store, orders=3)
+    other = await build_customer(connections, vendor_store, orders=1)
+    documents: list[tuple[str, dict[str, Any], bool]] = [
+        (TYPENAME_QUERY, {}, True),
+        (AGENT_QUERY, {"id": str(own)}, True),
+        (ORDERS_PAGE_QUERY, {"id": str(own)}, True),
+        (SEARCH_QUERY, {"query": "a"}, True),
+        (BATCH_QUERY, {"ids": [str(own), str(other), "0"]}, True),
+        (many_customers_query(2), {"id0": str(own), "id1": str(other)}, True),
+        # Federation's entry point is graphql-core's: checked here that it still answers.
+        (
+            ENTITIES_QUERY,
+            {"representations": [{"__typename": "Customer", "id": str(own)}]},
+            False,
+        ),
+    ]
+    executor = Executor(create_schema(), Engine.DIFFERENTIAL)
+    answered = 0
+    for query, variables, planned in documents:
+        document = parse(query)
+        assert (executor.plan(document, None) is not None) is planned, query
+        for role, principal in _roles(own, other).items():
+            context = create_context(connections, principal=principal, request_id="engine")
+            # Raises EngineMismatchError where the engine and graphql-core differ.
+            result = await executor.execute(document, context, variables=variables)
+            assert result.data is not None or result.errors, (role, query)
+            answered += 1
+    assert answered == len(documents) * 8
+
+
+# A schema made to fail: non-null fields that raise or return null, synchronously and after
+# an await, inside objects inside lists.
+
+
+async def _later(value: Any) -> Any:
+    await asyncio.sleep(0)
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+@strawberry.type
+class Leaf:
+    n: int
+
+    @strawberry.field
+    def sync_fails(self) -> int:
+        raise ValueError(f"sync {self.n}")
+
+    @strawberry.field
+    async def async_fails(self) -> int:
+        return await _later(ValueError(f"async {self.n}"))  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def async_null(self) -> int:
+        return await _later(None)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def maybe(self) -> int | None:
+        return await _later(ValueError(f"maybe {self.n}"))  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def twice(self) -> int:
+        await asyncio.sleep(0)
+        return await _later(self.n * 2)  # type: ignore[no-any-return]
+
+
+@strawberry.type
+class Box:
+    @strawberry.field
+    async def leaves(self, count: int) -> list[Leaf | None]:
+        return await _later([Leaf(n=i) for i in range(count)])  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def strict_leaves(self, count: int) -> list[Leaf]:
+        return [Leaf(n=i) for i in range(count)]
+
+    @strawberry.field
+    async def leaf(self) -> Leaf:
+        return await _later(Leaf(n=7))  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def names(self) -> list[str | None]:
+        return ["a", None, "c"]
+
+    @strawberry.field
+    def not_a_list(self) -> list[int] | None:
+        return 3  # type: ignore[return-value]
+
+
+@strawberry.type
+class ToyQuery:
+    @strawberry.field
+    def box(self) -> Box | None:
+        return Box()
+
+    @strawberry.field
+    def strict_box(self) -> Box:
+        return Box()
+
+    @strawberry.field
+    async def slow(self, seconds: float) -> int:
+        await asyncio.sleep(seconds)
+        return 1
+
+
+@strawberry.type
+class ToyMutation:
+    @strawberry.mutation
+    def touch(self) -> int:
+        return 1
+
+
+TOY_DOCUMENTS = [
+    "{ box { leaves(count: 3) { n twice maybe } } }",
+    "{ box { leaves(count: 2) { n asyncFails } } }",
+    "{ box { leaves(count: 2) { n syncFails maybe } } }",
+    "{ box { strictLeaves(count: 2) { n asyncNull } names } }",
+    "{ box { leaf { n asyncFails } names } other: box { names } }",
+    "{ strictBox { leaf { asyncFails } } }",
+    "{ strictBox { strictLeaves(count: 2) { syncFails } } }",
+    "{ box { notAList names } }",
+    "query($c: Int!) { box { leaves(count: $c) { n twice } } }",
+    "query { box { ...F } } fragment F on Box { leaf { n } leaves(count: 1) { n } }",
+]
+
+
+@pytest.mark.parametrize("query", TOY_DOCUMENTS)
+async def test_completion_follows_graphql_core(query: str) -> None:
+    executor = Executor(strawberry.Schema(query=ToyQuery))
+    document = parse(query)
+    assert executor.plan(document, None) is not None
+
+    async def run_both() -> tuple[ExecutionResult, ExecutionResult]:
+        ours = await executor.execute(document, None, variables={"c": 2})
+        theirs = await executor.execute_with_graphql_core(document, None, variables={"c": 2})
+        return ours, theirs
+
+    ours, theirs = await run_both()
+    assert ours.data == theirs.data
+    assert [e.formatted for e in ours.errors or ()] == [e.formatted for e in theirs.errors or ()]
+    assert ours.errors or ("Fails" not in query and "Null" not in query and "notA" not in query)
+
+
+async def test_a_timed_out_run_leaves_no_resolver_behind() -> None:
+    executor = Executor(strawberry.Schema(query=ToyQuery))
+    document = parse("{ slow(seconds: 30) }")
+    assert executor.plan(document, None) is not None
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await executor.execute(document, None)
+    # Nothing is left scheduled: the resolver was closed, not abandoned mid-await.
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not [t for t in pending if "slow" in repr(t)]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ __schema { queryType { name } } }",
+        "mutation { __typename }",
+        "{ box @include(if: true) { names } }",
+    ],
+)
+def test_what_a_plan_does_not_cover_is_left_to_graphql_core(query: str) -> None:
+    schema = strawberry.Schema(query=ToyQuery, mutation=ToyMutation)
+    assert Executor(schema).plan(parse(query), None) is None
