@@ -79,7 +79,6 @@ class Slot:
 # Work waiting to start, in graphql-core's awaitable structure: an async field of an object
 # (its plan, source, the object's path, the object's dict and slot), or a list of such items:
 # everything pending under one object or list.
-_Start = tuple[FieldPlan, Any, "Path | None", dict[str, Any], "Slot | None"]
 _Pending = list[Any]
 
 
