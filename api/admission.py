@@ -168,25 +168,13 @@ class Admission:
         nul = nul_error(document, variables)
         if nul is not None:
             return Refusal(400, [nul])
-        if operation.variable_definitions:
-            return self._price(document, operation, principal, variables)
-        # Without variables the cost depends only on the text, the operation and the role.
+        # A price that read no variable (no `first: $n`, no list sized by a variable) depends
+        # only on the text, the operation and the role: it is kept with the checked document.
         checked = self._checked.get(query)
-        if checked is None:  # not kept (or dropped since): priced each time
-            return self._price(document, operation, principal, None)
         key = (operation.name.value if operation.name else None, principal.role)
-        if key not in checked.costs:
-            checked.costs[key] = self._price(document, operation, principal, None)
-        return checked.costs[key]
-
-    def _price(
-        self,
-        document: DocumentNode,
-        operation: OperationDefinitionNode,
-        principal: Principal,
-        variables: dict[str, Any] | None,
-    ) -> Refusal | None:
-        error = check_cost(
+        if checked is not None and key in checked.costs:
+            return checked.costs[key]
+        priced = check_cost(
             self.schema,
             document,
             operation,
@@ -195,7 +183,10 @@ class Admission:
             role=principal.role,
             page_default=self.settings.page_default,
         )
-        return None if error is None else Refusal(400, [error])
+        refusal = None if priced.error is None else Refusal(400, [priced.error])
+        if checked is not None and not priced.reads_variables:
+            checked.costs[key] = refusal
+        return refusal
 
     def _first_look(self, document: DocumentNode) -> _Checked:
         """The checks whose work is bounded by limits, cheapest first."""

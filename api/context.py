@@ -82,7 +82,7 @@ class Context:
 
 
 def create_loaders(connections: Connections) -> Loaders:
-    """Loaders for one request; aiodataloader binds to the running loop, so never share them."""
+    """Loaders for one request; each caches its keys for that request, so never share them."""
     settings = connections.settings
     cache = connections.cache
     return Loaders(

@@ -42,6 +42,7 @@ stopped, not what finishing it would have taken).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -54,7 +55,9 @@ from graphql import (
     GraphQLField,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
     Node,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionNode,
     SelectionSetNode,
@@ -109,6 +112,15 @@ def check_shape(
     return [error for error in found if error is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class CostCheck:
+    """The cost error of an operation (None when within budget), and whether the price read
+    any variable: when not, it holds for every request of that document, operation and role."""
+
+    error: GraphQLError | None
+    reads_variables: bool
+
+
 def check_cost(
     schema: GraphQLSchema,
     document: DocumentNode,
@@ -118,22 +130,19 @@ def check_cost(
     budget: int,
     role: str,
     page_default: int,
-) -> GraphQLError | None:
-    """The cost error of the `operation` to run, from a `document` whose shape and validation
+) -> CostCheck:
+    """The cost check of the `operation` to run, from a `document` whose shape and validation
     passed (the document's other operations are not priced: they do not run)."""
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        return CostCheck(None, reads_variables=False)
+    costs = _Cost(schema, _fragments(document).get, operation, variables or {}, page_default)
     try:
-        return _cost_error(
-            schema,
-            operation,
-            _fragments(document).get,
-            budget=budget,
-            role=role,
-            variables=variables,
-            page_default=page_default,
-        )
+        cost = costs.of(operation.selection_set, root)
     except RecursionError:
         # Pricing takes more frames per level than measuring the shape does.
-        return _unmeasurable("cost", budget)
+        return CostCheck(_unmeasurable("cost", budget), reads_variables=False)
+    return CostCheck(_cost_error(operation, cost, budget, role), costs.reads_variables)
 
 
 class ComparisonsExceededError(Exception):
@@ -236,20 +245,8 @@ _JSON_SAFE_INTEGER = 2**53 - 1
 
 
 def _cost_error(
-    schema: GraphQLSchema,
-    operation: OperationDefinitionNode,
-    fragments: FragmentLookup,
-    *,
-    budget: int,
-    role: str,
-    variables: dict[str, Any] | None,
-    page_default: int,
+    operation: OperationDefinitionNode, cost: int, budget: int, role: str
 ) -> GraphQLError | None:
-    root = schema.get_root_type(operation.operation)
-    if root is None:
-        return None
-    costs = _Cost(schema, fragments, operation, variables or {}, page_default)
-    cost = costs.of(operation.selection_set, root)
     if cost <= budget:
         return None
     return _too_complex(
@@ -379,6 +376,7 @@ class _Cost:
         }
         self._page_default = page_default
         self._fragments: dict[str, int] = {}
+        self.reads_variables = False
 
     def of(self, selection_set: SelectionSetNode, parent: GraphQLCompositeType) -> int:
         total = 0
@@ -433,6 +431,8 @@ class _Cost:
         """The argument's value: Undefined when it is absent or an unset variable."""
         if node is None:
             return Undefined
+        if isinstance(node, VariableNode | ListValueNode | ObjectValueNode):
+            self.reads_variables = True  # a list or an object literal may hold variables
         if isinstance(node, VariableNode):
             name = node.name.value
             if name in self._variables:

@@ -9,11 +9,11 @@ from enum import Enum
 from typing import Any, TypeVar, cast
 
 import strawberry
-from aiodataloader import DataLoader
 from graphql import GraphQLError
 
 from api.context import Context
 from sources.cache.entity import Stale
+from sources.dataloader import DataLoader
 from sources.events.changes import ChangeRejectedError
 from sources.paging import CursorError, Page, PageKey, Position, decode_cursor, encode_cursor
 

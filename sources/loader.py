@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
-from aiodataloader import DataLoader
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
 from sources.cache.entity import EntityCache
+from sources.dataloader import DataLoader
 from sources.errors import SourceError, SourceTimeoutError, SourceUnavailableError
 from sources.sql.engine import DRIVER_CONNECTION_ERRORS
 
@@ -92,7 +92,8 @@ def keyed_loader(
     """A per-request loader: one batched source call per tick, `None` for missing keys.
 
     With a cache, the batch reads through it (`name` names the loader in cache keys); a value
-    may then come back as `Stale` (see `sources.cache.entity`). A failed batch fails each of
+    may then come back as `Stale` (see `sources.cache.entity`), and a batch the in-process
+    cache holds whole is answered at once. A failed batch fails each of
     its keys with its own error instance, so the error lands on every field that asked and
     nowhere else.
     """
@@ -104,12 +105,9 @@ def keyed_loader(
         return list(values)
 
     if cache is not None:
-        cached = cache.read_through(source, name, fetch, tagged=tagged)
-
-        async def load_cached(keys: Sequence[K]) -> list[Any]:
-            return await cached(keys)
-
-        return DataLoader(load_cached)
+        return DataLoader(
+            cache.read_through(source, name, fetch, tagged=tagged), peek=cache.peek(source, name)
+        )
 
     async def load(keys: Sequence[K]) -> list[Any]:
         try:

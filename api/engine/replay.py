@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from aiodataloader import DataLoader
-
 from api.context import Loaders
+from sources.dataloader import MISSING, DataLoader
 
 GROUPS = ("sql", "mongo", "vendor")
 # What each loader's batches returned, by (group, loader name) and key.
@@ -34,13 +33,14 @@ def _loader_names(group: object) -> list[str]:
 
 
 def recording_loaders(loaders: Loaders, recording: Recording) -> Loaders:
-    """`loaders`, with every batch's results (or its error) also written into `recording`."""
+    """`loaders`, with every batch's results (or its error), and every value a batch found at
+    hand (`peek`), also written into `recording`."""
     for group_name in GROUPS:
         group = getattr(loaders, group_name)
         for name in _loader_names(group):
             loader: DataLoader[Any, Any] = getattr(group, name)
             store = recording.setdefault((group_name, name), {})
-            real = loader.batch_load_fn
+            real = loader.batch
 
             async def recorded(keys: Sequence[Any], real: Any = real, store: Any = store) -> Any:
                 try:
@@ -51,7 +51,18 @@ def recording_loaders(loaders: Loaders, recording: Recording) -> Loaders:
                 store.update(zip(keys, values, strict=True))
                 return values
 
-            loader.batch_load_fn = recorded
+            loader.batch = recorded
+            if loader.peek is not None:
+                peek = loader.peek
+
+                def peek_recorded(keys: Sequence[Any], peek: Any = peek, store: Any = store) -> Any:
+                    values = peek(keys)
+                    store.update(
+                        (k, v) for k, v in zip(keys, values, strict=True) if v is not MISSING
+                    )
+                    return values
+
+                loader.peek = peek_recorded
     return loaders
 
 
@@ -67,13 +78,13 @@ def replaying_loaders(template: Loaders, recording: Recording) -> Loaders:
         for name in _loader_names(group):
             store = recording.get((group_name, name), {})
 
-            async def batch(keys: Sequence[Any], store: Any = store) -> list[Any]:
-                values = [store[key] for key in keys]
-                for value in values:
-                    if isinstance(value, _BatchFailed):
-                        raise value.error
-                return values
+            def peek(keys: Sequence[Any], store: Any = store) -> list[Any]:
+                values = [store.get(key, MISSING) for key in keys]
+                return [v.error if isinstance(v, _BatchFailed) else v for v in values]
 
-            group.__dict__[name] = DataLoader(batch)
+            async def batch(keys: Sequence[Any]) -> list[Any]:
+                raise KeyError(f"the recording holds none of {list(keys)!r}")
+
+            group.__dict__[name] = DataLoader(batch, peek=peek)
         groups[group_name] = group
     return Loaders(**groups)

@@ -321,15 +321,14 @@ class Run:
 
     def start_all(self, pending: _Pending) -> None:
         """Start what waits under one object or list: inline when it is one item (graphql-core
-        awaits a lone awaitable itself), else each from a loop callback of its own (as
-        `gather` starts a task per awaitable)."""
+        awaits a lone awaitable itself), else from the next loop iteration, in order (as
+        `gather` starts a task per awaitable). One callback starts them all: the tasks
+        `gather` makes are scheduled back to back, so nothing runs between their starts."""
         if len(pending) == 1:
             self.begin(pending[0])
             return
-        call_soon = asyncio.get_running_loop().call_soon
-        self.scheduled += len(pending)
-        for item in pending:
-            call_soon(self.begin_scheduled, item)
+        self.scheduled += 1
+        asyncio.get_running_loop().call_soon(self.begin_scheduled, pending)
 
     def begin(self, item: Any) -> None:
         if type(item) is list:
@@ -337,12 +336,13 @@ class Run:
         else:
             _Resolving(self, *item).begin()
 
-    def begin_scheduled(self, item: Any) -> None:
+    def begin_scheduled(self, pending: _Pending) -> None:
         if self.scheduled <= 0:
             return  # closed
         self.scheduled -= 1
         try:
-            self.begin(item)
+            for item in pending:
+                self.begin(item)
         except BaseException as failure:
             self.abort(failure)
         self.check_done()

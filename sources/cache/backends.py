@@ -64,6 +64,10 @@ class MemoryBackend:
         self._clock = clock
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
+        return self.get_many_now(keys)
+
+    def get_many_now(self, keys: list[str]) -> list[Entry | None]:
+        """`get_many` without awaiting: the entries are in this process."""
         now = self._clock()
         found: list[Entry | None] = []
         for key in keys:

@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sources.cache.backends import CacheBackend, CacheUnavailableError, Entry, Put
+from sources.cache.backends import CacheBackend, CacheUnavailableError, Entry, MemoryBackend, Put
 from sources.cache.codec import key_text, owner_of, shape_version
+from sources.dataloader import MISSING
 from sources.errors import SourceError
 
 K = TypeVar("K", bound=Hashable)
@@ -120,6 +121,28 @@ class EntityCache:
             return results
 
         return load
+
+    def peek(self, source: str, name: str) -> Callable[[Sequence[K]], list[Any]] | None:
+        """For a cache in this process: the fresh entries of a batch's keys, read without
+        awaiting (`MISSING` for the others, which `read_through` then loads). A loader answers
+        a batch of hits from it with no task; None for a cache across the network."""
+        backend = self.backend
+        if not isinstance(backend, MemoryBackend):
+            return None
+        read = backend.get_many_now
+
+        def peek(keys: Sequence[K]) -> list[Any]:
+            entries = read([self.key(source, name, k) for k in keys])
+            now = self._clock()
+            values: list[Any] = []
+            for entry in entries:
+                values.append(
+                    entry.value if entry is not None and entry.fresh_until > now else MISSING
+                )
+            self.counts[(source, HIT)] += sum(value is not MISSING for value in values)
+            return values
+
+        return peek
 
     async def _get(self, source: str, keys: list[str]) -> list[Entry | None]:
         try:

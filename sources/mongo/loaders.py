@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from aiodataloader import DataLoader
-
 from sources.cache.entity import EntityCache
+from sources.dataloader import DataLoader
 from sources.loader import keyed_loader
 from sources.mongo import queries
 from sources.mongo.queries import Database

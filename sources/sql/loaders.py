@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
-from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.cache.entity import EntityCache
+from sources.dataloader import DataLoader
 from sources.loader import keyed_loader
 from sources.paging import Page, PageKey
 from sources.roundtrips import SQL

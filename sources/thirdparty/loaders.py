@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import cached_property
 
 import httpx
-from aiodataloader import DataLoader
 
 from sources.cache.entity import EntityCache
+from sources.dataloader import DataLoader
 from sources.loader import keyed_loader
 from sources.roundtrips import LOYALTY, TRACKING
 from sources.thirdparty import client as vendor

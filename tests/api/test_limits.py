@@ -14,6 +14,7 @@ from graphql import (
     validate,
 )
 
+from api.admission import Admission, Refusal
 from api.graphql_http import select_operation
 from api.limits import (
     QUERY_TOO_COMPLEX,
@@ -22,6 +23,7 @@ from api.limits import (
     check_shape,
     merge_rule,
 )
+from api.principal import Principal, Role
 from api.settings import Settings
 from resolvers.schema import create_schema
 from tests.queries import AGENT_QUERY, GRAPHIQL_INTROSPECTION, fragment_chain
@@ -121,7 +123,7 @@ def check_limits(
         budget=cost_budget,
         role=role,
         page_default=PAGE_DEFAULT,
-    )
+    ).error
     return shape if cost is None else [*shape, cost]
 
 
@@ -433,3 +435,39 @@ def test_the_agent_query_fits_the_agent_limits() -> None:
     assert selections(AGENT_QUERY) <= defaults.limit_selections / 10
     rules = [merge_rule(defaults.limit_comparisons)]
     assert validate(schema, parse(AGENT_QUERY, max_tokens=defaults.limit_tokens), rules) == []
+
+
+def test_a_price_is_kept_with_its_document_unless_a_variable_sets_it() -> None:
+    """Admission prices an operation once per document and role when no variable changes the
+    price (the agent view's `$id`), and every time when one does (`first: $n`)."""
+    settings = Settings(_env_file=None, limit_cost_agent=100)
+    admission = Admission(create_schema()._schema, settings)
+    agent = Principal(kind="api-key", name="desk", roles=frozenset({Role.AGENT}))
+
+    def admit(query: str, variables: dict[str, Any]) -> Refusal | None:
+        document = parse(query)
+        operation = select_operation(document, None)
+        assert admission.check(query, document, operation, agent) is None
+        return admission.admit(query, document, operation, agent, variables)
+
+    paged = (
+        "query($id: ID!, $n: Int) { customer(id: $id) {"
+        " orders(first: $n) { edges { node { number } } } } }"
+    )
+    assert check_cost(
+        create_schema()._schema,
+        parse(paged),
+        select_operation(parse(paged), None),
+        variables={"id": "1", "n": 1},
+        budget=100,
+        role="agent",
+        page_default=PAGE_DEFAULT,
+    ).reads_variables
+    assert admit(paged, {"id": "1", "n": 1}) is None
+    refused = admit(paged, {"id": "1", "n": 1000})
+    assert refused is not None and refused.errors[0].extensions["limit"] == "cost"
+    assert admit(paged, {"id": "2", "n": 2}) is None
+
+    fixed = "query($id: ID!) { customer(id: $id) { orders(first: 99) { edges { cursor } } } }"
+    first = admit(fixed, {"id": "1"})
+    assert first is not None and admit(fixed, {"id": "2"}) is first  # kept, not priced again

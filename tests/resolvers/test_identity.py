@@ -474,7 +474,7 @@ def cost(query: str) -> int:
         budget=0,
         role="agent",
         page_default=20,
-    )
+    ).error
     assert error is not None and error.extensions is not None
     measured: int = error.extensions["measured"]
     return measured

@@ -1,0 +1,104 @@
+"""The per-request DataLoader: one batch per loader per tick, one future per key.
+
+Every `load(key)` of one request is cached: the same key asks the source once. Keys asked
+within the same couple of event-loop iterations go to the source in one batch. Batching waits
+two iterations, as aiodataloader did, so the keys asked by every resolver that a gathered
+list starts on the next iteration still share the batch.
+
+What is cheaper than aiodataloader: a batch whose values are at hand (`peek`: an in-process
+cache hit, a replayed recording) is answered when it is dispatched, with no task; a batch that
+needs I/O costs one task, not two; making a loader costs a few attribute writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# What `peek` gives for a key whose value is not at hand.
+MISSING: Any = object()
+
+BatchFn = Callable[[Sequence[K]], Awaitable[Sequence[Any]]]
+# The values of keys at hand without I/O, `MISSING` for the others, in key order.
+PeekFn = Callable[[Sequence[K]], list[Any]]
+
+
+class DataLoader(Generic[K, V]):
+    """Loads values by key in batches. A value that is an Exception instance fails its key
+    alone; a batch that raises fails every key of it, and those keys are not cached."""
+
+    __slots__ = ("_futures", "_keys", "_loop", "_scheduled", "batch", "peek")
+
+    def __init__(self, batch: BatchFn[K], *, peek: PeekFn[K] | None = None) -> None:
+        self.batch = batch
+        self.peek = peek
+        self._futures: dict[K, asyncio.Future[V]] = {}
+        self._keys: list[K] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def load(self, key: K) -> asyncio.Future[V]:
+        """The future of `key`'s value."""
+        future = self._futures.get(key)
+        if future is not None:
+            return future
+        if key is None:
+            raise TypeError("DataLoader.load() needs a key, not None")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future = self._futures[key] = loop.create_future()
+        self._keys.append(key)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(loop.call_soon, self._dispatch)
+        return future
+
+    def load_many(self, keys: Iterable[K]) -> asyncio.Future[list[V]]:
+        """The values of `keys`, in order, in the same batch."""
+        return asyncio.gather(*[self.load(key) for key in keys])
+
+    def _dispatch(self) -> None:
+        keys, self._keys = self._keys, []
+        self._scheduled = False
+        if self.peek is not None:
+            values = self.peek(keys)
+            missing = []
+            for key, value in zip(keys, values, strict=True):
+                if value is MISSING:
+                    missing.append(key)
+                else:
+                    _settle(self._futures[key], value)
+            if not missing:
+                return
+            keys = missing
+        assert self._loop is not None
+        self._loop.create_task(self._run(keys))
+
+    async def _run(self, keys: list[K]) -> None:
+        futures = self._futures
+        try:
+            values = list(await self.batch(keys))
+            if len(values) != len(keys):
+                raise TypeError(f"a batch of {len(keys)} keys gave {len(values)} values")
+        except Exception as error:
+            for key in keys:
+                future = futures.pop(key)
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for key, value in zip(keys, values, strict=True):
+            _settle(futures[key], value)
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if future.done():
+        return
+    if isinstance(value, Exception):
+        future.set_exception(value)
+    else:
+        future.set_result(value)
