@@ -1,0 +1,100 @@
+"""The per-request DataLoader: batching, caching, errors, and batches answered at hand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from sources.dataloader import MISSING, DataLoader
+
+
+class Source:
+    """A batch function that records each batch it is asked."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.batches: list[list[Any]] = []
+        self.fail = fail
+
+    async def __call__(self, keys: Sequence[Any]) -> list[Any]:
+        self.batches.append(list(keys))
+        await asyncio.sleep(0)  # as a real source waits on I/O
+        if self.fail is not None:
+            raise self.fail
+        return [ValueError(f"no {k}") if k == "bad" else f"v{k}" for k in keys]
+
+
+async def test_keys_asked_together_share_one_batch_and_a_key_is_asked_once() -> None:
+    source = Source()
+    loader = DataLoader(source)
+    values = await asyncio.gather(loader.load(1), loader.load(2), loader.load(1))
+    assert values == ["v1", "v2", "v1"]
+    assert source.batches == [[1, 2]]
+    assert await loader.load(2) == "v2" and source.batches == [[1, 2]]  # cached
+
+
+async def test_keys_asked_by_tasks_started_a_tick_later_still_share_the_batch() -> None:
+    source = Source()
+    loader = DataLoader(source)
+
+    async def later(key: int) -> Any:
+        return await loader.load(key)
+
+    first = loader.load(1)
+    values = await asyncio.gather(later(2), later(3))  # gather's tasks start next iteration
+    assert [await first, *values] == ["v1", "v2", "v3"]
+    assert source.batches == [[1, 2, 3]]
+
+
+async def test_a_value_that_is_an_error_fails_its_key_alone() -> None:
+    loader = DataLoader(Source())
+    good, bad = await asyncio.gather(loader.load("a"), loader.load("bad"), return_exceptions=True)
+    assert good == "va"
+    assert isinstance(bad, ValueError) and str(bad) == "no bad"
+
+
+async def test_a_failed_batch_fails_every_key_and_is_not_cached() -> None:
+    source = Source(fail=RuntimeError("down"))
+    loader = DataLoader(source)
+    results = await asyncio.gather(loader.load(1), loader.load(2), return_exceptions=True)
+    assert [str(r) for r in results] == ["down", "down"]
+    source.fail = None
+    assert await loader.load(1) == "v1"
+    assert source.batches == [[1, 2], [1]]
+
+
+async def test_a_batch_of_the_wrong_length_fails_its_keys() -> None:
+    async def short(keys: Sequence[int]) -> list[str]:
+        return ["only one"]
+
+    loader = DataLoader(short)
+    with pytest.raises(TypeError, match="a batch of 2 keys gave 1 values"):
+        await asyncio.gather(loader.load(1), loader.load(2))
+
+
+async def test_values_at_hand_are_answered_without_the_batch_and_the_rest_go_to_it() -> None:
+    source = Source()
+    held = {1: "held 1", 3: None}
+    peeked: list[list[int]] = []
+
+    def peek(keys: Sequence[int]) -> list[Any]:
+        peeked.append(list(keys))
+        return [held.get(k, MISSING) for k in keys]
+
+    loader = DataLoader(source, peek=peek)
+    assert await asyncio.gather(loader.load(1), loader.load(2), loader.load(3)) == [
+        "held 1",
+        "v2",
+        None,
+    ]
+    assert peeked == [[1, 2, 3]]
+    assert source.batches == [[2]]
+
+
+async def test_load_many_answers_in_key_order_and_none_is_no_key() -> None:
+    loader = DataLoader(Source())
+    assert await loader.load_many([3, 1, 2]) == ["v3", "v1", "v2"]
+    with pytest.raises(TypeError):
+        loader.load(None)
