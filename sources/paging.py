@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -58,8 +59,10 @@ class CursorError(ValueError):
     """A cursor that c360 did not make."""
 
 
+@functools.lru_cache(maxsize=65_536)
 def encode_cursor(position: Position) -> str:
-    """An opaque cursor for a position (clients must not parse it)."""
+    """An opaque cursor for a position (clients must not parse it). Remembered: the same pages
+    are served again and again, and their cursors cost more to write than to look up."""
     raw = orjson.dumps([position.at.isoformat(), position.id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

@@ -11,6 +11,7 @@ on the caller: the rules it carries are applied at run time to the request's pri
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ from graphql.language import DirectiveNode, Visitor
 from graphql.type import GraphQLBoolean, GraphQLID, GraphQLInt, GraphQLString
 from strawberry.extensions.field_extension import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.schema.types.base_scalars import isoformat
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
@@ -67,7 +69,18 @@ class UnsupportedError(Exception):
 class Completion:
     """How a value of one output type is completed: serialized, recursed into, or iterated."""
 
-    __slots__ = ("coerce", "item", "kind", "non_null", "object", "passthrough", "type_name")
+    __slots__ = (
+        "coerce",
+        "enum_class",
+        "iso_type",
+        "item",
+        "kind",
+        "members",
+        "non_null",
+        "object",
+        "passthrough",
+        "type_name",
+    )
 
     def __init__(self, type_: GraphQLOutputType, nodes: list[FieldNode], plans: _Compiler) -> None:
         self.non_null = isinstance(type_, GraphQLNonNull)
@@ -76,8 +89,13 @@ class Completion:
         self.coerce: Callable[[Any], Any] | None = None
         # The Python type whose values `coerce` returns unchanged (str for String and ID, ...).
         self.passthrough: type | None = None
+        # A date or time scalar serialized by `isoformat`: the type it is made for.
+        self.iso_type: type | None = None
         self.item: Completion | None = None
         self.object: ObjectPlan | None = None
+        # For an enum of a Python Enum class: each member's serialization (its name).
+        self.enum_class: type | None = None
+        self.members: dict[Any, Any] | None = None
         if isinstance(inner, GraphQLList):
             self.kind = LIST
             self.item = Completion(inner.of_type, nodes, plans)
@@ -85,8 +103,13 @@ class Completion:
             self.kind = LEAF
             self.coerce = inner.coerce_output_value
             self.passthrough = _PASSTHROUGH.get(inner.name)
+            if getattr(inner, "serialize", None) is isoformat:
+                self.iso_type = _ISO_TYPES.get(inner.name)
             if is_enum_type(inner):
                 self.coerce = _memoized(self.coerce)
+                self.enum_class = getattr(inner, "wrapped_cls", None)
+                if self.enum_class is not None:
+                    self.members = {m: self.coerce(m) for m in self.enum_class}
         elif is_object_type(inner):
             self.kind = OBJECT
             assert isinstance(inner, GraphQLObjectType)
@@ -101,6 +124,8 @@ _PASSTHROUGH: dict[str, type] = {
     GraphQLID.name: str,
     GraphQLBoolean.name: bool,
 }
+# Strawberry's date and time scalars, serialized by `isoformat`.
+_ISO_TYPES: dict[str, type] = {"DateTime": dt.datetime, "Date": dt.date, "Time": dt.time}
 # Int's output coercion also returns an int unchanged, within 32 bits.
 INT_NAME = GraphQLInt.name
 
@@ -250,12 +275,16 @@ class FieldPlan:
 class ObjectPlan:
     """The fields selected on one object type, in response order."""
 
-    __slots__ = ("fields", "is_type_of", "type_")
+    __slots__ = ("compiled", "fields", "is_type_of", "type_", "waits")
 
     def __init__(self, type_: GraphQLObjectType) -> None:
         self.type_ = type_
         self.is_type_of = type_.is_type_of
         self.fields: tuple[FieldPlan, ...] = ()
+        # Worked out by `api.engine.compiled`: whether anything under it waits, and the
+        # function completing an object of this plan.
+        self.waits: bool | None = None
+        self.compiled: Callable[..., dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

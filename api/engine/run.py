@@ -26,6 +26,7 @@ from graphql import ExecutionResult, GraphQLError, located_error
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, inspect, is_iterable
 
+from api.engine.compiled import compile_object, waits
 from api.engine.plan import (
     ATTRIBUTE,
     INT_NAME,
@@ -35,7 +36,6 @@ from api.engine.plan import (
     TYPENAME,
     Completion,
     FieldPlan,
-    ObjectPlan,
     OperationPlan,
 )
 
@@ -120,7 +120,7 @@ class Run:
         root: _Pending = []
         self.collector = root
         try:
-            self.data = self.fields(plan.root, None, None, None)
+            self.data = compile_object(plan.root)(self, None, None, None)
         except GraphQLError as error:
             self.add_error(error, None)
             self.data = None
@@ -157,34 +157,6 @@ class Run:
             position = position.prev
         nulled.add(path)
         self.errors.append(error)
-
-    def fields(
-        self, plan: ObjectPlan, source: Any, path: Path | None, slot: Slot | None
-    ) -> dict[str, Any]:
-        """The completed fields of one object (raises the error of a non-null field); its
-        async fields wait in the collector, as one item."""
-        out: dict[str, Any] = {}
-        outer = self.collector
-        mine: _Pending = []
-        self.collector = mine
-        try:
-            for field in plan.fields:
-                plain = field.plain
-                if plain is not None:
-                    value = getattr(source, field.attribute, None)
-                    if type(value) is plain:
-                        out[field.key] = value
-                        continue
-                if field.deferred:
-                    mine.append((field, source, path, out, slot))
-                    out[field.key] = None
-                    continue
-                out[field.key] = self.field(field, source, path, out, slot)
-        finally:
-            self.collector = outer
-        if mine:
-            outer.append(mine)
-        return out
 
     def field(
         self,
@@ -223,11 +195,15 @@ class Run:
         except Exception as raw:
             if field_path is None:
                 field_path = Path(path, field.key, field.parent_name)
-            error = located_error(raw, field.nodes, field_path.as_list())
-            if field.completion.non_null:
-                raise error from None
-            self.add_error(error, field_path)
-            return None
+            return self.failed(field, raw, field_path)
+
+    def failed(self, field: FieldPlan, raw: Exception, path: Path) -> None:
+        """A field's error, located on its path: raised on to the parent when the field is
+        non-null, else recorded, and the field is null."""
+        error = located_error(raw, field.nodes, path.as_list())
+        if field.completion.non_null:
+            raise error from None
+        self.add_error(error, path)
 
     def call(self, field: FieldPlan, source: Any, info: FieldInfo) -> Any:
         """Check the field's permissions and call its resolver."""
@@ -276,7 +252,6 @@ class Run:
         kind = completion.kind
         if kind == LEAF:
             return _leaf(completion, value)
-        own = Slot(slot, container, key, path, completion.non_null)
         if kind == OBJECT:
             plan = completion.object
             assert plan is not None
@@ -286,8 +261,11 @@ class Run:
                     f"Expected value of type '{plan.type_}' but got: {inspect(value)}.",
                     field.nodes,
                 )
-            return self.fields(plan, value, path, own)
+            # A slot only where something below waits (`api.engine.compiled.waits`).
+            own = Slot(slot, container, key, path, completion.non_null) if waits(plan) else None
+            return compile_object(plan)(self, value, path, own)
         assert kind == LIST and completion.item is not None
+        own = Slot(slot, container, key, path, completion.non_null)
         if not is_iterable(value):
             raise GraphQLError(
                 "Expected Iterable, but did not find one for field"
