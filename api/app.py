@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.extensions import MaxTokensLimiter
 
+from api.collector import settle_after_startup
 from api.connections import open_connections
 from api.events_http import create_events_endpoint
 from api.graphql_http import GraphQLHTTP
@@ -32,8 +33,11 @@ from sources.events.registry import SchemaRegistry
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The c360 app for resolved settings (every store's URL known; see `api.embedded`)."""
+def create_app(settings: Settings, *, served: bool = False) -> Starlette:
+    """The c360 app for resolved settings (every store's URL known; see `api.embedded`).
+
+    `served`: the app is the process's reason to be (`c360 serve`), so its start-up may tune
+    the process's garbage collector (`api.collector`)."""
     refuse_unsafe_production(settings)
     # WebSocket operations run through Strawberry: the admission checks join as extensions
     # (the token limit bounds parsing, which comes before them).
@@ -60,6 +64,8 @@ def create_app(settings: Settings) -> Starlette:
                 metrics.watch_cache(connections.cache)
             app.state.event_applier = functools.partial(apply_event, connections.changes)
             app.state.readiness = Readiness(connections)
+            if served:
+                settle_after_startup(settings.gc_young_threshold)
             yield
             app.state.event_applier = None
             await app.state.readiness.close()
@@ -109,4 +115,4 @@ def create_app(settings: Settings) -> Starlette:
 
 def app_from_environment() -> Starlette:
     """The app for `uvicorn --factory`: settings from the environment `c360 serve` prepared."""
-    return create_app(Settings())
+    return create_app(Settings(), served=True)

@@ -186,6 +186,12 @@ class Settings(BaseSettings):
         description="What runs queries: `plan` (c360's engine), `graphql-core`, or "
         "`differential` (both, refusing an answer where they differ; for tests).",
     )
+    gc_young_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="`c360 serve`: after start-up, freeze what it made and collect the young "
+        "generation every this many allocations (0: Python's own settings; see api/collector).",
+    )
     execution_timeout: PositiveFloat = Field(
         default=10.0, description="Seconds one operation may run before it is stopped."
     )
