@@ -21,7 +21,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -108,10 +108,10 @@ class LocalWindows:
     """
 
     def __init__(self, max_keys: int = 100_000) -> None:
-        self._counters: dict[str, _Counters] = {}
+        self._counters: dict[tuple[Any, ...], _Counters] = {}
         self._max_keys = max_keys
 
-    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+    def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Count one request; False (not counted) when the limit is spent."""
         now = time.time()
         counters = self._roll(item, identifiers, now)
@@ -120,7 +120,7 @@ class LocalWindows:
         counters.current += 1
         return True
 
-    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         """When the next request would fit, and how many remain."""
         now = time.time()
         counters = self._roll(item, identifiers, now)
@@ -139,7 +139,9 @@ class LocalWindows:
         return WindowStats(reset_time=reset, remaining=max(0, int(item.amount - used)))
 
     def _roll(self, item: RateLimitItem, identifiers: tuple[str, ...], now: float) -> _Counters:
-        key = item.key_for(*identifiers)
+        # The limiter's own parsed limits, alive as long as it is: their identity names them
+        # (limits' `key_for` formats a string on every request).
+        key = (id(item), *identifiers)
         window = int(now // item.get_expiry())
         counters = self._counters.get(key)
         if counters is None:
@@ -210,11 +212,16 @@ class RateLimiter:
             try:
                 # At most two round trips: the hits, then the windows of the refusing limits.
                 return await self._breaker.call(
-                    lambda: _decide(shared, checks, _all), within=self._timeout * 2
+                    lambda: _decide_shared(shared, checks), within=self._timeout * 2
                 )
             except UnavailableError:
                 pass  # counted in this process meanwhile
-        return await _decide(self._local, checks, _each)
+        # In process, nothing waits: counted without a coroutine per limit.
+        local = self._local
+        refused = [c for c in checks if not local.hit(c.item, c.kind, c.who)]
+        if not refused:
+            return ALLOWED
+        return _refusal(refused, [local.get_window_stats(c.item, c.kind, c.who) for c in refused])
 
     async def close(self) -> None:
         """Close the Redis connections."""
@@ -222,17 +229,19 @@ class RateLimiter:
             await self._redis.aclose()
 
 
-async def _decide(
-    strategy: SharedWindows | LocalWindows,
-    checks: list[_Check],
-    run: Callable[[Sequence[Awaitable[Any]]], Awaitable[list[Any]]],
-) -> RateDecision:
-    """Hit every limit of the request; refused by the one that frees up last."""
-    allowed = await run([strategy.hit(c.item, c.kind, c.who) for c in checks])
+async def _decide_shared(shared: SharedWindows, checks: list[_Check]) -> RateDecision:
+    """Hit every limit of the request in Redis; refused by the one that frees up last."""
+    allowed = await _all([shared.hit(c.item, c.kind, c.who) for c in checks])
     refused = [check for check, ok in zip(checks, allowed, strict=True) if not ok]
     if not refused:
         return ALLOWED
-    windows = await run([strategy.get_window_stats(c.item, c.kind, c.who) for c in refused])
+    return _refusal(
+        refused, await _all([shared.get_window_stats(c.item, c.kind, c.who) for c in refused])
+    )
+
+
+def _refusal(refused: list[_Check], windows: Sequence[WindowStats]) -> RateDecision:
+    """The answer to a request some limits refused: wait for the one that frees up last."""
     now = time.time()
     waits = [
         (max(1, math.ceil(window.reset_time - now)), check.kind)
@@ -250,12 +259,6 @@ async def _all(calls: Sequence[Awaitable[_T]]) -> list[_T]:
         if isinstance(result, BaseException):
             raise result
     return results  # type: ignore[return-value]
-
-
-async def _each(calls: Sequence[Awaitable[_T]]) -> list[_T]:
-    """Every call's result, one after the other: in process they do not wait on I/O, so
-    running them as tasks would only add the tasks' cost."""
-    return [await call for call in calls]
 
 
 def _storage_uri(redis_url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -64,3 +65,54 @@ async def test_slow_headers_behind_a_request_being_answered_close_without_a_408(
     finally:
         writer.close()
     assert answer == b"", answer
+
+
+async def _echo_body(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app reading the whole body, then answering it back."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"".join(chunks)})
+
+
+async def _answer(app: readtimeout.BodyReadTimeoutMiddleware, receive: Receive) -> list[Any]:
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app({"type": "http"}, receive, send)
+    return sent
+
+
+async def test_a_body_already_arrived_is_read_without_a_deadline_and_a_late_one_with_it() -> None:
+    app = readtimeout.BodyReadTimeoutMiddleware(_echo_body, timeout=0.2)
+    parts = [b"one ", b"two"]
+    stopped: list[BaseException] = []
+    arrived = asyncio.Event()
+
+    async def receive() -> Any:
+        # The first part is at hand; the second waits, as a slow client's would.
+        if len(parts) == 1:
+            try:
+                await arrived.wait()
+            except BaseException as error:
+                stopped.append(error)
+                raise
+        part = parts.pop(0)
+        return {"type": "http.request", "body": part, "more_body": bool(parts)}
+
+    asyncio.get_running_loop().call_later(0.05, arrived.set)
+    sent = await _answer(app, receive)
+    assert sent[1]["body"] == b"one two" and stopped == []
+
+    parts[:] = [b"one ", b"never"]
+    arrived.clear()
+    sent = await _answer(app, receive)
+    assert sent[0]["status"] == 408
+    # The waiting read was cancelled at the deadline, inside the client's receive.
+    assert len(stopped) == 1 and isinstance(stopped[0], asyncio.CancelledError)
