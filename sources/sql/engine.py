@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from typing import Any
 
 import asyncpg
@@ -14,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from sources.roundtrips import SQL, RoundTrips
+
+log = logging.getLogger(__name__)
 
 # The driver's own errors of a connection lost while it is being set up: SQLAlchemy does not
 # wrap what its connect hooks raise (asyncpg's "connection is closed" from a backend
@@ -47,7 +51,12 @@ def create_engine(url: str | URL, *, round_trips: RoundTrips | None = None) -> A
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # WAL lets readers run while the seeder or a mutation writes.
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as error:
+                # A new file another connection is switching (or writing) at this moment: the
+                # mode is the file's, so that connection's switch, or the next one's, sets it.
+                log.debug("SQLite WAL not switched on by this connection: %s", error)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
