@@ -320,7 +320,6 @@ def run(args: argparse.Namespace) -> int:
                     rate=args.event_rate,
                     seconds=args.duration,
                 )
-                result.targets = judge(result, postgres, args.customers)
                 results.append(result)
                 continue
             connections = args.connections or workload.connections
@@ -337,7 +336,6 @@ def run(args: argparse.Namespace) -> int:
                 warmup=args.warmup,
                 floor=floors.get(name),
             )
-            result.targets = judge(result, postgres, args.customers)
             results.append(result)
         if "agent360-warm" in names:
             workload = WORKLOADS["agent360-warm"]
@@ -374,6 +372,9 @@ def run(args: argparse.Namespace) -> int:
         except RuntimeError as error:
             say(f"bench: the peer failed: {error}")
             peer_notes.append(f"the peer failed: {error}")
+    # Judged once the peer has run: some targets are ratios to its figures.
+    for result in results:
+        result.targets = judge(result, postgres, args.customers)
     report = Report(
         started_at=started,
         environment={

@@ -9,9 +9,12 @@ that the service keeps after its plumbing (HTTP, drivers, stores) takes its cut.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import io
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from graphql import parse
@@ -35,6 +38,26 @@ def _variables(workload: Workload, ids: Sequence[int | str]) -> list[dict[str, A
     return [workload.variables(ids[start : start + size]) for start in range(0, len(ids), size)]
 
 
+# One operation of a floor takes milliseconds; one still running after this is stuck.
+OPERATION_TIMEOUT = 60.0
+
+
+@contextlib.asynccontextmanager
+async def _bounded(workload: str, phase: str) -> AsyncIterator[None]:
+    """One floor operation, failed with what every task was waiting on should it not end."""
+    try:
+        async with asyncio.timeout(OPERATION_TIMEOUT):
+            yield
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=stacks)
+        raise RuntimeError(
+            f"a {phase} operation of {workload}'s floor did not end within "
+            f"{OPERATION_TIMEOUT:g} s; the tasks were waiting at:\n{stacks.getvalue()}"
+        ) from None
+
+
 async def measure_floor(
     settings: Settings, workload: Workload, ids: Sequence[int | str], *, seconds: float
 ) -> float:
@@ -51,9 +74,10 @@ async def measure_floor(
             for variables in variable_sets:
                 loaders = recording_loaders(create_loaders(connections), memory)
                 context = Context(resolved, connections, loaders, principal=PRINCIPAL)
-                result = await executor.execute(
-                    document, context, variables=copy.deepcopy(variables)
-                )
+                async with _bounded(workload.name, "recording"):
+                    result = await executor.execute(
+                        document, context, variables=copy.deepcopy(variables)
+                    )
                 if result.errors:
                     raise RuntimeError(f"floor run of {workload.name} failed: {result.errors[0]}")
             operations = 0
@@ -69,9 +93,10 @@ async def measure_floor(
                     )
                     # A copy, as a request parses its own: Strawberry's `_entities` takes
                     # `__typename` out of each representation it is given.
-                    result = await executor.execute(
-                        document, context, variables=copy.deepcopy(variables)
-                    )
+                    async with _bounded(workload.name, "replay"):
+                        result = await executor.execute(
+                            document, context, variables=copy.deepcopy(variables)
+                        )
                     if result.errors:
                         raise RuntimeError(f"floor replay failed: {result.errors[0]}")
                     operations += 1

@@ -80,7 +80,7 @@ def judge(result: WorkloadResult, postgres: bool, customers: int) -> list[dict[s
     workload = WORKLOADS[result.workload]
     verdicts = []
     for target in workload.targets:
-        verdict = _verdict(target, getattr(result, target.metric), postgres, customers)
+        verdict = _verdict(target, _figure(result, target.metric), postgres, customers)
         if not workload.live and result.connections != workload.connections:
             # Each target speaks of the workload's own concurrency (`--connections` overrides).
             verdict.pop("short_by", None)
@@ -90,6 +90,15 @@ def judge(result: WorkloadResult, postgres: bool, customers: int) -> list[dict[s
             )
         verdicts.append(verdict)
     return verdicts
+
+
+def _figure(result: WorkloadResult, metric: str) -> float | None:
+    """A figure of the result, or of its peer (`peer.ratio`): None when not measured."""
+    owner: Any = result
+    if metric.startswith("peer."):
+        owner, metric = result.peer, metric.removeprefix("peer.")
+    value: float | None = getattr(owner, metric, None)
+    return value
 
 
 def _verdict(target: Target, value: float | None, postgres: bool, customers: int) -> dict[str, Any]:
@@ -106,7 +115,8 @@ def _verdict(target: Target, value: float | None, postgres: bool, customers: int
         verdict["status"] = f"not applicable (fewer than {target.min_customers:,} customers)"
         return verdict
     if value is None:
-        verdict["status"] = "not measured"
+        peer = target.metric.startswith("peer.")
+        verdict["status"] = "not measured (no peer in this run)" if peer else "not measured"
         return verdict
     met = value >= target.limit if target.higher_is_better else value <= target.limit
     verdict["status"] = "met" if met else "missed"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.report import WorkloadResult, judge
+import dataclasses
+
+from bench.report import PeerResult, WorkloadResult, judge
 
 
 def _search(connections: int, p99: float) -> WorkloadResult:
@@ -39,3 +41,23 @@ def test_a_target_of_another_store_scale_or_concurrency_is_not_applicable() -> N
         [verdict] = judge(result, postgres=postgres, customers=customers)
         assert verdict["status"] == f"not applicable ({why})"
         assert "short_by" not in verdict
+
+
+def test_a_target_relative_to_the_peer_is_judged_on_the_peer_figures() -> None:
+    typename = dataclasses.replace(_search(16, 5), workload="typename")
+    [unmeasured] = judge(typename, postgres=False, customers=10_000)
+    assert unmeasured["status"] == "not measured (no peer in this run)"
+    for ratio, status in ((1.3, "met"), (0.74, "missed")):
+        typename.peer = PeerResult(
+            connections=16,
+            requests_per_second=6_000,
+            latency_p50_ms=2,
+            latency_p99_ms=5,
+            errors=0,
+            ratio=ratio,
+            difference=None,
+        )
+        [verdict] = judge(typename, postgres=False, customers=10_000)
+        assert verdict["metric"] == "peer.ratio" and verdict["limit"] == 1.2
+        assert verdict["value"] == ratio and verdict["status"] == status
+    assert verdict["short_by"] == "0.46 (62% of target)"
