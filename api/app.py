@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.extensions import MaxTokensLimiter
 
+from api.access import enable_access_log
 from api.collector import settle_after_startup
 from api.connections import open_connections
 from api.events_http import create_events_endpoint
@@ -39,6 +40,8 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
     `served`: the app is the process's reason to be (`c360 serve`), so its start-up may tune
     the process's garbage collector (`api.collector`)."""
     refuse_unsafe_production(settings)
+    if settings.access_log:
+        enable_access_log()
     # WebSocket operations run through Strawberry: the admission checks join as extensions
     # (the token limit bounds parsing, which comes before them).
     schema = create_schema(
@@ -74,7 +77,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
         return await endpoint(request, request.app.state.connections, request.app.state.guard)
 
     middleware = [
-        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(MetricsMiddleware, metrics=metrics, access_log=settings.access_log),
         Middleware(BodyReadTimeoutMiddleware, timeout=settings.request_read_timeout),
     ]
     if settings.cors_origins:

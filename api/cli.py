@@ -45,6 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
         # Workers read their settings from the environment: hand them the embedded URLs.
         for name in ("mongo_url", "loyalty_url", "tracking_url"):
             os.environ[f"C360_{name.upper()}"] = str(getattr(resolved, name))
+        if args.access_log is not None:
+            os.environ["C360_ACCESS_LOG"] = "true" if args.access_log else "false"
         print_demo_tokens(settings, sys.stderr)
         secret = settings.auth_jwt_secret
         public_secret = secret is not None and secret.get_secret_value() == DEVELOPMENT_JWT_SECRET
@@ -67,7 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
             http=ReadTimeoutProtocol,
             ws="websockets-sansio",
             log_level=args.log_level,
-            access_log=args.access_log,
+            # c360's own access log (api/access.py, one JSON line per request) instead.
+            access_log=False,
             # A WebSocket message is a request too: no larger than a POST body may be.
             ws_max_size=settings.max_body_bytes,
             # X-Forwarded-For names the client only when a trusted proxy sends it. uvicorn would
@@ -426,9 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        # Off by default: uvicorn's access log took about 12% of a busy process.
-        help="log each request (default off)",
+        default=None,
+        # Off by default: a line per request is work on every request.
+        help="log each request as a JSON line on stdout (C360_ACCESS_LOG; default off)",
     )
     serve.set_defaults(run=_serve)
 

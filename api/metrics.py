@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.access import write_line
 from sources.cache.entity import EntityCache
 from sources.roundtrips import SOURCES, RoundTrips
 
@@ -107,28 +108,48 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware counting and timing every HTTP request."""
+    """Pure ASGI middleware counting and timing every HTTP request, and writing its access
+    line when the access log is on (`api.access`)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
+        sent = 0
+        request_id: str | None = None
+        access_log = self.access_log
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent, request_id
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if access_log:
+                    request_id = _request_id(message)
+            elif access_log and message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            seconds = time.perf_counter() - started
             path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(path, str(status or 500)).inc()
+            self.metrics.latency.labels(path).observe(seconds)
+            if access_log:
+                write_line(scope, status, seconds, sent, request_id)
+
+
+def _request_id(start: Message) -> str | None:
+    for name, value in start.get("headers", ()):
+        if name == b"x-request-id":
+            request_id: str = value.decode("latin-1")
+            return request_id
+    return None

@@ -186,6 +186,10 @@ class Settings(BaseSettings):
         description="What runs queries: `plan` (c360's engine), `graphql-core`, or "
         "`differential` (both, refusing an answer where they differ; for tests).",
     )
+    access_log: bool = Field(
+        default=False,
+        description="Write one JSON line per HTTP request to the `c360.access` logger (stdout).",
+    )
     gc_young_threshold: int = Field(
         default=10_000,
         ge=0,
