@@ -17,6 +17,7 @@ import orjson
 import strawberry
 from graphql import DocumentNode, ExecutionResult
 from graphql import execute as graphql_execute
+from graphql.execution.executor import Executor as ExecutionContext
 from graphql.execution.values import get_variable_values
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
@@ -31,6 +32,28 @@ log = logging.getLogger(__name__)
 MAX_PLANS = 1024
 
 
+def _letting_go(base: type[ExecutionContext[Any]]) -> type[ExecutionContext[Any]]:
+    """`base`, letting go of the request once it has built the response.
+
+    graphql-core's execution context sits in a reference cycle of its own (its resolve-info
+    helpers hold its bound methods), so whatever it holds waits for the collector: the request's
+    context, its loaders and every record they fetched, promoted to the oldest generation by
+    then. A full collection over that heap paused the loop for 459 ms after the federation
+    workloads. Dropping the context at the end frees all of it by reference counting.
+    """
+
+    class LettingGo(base):  # type: ignore[valid-type, misc]
+        def build_response(self, data: dict[str, Any] | None) -> Any:
+            try:
+                return super().build_response(data)
+            finally:
+                self.context_value = None
+                self.root_value = None
+
+    LettingGo.__name__ = LettingGo.__qualname__ = f"{base.__name__}LettingGo"
+    return LettingGo
+
+
 class EngineMismatchError(RuntimeError):
     """The engine and graphql-core answered one request differently (`Engine.DIFFERENTIAL`)."""
 
@@ -42,9 +65,9 @@ class Executor:
         self.schema = schema
         self.engine = engine
         self._graphql_schema = schema._schema
-        self._kwargs: dict[str, Any] = {}
-        if schema.execution_context_class is not None:
-            self._kwargs["executor_class"] = schema.execution_context_class
+        self._kwargs: dict[str, Any] = {
+            "executor_class": _letting_go(schema.execution_context_class or ExecutionContext)
+        }
         # By document identity: each entry keeps its document alive, so an id is never
         # reused while its entry stands.
         self._plans: OrderedDict[

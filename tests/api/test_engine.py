@@ -4,6 +4,7 @@ completion rules (null propagation, dropped errors, lists) on a schema made to b
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -224,3 +225,28 @@ async def test_a_timed_out_run_leaves_no_resolver_behind() -> None:
 def test_what_a_plan_does_not_cover_is_left_to_graphql_core(query: str) -> None:
     schema = strawberry.Schema(query=ToyQuery, mutation=ToyMutation)
     assert Executor(schema).plan(parse(query), None) is None
+
+
+async def test_graphql_core_lets_go_of_the_request_once_it_has_answered(
+    connections: Connections, vendor_store: VendorStore
+) -> None:
+    """graphql-core's execution context sits in a reference cycle: holding the request's
+    context, it kept its loaders and every record they fetched for the collector to find."""
+    customer = await build_customer(connections, vendor_store, orders=2)
+    executor = Executor(create_schema(), Engine.GRAPHQL_CORE)
+    variables = {"representations": [{"__typename": "Customer", "id": str(customer)}]}
+    gc.collect()
+    gc.disable()
+    try:
+        context = create_context(connections, principal=_principal(Role.AGENT))
+        result = await executor.execute(parse(ENTITIES_QUERY), context, variables=variables)
+        assert result.errors is None and result.data is not None
+        del context, result
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert not left & {"Context", "Loaders", "DataLoader", "Future"}, left
