@@ -164,7 +164,6 @@ class FieldPlan:
         "nodes",
         "parent_name",
         "permissions",
-        "plain",
         "resolver",
         "self_positional",
         "source_names",
@@ -197,7 +196,6 @@ class FieldPlan:
         # Converted arguments when they depend on no variable; None when worked out per run.
         self.args: dict[str, Any] | None = {}
         self.definition: StrawberryField | None = None
-        self.plain = None
         self.deferred = False
         self.strawberry = plans.strawberry
         if self.name == "__typename":
@@ -238,13 +236,6 @@ class FieldPlan:
             # pass of its object (`api.engine.run`), so that errors come in graphql-core's order.
             self.deferred = definition.is_async
         self.completion = Completion(field_def.type, self.nodes, plans)
-        # An attribute read whose value, of this exact type, is its own serialization: the
-        # engine's fast path (`Run.fields`).
-        self.plain = (
-            self.completion.passthrough
-            if self.kind == ATTRIBUTE and self.value_rule is None
-            else None
-        )
 
     def _rules(self, extensions: list[FieldExtension]) -> None:
         if len(extensions) > 1:
