@@ -2,8 +2,10 @@
 
 A request only adds to an in-memory buffer (no I/O on the request path); a background task
 writes what has gathered every `audit_flush_seconds`, one row per request and customer with
-every field read. On shutdown the buffer is written before the connections close. If a write
-fails, the entries are kept and tried again on the next flush, so a database blip loses none.
+every field read. An HTTP request's reads are held back from the writer until it has answered
+(`answering`), so a flush that falls while it runs cannot split its row in two. On shutdown
+the buffer is written before the connections close. If a write fails, the entries are kept
+and tried again on the next flush, so a database blip loses none.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,6 +49,8 @@ class AuditLog:
         # (X-Request-ID), so it alone must not merge two principals' reads into one entry.
         self._pending: dict[tuple[str, str, str, int], _Pending] = {}
         self._retry: list[AuditRecord] = []
+        # Request ids being answered, with how many requests use each (a client may reuse one).
+        self._answering: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._outage = Outage(
@@ -63,6 +69,18 @@ class AuditLog:
             )
         pending.fields.add(field_name)
 
+    @contextlib.contextmanager
+    def answering(self, request_id: str) -> Iterator[None]:
+        """Hold `request_id`'s reads back from the periodic writer while it is answered."""
+        answering = self._answering
+        answering[request_id] += 1
+        try:
+            yield
+        finally:
+            answering[request_id] -= 1
+            if not answering[request_id]:
+                del answering[request_id]
+
     def start(self) -> None:
         """Write buffered entries every `flush_seconds` until `stop`."""
         self._task = asyncio.create_task(self._run(), name="audit-log")
@@ -74,12 +92,16 @@ class AuditLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        await self.flush(unanswered_too=True)
 
-    async def flush(self) -> int:
-        """Write every buffered entry now; the number written."""
+    async def flush(self, *, unanswered_too: bool = False) -> int:
+        """Write every buffered entry of a request that has answered (and, on shutdown, of one
+        that has not); the number written."""
         async with self._lock:
             pending, self._pending = self._pending, {}
+            if self._answering and not unanswered_too:
+                for key in [key for key in pending if key[0] in self._answering]:
+                    self._pending[key] = pending.pop(key)
             entries = self._retry + [
                 AuditRecord(
                     id=0,

@@ -413,7 +413,8 @@ class GraphQLHTTP:
             claim = held
         context = create_context(connections, principal=principal, request_id=rid)
         context.idempotency = claim
-        status, payload = await self._execute(document, params, context, media)
+        with connections.audit.answering(rid):
+            status, payload = await self._execute(document, params, context, media)
         if claim is not None:
             await idempotency.end(
                 connections, claim, status, payload, final=not context.retry_invited

@@ -151,6 +151,8 @@ def running_peer(node: str, recordings: Path, log: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
+        # The log is kept across runs: only what this peer writes says it is listening.
+        written_before = out.tell()
         process = subprocess.Popen(
             [node, "server.mjs", str(SCHEMA), str(recordings.resolve()), str(port)],
             cwd=PEER_DIR,
@@ -159,18 +161,18 @@ def running_peer(node: str, recordings: Path, log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_listening(url, process, log)
+        _wait_listening(process, log, written_before)
         yield url
     finally:
         stop_process(process, timeout=10)
 
 
-def _wait_listening(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_listening(process: subprocess.Popen[bytes], log: Path, offset: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the peer exited with code {process.returncode}: {log}")
-        if b"LISTENING " in log.read_bytes():
+        if b"LISTENING " in log.read_bytes()[offset:]:
             return
         time.sleep(0.1)
     raise RuntimeError(f"the peer did not listen within {START_TIMEOUT:.0f} s; see {log}")

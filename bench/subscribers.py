@@ -76,7 +76,8 @@ async def _subscriber(
 
 async def _expect(ws: ClientConnection, kind: str) -> None:
     while True:
-        message = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+        async with asyncio.timeout(60):
+            message = orjson.loads(await ws.recv())
         if message["type"] == kind:
             return
 

@@ -66,7 +66,11 @@ class DataLoader(Generic[K, V]):
         keys, self._keys = self._keys, []
         self._scheduled = False
         if self.peek is not None:
-            values = self.peek(keys)
+            try:
+                values = self.peek(keys)
+            except Exception as error:  # a loop callback: raised, it would strand every key
+                self._fail(keys, error)
+                return
             missing = []
             for key, value in zip(keys, values, strict=True):
                 if value is MISSING:
@@ -80,19 +84,25 @@ class DataLoader(Generic[K, V]):
         self._loop.create_task(self._run(keys))
 
     async def _run(self, keys: list[K]) -> None:
-        futures = self._futures
         try:
             values = list(await self.batch(keys))
             if len(values) != len(keys):
                 raise TypeError(f"a batch of {len(keys)} keys gave {len(values)} values")
         except Exception as error:
-            for key in keys:
-                future = futures.pop(key)
-                if not future.done():
-                    future.set_exception(error)
+            self._fail(keys, error)
             return
+        except BaseException:  # cancelled: whoever still waits on these keys is cancelled too
+            for key in keys:
+                self._futures.pop(key).cancel()
+            raise
+        futures = self._futures
         for key, value in zip(keys, values, strict=True):
             _settle(futures[key], value)
+
+    def _fail(self, keys: list[K], error: Exception) -> None:
+        """Fail `keys` with `error`, and forget them: a later load asks the source again."""
+        for key in keys:
+            _settle(self._futures.pop(key), error)
 
 
 def _settle(future: asyncio.Future[Any], value: Any) -> None:
@@ -100,5 +110,8 @@ def _settle(future: asyncio.Future[Any], value: Any) -> None:
         return
     if isinstance(value, Exception):
         future.set_exception(value)
+        # Retrieved here: a key nobody awaits any more (its request timed out) is not a
+        # "never retrieved" error in the log; whoever awaits it still gets the exception.
+        future.exception()
     else:
         future.set_result(value)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from pymongo.uri_parser import parse_uri
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from api.app import create_app
@@ -29,6 +32,7 @@ from sources.sql.engine import create_engine
 from sources.thirdparty.simulator import VendorStore, running_simulator
 from tests import services
 from tests.auth import AGENT
+from tests.stalls import tasks_shown_after
 
 SEEDED_CUSTOMERS = 30
 
@@ -38,14 +42,59 @@ os.environ.setdefault("C360_ENGINE", "differential")
 
 
 @pytest.fixture(scope="session")
+async def session_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every test and fixture of the session runs on."""
+    return asyncio.get_running_loop()
+
+
+@pytest.fixture(autouse=True)
+def _a_stalled_test_shows_its_tasks(
+    request: pytest.FixtureRequest, session_loop: asyncio.AbstractEventLoop
+) -> Iterator[None]:
+    """Print where every task waits when a test is at 80% of its timeout (see tests.stalls)."""
+    marker = request.node.get_closest_marker("timeout")
+    timeout = float(marker.args[0] if marker and marker.args else request.config.getini("timeout"))
+    if timeout <= 0:
+        yield
+        return
+    with tasks_shown_after(session_loop, 0.8 * timeout, request.node.nodeid):
+        yield
+
+
+# pymongo's async driver leaves a socket it was connecting unclosed when the task connecting
+# is cancelled: its own monitors are, by AsyncMongoClient.close (PYTHON-5867, open in 4.20).
+# CPython closes the socket when it is collected, with a ResourceWarning that would fail
+# whichever test is running then. Only sockets to the session's MongoDB server are excused.
+_mongo_ports: set[int] = set()
+
+
+def _excuse_abandoned_mongo_sockets() -> None:
+    for port in _mongo_ports:
+        warnings.filterwarnings(
+            "ignore",
+            message=rf"unclosed <socket\.socket .*raddr=\('[^']*', {port}\)>",
+            category=ResourceWarning,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _abandoned_mongo_sockets_are_excused() -> None:
+    """Within each test's own warning filters: see `_mongo_ports`."""
+    _excuse_abandoned_mongo_sockets()
+
+
+@pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MongoDB when C360_TEST_MONGO_URL is set, else a fresh embedded SecantusDB."""
-    if services.MONGO_URL:
-        yield services.MONGO_URL
-        return
-    from sources.mongo.embedded import embedded_mongo
+    with contextlib.ExitStack() as stack:
+        if services.MONGO_URL:
+            url = services.MONGO_URL
+        else:
+            from sources.mongo.embedded import embedded_mongo
 
-    with embedded_mongo(tmp_path_factory.mktemp("mongo") / "data") as url:
+            url = stack.enter_context(embedded_mongo(tmp_path_factory.mktemp("mongo") / "data"))
+        _mongo_ports.update(port for _, port in parse_uri(url)["nodelist"])
+        _excuse_abandoned_mongo_sockets()  # the test that asked first has its filters already
         yield url
 
 
@@ -138,6 +187,17 @@ async def migrated_database(
     async with _postgres_database() as url:
         await asyncio.to_thread(upgrade, url)
         yield url
+
+
+@pytest.fixture
+async def own_sqlite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
+    """An engine over a migrated SQLite database of the test's own (no seed)."""
+    async with migrated_database("sqlite", tmp_path_factory) as url:
+        engine = create_engine(url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 @pytest.fixture(scope="session")

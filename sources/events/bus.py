@@ -131,7 +131,10 @@ class InProcessBus:
         if not ready() and block > 0:
             async with self._changed:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(ready), block)
+                    # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+                    # lands as the wait ends, and the hub reading here would never stop.
+                    async with asyncio.timeout(block):
+                        await self._changed.wait_for(ready)
                 except TimeoutError:
                     return []
         found = []

@@ -168,8 +168,11 @@ class Relay:
                 self._outage.failed(error)
             else:
                 self._outage.succeeded()
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that lands as a
+            # wake does, and `stop` would wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self._wake.wait()
             self._wake.clear()
 
     def start(self) -> None:

@@ -170,3 +170,12 @@ def test_without_node_20_the_peer_is_unavailable_and_says_why(
     old.chmod(0o755)
     with pytest.raises(PeerUnavailableError, match=r"node v18\.19\.0 is older than 20"):
         peer_node()
+
+
+def test_a_peer_log_kept_from_an_earlier_run_does_not_pass_for_this_peer_listening(
+    node: str, recordings: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "peer.log"
+    log.write_bytes(b'LISTENING {"url":"http://127.0.0.1:1/"}\n')  # the last run's peer
+    with running_peer(node, recordings, log) as url:
+        assert difference(url, RECORDINGS["names"]) is None  # answered, not refused

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +56,20 @@ def _tampered() -> str:
     return f"{header}.{payload}.{signature}"
 
 
-BAD_TOKENS = {
+# Minted when the test runs, not when the module is collected: a token made at collection
+# would expire (five minutes) before a long suite reaches its test.
+BAD_TOKENS: dict[str, tuple[Callable[[], str], str]] = {
     "expired": (
-        _signed(_claims(exp=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))),
+        lambda: _signed(_claims(exp=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))),
         "the token has expired",
     ),
-    "wrong audience": (_signed(_claims(aud="another-service")), "another audience"),
-    "wrong key": (_signed(_claims(), "another-secret-of-at-least-32-bytes!"), "signature"),
-    "tampered": (_tampered(), "signature"),
-    "not a token": ("not-a-token", "malformed"),
+    "wrong audience": (lambda: _signed(_claims(aud="another-service")), "another audience"),
+    "wrong key": (lambda: _signed(_claims(), "another-secret-of-at-least-32-bytes!"), "signature"),
+    "tampered": (_tampered, "signature"),
+    "not a token": (lambda: "not-a-token", "malformed"),
     # A customer's view is bounded by its id: no other role may ride along.
     "customer with another role": (
-        _signed(_claims(sub="3", roles=["customer", "analyst"])),
+        lambda: _signed(_claims(sub="3", roles=["customer", "analyst"])),
         "no other role",
     ),
 }
@@ -74,7 +77,8 @@ BAD_TOKENS = {
 
 @pytest.mark.parametrize("case", list(BAD_TOKENS))
 async def test_a_bad_token_is_refused_over_http(client: httpx.AsyncClient, case: str) -> None:
-    bad, reason = BAD_TOKENS[case]
+    mint, reason = BAD_TOKENS[case]
+    bad = mint()
     response = await client.post("/graphql", json=ME, headers={"authorization": f"Bearer {bad}"})
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,3 +99,42 @@ async def test_load_many_answers_in_key_order_and_none_is_no_key() -> None:
     assert await loader.load_many([3, 1, 2]) == ["v3", "v1", "v2"]
     with pytest.raises(TypeError):
         loader.load(None)
+
+
+async def test_a_peek_that_raises_fails_its_keys_rather_than_stranding_them() -> None:
+    def broken(keys: Sequence[int]) -> list[Any]:
+        raise RuntimeError("cache bug")
+
+    loader = DataLoader(Source(), peek=broken)
+    results = await asyncio.gather(loader.load(1), loader.load(2), return_exceptions=True)
+    assert [str(r) for r in results] == ["cache bug", "cache bug"]
+
+
+async def test_a_cancelled_batch_cancels_its_waiters_and_is_not_cached() -> None:
+    started = asyncio.Event()
+
+    async def stuck(keys: Sequence[int]) -> list[str]:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+    loader = DataLoader(stuck)
+    waiter = loader.load(1)
+    await started.wait()
+    [batch] = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "DataLoader._run"]
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    loader.batch = Source()
+    assert await loader.load(1) == "v1"
+
+
+async def test_an_error_nobody_awaits_is_not_logged_as_never_retrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loader = DataLoader(Source(fail=RuntimeError("down")))
+    future = loader.load(1)  # its request timed out: nobody awaits it
+    await asyncio.wait([future])  # done, its exception not asked for
+    del future, loader
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

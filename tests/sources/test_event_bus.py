@@ -63,7 +63,8 @@ async def test_a_blocking_read_wakes_on_publish(bus: EventBus) -> None:
     await asyncio.sleep(0.1)
     event = change("2", 0)
     await bus.publish([event])
-    assert [d.event.id for d in await asyncio.wait_for(reader, 5)] == [event.id]
+    async with asyncio.timeout(5):
+        assert [d.event.id for d in await reader] == [event.id]
 
 
 async def test_the_bus_keeps_a_bounded_history() -> None:
@@ -170,7 +171,8 @@ async def test_the_hub_rides_out_a_redis_outage_logging_one_line_each_way(
                 # Published once subscribed: the hub delivers from the moment one subscribes,
                 # and may already have passed an event published before.
                 await bus.publish([before])
-                assert (await asyncio.wait_for(anext(feed), 10)).event.id == before.id
+                async with asyncio.timeout(10):
+                    assert (await anext(feed)).event.id == before.id
                 redis_process.kill()
                 redis_process.wait()
 
@@ -189,7 +191,8 @@ async def test_the_hub_rides_out_a_redis_outage_logging_one_line_each_way(
                     await wait_for_redis(url)
                     after = change("5", 1)
                     await bus.publish([after])
-                    assert (await asyncio.wait_for(anext(feed), 10)).event.id == after.id
+                    async with asyncio.timeout(10):
+                        assert (await anext(feed)).event.id == after.id
                     await hub.stop()  # before this Redis goes too
         finally:
             await hub.stop()

@@ -36,7 +36,8 @@ async def graphql_ws(base_url: str) -> AsyncIterator[ClientConnection]:
 
 async def next_message(ws: ClientConnection) -> dict[str, Any]:
     while True:
-        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        async with asyncio.timeout(10):
+            message: dict[str, Any] = json.loads(await ws.recv())
         if message["type"] == "ping":
             await ws.send(json.dumps({"type": "pong"}))
             continue
@@ -121,7 +122,8 @@ async def test_a_socket_that_never_says_hello_is_closed(live_server: str, settin
     url = live_server.replace("http://", "ws://") + "/graphql"
     async with connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         try:
-            await asyncio.wait_for(ws.recv(), settings.websocket_init_timeout + 5)
+            async with asyncio.timeout(settings.websocket_init_timeout + 5):
+                await ws.recv()
         except Exception:
             pass
         assert ws.close_code == 4408

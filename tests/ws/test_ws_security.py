@@ -27,7 +27,8 @@ async def _init_closes_with(live_server: str, payload: dict[str, str]) -> int:
     async with connect(_url(live_server), subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 10)
+            async with asyncio.timeout(10):
+                await ws.recv()
     assert closed.value.rcvd is not None
     return closed.value.rcvd.code
 
@@ -67,7 +68,8 @@ async def test_an_expired_token_ends_the_connection(live_server: str) -> None:
         )
         with pytest.raises(ConnectionClosed) as closed:
             while True:
-                await asyncio.wait_for(ws.recv(), 10)
+                async with asyncio.timeout(10):
+                    await ws.recv()
     # It was open, subscribed, for about the two seconds left, then closed for expiry.
     assert time.monotonic() - acked_at >= 1.0
     assert closed.value.rcvd is not None

@@ -1,0 +1,66 @@
+"""The audit log's writer: one row per request and customer, however its flushes fall."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.audit import AuditLog
+from api.principal import Principal, Role
+from sources.sql import models
+
+AGENT = Principal(kind="jwt", name="jane", roles=frozenset({Role.AGENT}))
+
+
+async def rows(engine: AsyncEngine) -> list[tuple[str, int, list[str]]]:
+    async with engine.connect() as sql:
+        found = await sql.execute(
+            select(
+                models.AuditEntry.request_id,
+                models.AuditEntry.customer_id,
+                models.AuditEntry.fields,
+            ).order_by(models.AuditEntry.id)
+        )
+        return [(r.request_id, r.customer_id, r.fields) for r in found]
+
+
+def read(audit: AuditLog, request_id: str, field_name: str, customer_id: int = 7) -> None:
+    audit.record(
+        request_id=request_id, principal=AGENT, customer_id=customer_id, field_name=field_name
+    )
+
+
+async def test_a_flush_during_a_request_waits_for_its_answer(own_sqlite: AsyncEngine) -> None:
+    audit = AuditLog(own_sqlite, flush_seconds=3600)
+    with audit.answering("r1"):
+        read(audit, "r1", "Customer.email")
+        read(audit, "r0", "Customer.phone")  # a request that has answered (or a socket's)
+        assert await audit.flush() == 1
+        read(audit, "r1", "Address.line1")
+    assert await audit.flush() == 1
+    assert await rows(own_sqlite) == [
+        ("r0", 7, ["Customer.phone"]),
+        ("r1", 7, ["Address.line1", "Customer.email"]),
+    ]
+
+
+async def test_a_request_id_two_requests_share_is_held_until_both_have_answered(
+    own_sqlite: AsyncEngine,
+) -> None:
+    audit = AuditLog(own_sqlite, flush_seconds=3600)
+    with audit.answering("shared"):
+        with audit.answering("shared"):
+            read(audit, "shared", "Customer.email")
+        assert await audit.flush() == 0
+    assert await audit.flush() == 1
+
+
+async def test_shutdown_writes_the_reads_of_a_request_still_answering(
+    own_sqlite: AsyncEngine,
+) -> None:
+    audit = AuditLog(own_sqlite, flush_seconds=3600)
+    audit.start()
+    with audit.answering("r1"):
+        read(audit, "r1", "Customer.email")
+        await audit.stop()
+        assert await rows(own_sqlite) == [("r1", 7, ["Customer.email"])]
