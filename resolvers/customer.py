@@ -10,14 +10,24 @@ from bson import ObjectId
 
 from api.principal import Scope
 from resolvers.access import Pii, check_entity, check_readable, readable
-from resolvers.common import Info, UserInputError, is_record_id, load, page_key, parse_id
+from resolvers.common import (
+    Info,
+    UserInputError,
+    is_record_id,
+    load,
+    loaded,
+    page_key,
+    parse_id,
+)
 from resolvers.engagement import InteractionConnection, Profile, Ticket
 from resolvers.enums import AddressKind, CustomerStatus, InteractionType, OrderStatus, TicketStatus
 from resolvers.masking import mask_email, mask_phone, mask_street, withhold
 from resolvers.order import OrderConnection
 from resolvers.vendor import LoyaltyMembership
 from sources.events.changes import normalise_email
+from sources.mongo.records import ProfileRecord
 from sources.sql.records import AddressRecord, CustomerRecord
+from sources.thirdparty.records import LoyaltyRecord
 
 FirstArg = Annotated[
     int | None,
@@ -107,15 +117,14 @@ class Customer:
         record = await load(info, info.context.loaders.sql.customer_by_id, self.record.merged_into)
         return Customer.from_record(record) if record else None
 
-    @strawberry.field(
+    @loaded(
+        lambda loaders: loaders.sql.addresses_by_customer_id,
+        key=lambda customer: customer.record.id,
         description="Postal addresses, one per kind at most.",
         extensions=[readable(Scope.CUSTOMERS)],
         metadata={"list_size": 3},
     )
-    async def addresses(self, info: Info) -> list[Address]:
-        records = await load(
-            info, info.context.loaders.sql.addresses_by_customer_id, self.record.id
-        )
+    def addresses(self, records: list[AddressRecord] | None) -> list[Address]:
         return [Address.from_record(r) for r in records or []]
 
     @strawberry.field(
@@ -136,12 +145,13 @@ class Customer:
         assert page is not None
         return OrderConnection.from_page(page, key)
 
-    @strawberry.field(
+    @loaded(
+        lambda loaders: loaders.mongo.profile_by_customer_id,
+        key=lambda customer: customer.record.id,
         description="Engagement profile; null when the customer has none.",
         extensions=[readable(Scope.PROFILE)],
     )
-    async def profile(self, info: Info) -> Profile | None:
-        record = await load(info, info.context.loaders.mongo.profile_by_customer_id, self.record.id)
+    def profile(self, record: ProfileRecord | None) -> Profile | None:
         return Profile.from_record(record) if record else None
 
     @strawberry.field(
@@ -180,14 +190,13 @@ class Customer:
         records = await load(info, info.context.loaders.mongo.tickets_by_customer, key)
         return [Ticket.from_record(r) for r in records] if records is not None else None
 
-    @strawberry.field(
+    @loaded(
+        lambda loaders: loaders.vendor.loyalty_by_customer_id,
+        key=lambda customer: customer.record.id,
         description="Loyalty membership; null when not a member.",
         extensions=[readable(Scope.LOYALTY)],
     )
-    async def loyalty(self, info: Info) -> LoyaltyMembership | None:
-        record = await load(
-            info, info.context.loaders.vendor.loyalty_by_customer_id, self.record.id
-        )
+    def loyalty(self, record: LoyaltyRecord | None) -> LoyaltyMembership | None:
         return LoyaltyMembership.from_record(record) if record else None
 
     @classmethod

@@ -9,11 +9,12 @@ import strawberry
 
 from api.principal import Scope
 from resolvers.access import check_entity, check_readable, readable
-from resolvers.common import Info, Money, PageInfo, load, parse_id
+from resolvers.common import Info, Money, PageInfo, load, loaded, parse_id
 from resolvers.enums import Channel, OrderStatus
 from resolvers.vendor import Shipment
 from sources.paging import Page, PageKey
 from sources.sql.records import OrderLineRecord, OrderRecord, ProductRecord
+from sources.thirdparty.records import ShipmentRecord
 
 if TYPE_CHECKING:
     from resolvers.customer import Customer
@@ -54,9 +55,12 @@ class OrderLine:
     quantity: int = strawberry.field(description="Units ordered.")
     unit_price: Money = strawberry.field(description="Price of one unit when ordered.")
 
-    @strawberry.field(description="The product ordered.")
-    async def product(self, info: Info) -> Product | None:
-        record = await load(info, info.context.loaders.sql.product_by_sku, self.record.sku)
+    @loaded(
+        lambda loaders: loaders.sql.product_by_sku,
+        key=lambda line: line.record.sku,
+        description="The product ordered.",
+    )
+    def product(self, record: ProductRecord | None) -> Product | None:
         return Product.from_record(record) if record else None
 
     @strawberry.field(description="quantity times unitPrice.")
@@ -90,21 +94,23 @@ class Order:
     placed_at: dt.datetime = strawberry.field(description="When the order was placed.")
     updated_at: dt.datetime = strawberry.field(description="When the order last changed.")
 
-    @strawberry.field(description="The order's lines, in order.", metadata={"list_size": 10})
-    async def lines(self, info: Info) -> list[OrderLine]:
-        records = await load(info, info.context.loaders.sql.lines_by_order_id, self.record.id)
+    @loaded(
+        lambda loaders: loaders.sql.lines_by_order_id,
+        key=lambda order: order.record.id,
+        description="The order's lines, in order.",
+        metadata={"list_size": 10},
+    )
+    def lines(self, records: list[OrderLineRecord] | None) -> list[OrderLine]:
         return [OrderLine.from_record(r, self.record.currency) for r in records or []]
 
-    @strawberry.field(
+    @loaded(
+        lambda loaders: loaders.vendor.shipment_by_tracking_number,
+        key=lambda order: order.record.tracking_number or None,  # none before shipping
         description="The parcel as the carrier tracks it; null before shipping or when the "
         "carrier API cannot answer (see the error on this path).",
         extensions=[readable(Scope.SHIPMENTS)],
     )
-    async def shipment(self, info: Info) -> Shipment | None:
-        if not self.record.tracking_number:
-            return None
-        loader = info.context.loaders.vendor.shipment_by_tracking_number
-        record = await load(info, loader, self.record.tracking_number)
+    def shipment(self, record: ShipmentRecord | None) -> Shipment | None:
         return Shipment.from_record(record) if record else None
 
     @strawberry.field(

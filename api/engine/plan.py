@@ -50,6 +50,7 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
 from resolvers.access import ValueRule
+from resolvers.common import LOADED, Loaded
 
 _DEFINITION = "strawberry-definition"
 _NO_VARIABLES = VariableValues({}, {})
@@ -159,6 +160,7 @@ class FieldPlan:
         "info_name",
         "key",
         "kind",
+        "loaded",
         "name",
         "node",
         "nodes",
@@ -197,6 +199,8 @@ class FieldPlan:
         self.args: dict[str, Any] | None = {}
         self.definition: StrawberryField | None = None
         self.deferred = False
+        # For a field declared by what it loads (`resolvers.common.loaded`): what, by which key.
+        self.loaded: Loaded | None = None
         self.strawberry = plans.strawberry
         if self.name == "__typename":
             self.kind = TYPENAME
@@ -232,6 +236,7 @@ class FieldPlan:
                 p.name for p in (resolver.root_parameter, resolver.parent_parameter) if p
             )
             self.args = plans.constant_arguments(self)
+            self.loaded = metadata.get(LOADED)
             # An async resolver starts when graphql-core would start its task, after the sync
             # pass of its object (`api.engine.run`), so that errors come in graphql-core's order.
             self.deferred = definition.is_async

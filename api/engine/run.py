@@ -10,10 +10,12 @@ resolver is started when graphql-core would start it (so that errors come in the
 after the synchronous pass over its object, at once when it is that object's only pending work,
 else from a loop callback of its own, as graphql-core's `gather` starts one task per awaitable.
 It runs until it first waits (a loader's future, as a rule) and is resumed from that future's
-callback, with no task of its own; its value is completed there. A loader's batch is still
-dispatched on a later loop iteration, so the keys asked for by every field started before it
-still share one batch. Each object and list placed in the response records where it sits
-(`Slot`), so a non-null error found after its parent was placed still nulls the right ancestor.
+callback, with no task of its own; its value is completed there. A field declared by what it
+loads (`resolvers.common.loaded`) has no coroutine at all: its loader is asked directly and the
+value converted from the future's callback. A loader's batch is still dispatched on a later
+loop iteration, so the keys asked for by every field started before it still share one batch.
+Each object and list placed in the response records where it sits (`Slot`), so a non-null
+error found after its parent was placed still nulls the right ancestor.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ class Run:
         self.scheduled = -1  # scheduled starts find it below zero and do nothing
         live, self.live = self.live, set()
         for resolving in live:
-            resolving.coroutine.close()
+            if resolving.field.loaded is None:  # a `loaded` field waits with no coroutine
+                resolving.coroutine.close()
 
     def add_error(self, error: GraphQLError, path: Path | None) -> None:
         """Record a field error, unless its position or an ancestor was already nulled."""
@@ -215,11 +218,7 @@ class Run:
                     field.field_def, field.node, self.variables, None, self.hide_suggestions
                 )
                 args = self.arguments[field] = field.convert(raw)
-        # The rules read only what a FieldInfo holds of Strawberry's Info.
-        as_info: Any = info
-        for permission in field.permissions:
-            if not permission.has_permission(source, as_info, **args):
-                permission.on_unauthorized()
+        self.check(field, source, info, args)
         kwargs = dict(args)
         if field.info_name is not None:
             kwargs[field.info_name] = info
@@ -229,6 +228,14 @@ class Run:
         if field.self_positional:
             return field.resolver(source, **kwargs)
         return field.resolver(**kwargs)
+
+    def check(self, field: FieldPlan, source: Any, info: FieldInfo, args: dict[str, Any]) -> None:
+        """Raise the field's refusal unless each of its permissions allows the caller."""
+        # The rules read only what a FieldInfo holds of Strawberry's Info.
+        as_info: Any = info
+        for permission in field.permissions:
+            if not permission.has_permission(source, as_info, **args):
+                permission.on_unauthorized()
 
     def complete(
         self,
@@ -406,6 +413,9 @@ class _Resolving:
 
     def begin(self) -> None:
         run = self.run
+        if self.field.loaded is not None:
+            self.load()
+            return
         try:
             value = run.call(self.field, self.source, self.info)
         except Exception as raw:
@@ -444,6 +454,48 @@ class _Resolving:
         run.live.discard(self)
         try:
             self.advance()
+        except BaseException as failure:
+            run.abort(failure)
+        run.check_done()
+
+    def load(self) -> None:
+        """A `loaded` field: ask its loader, as its resolver would, without the coroutine."""
+        run, field, loaded = self.run, self.field, self.field.loaded
+        assert loaded is not None
+        try:
+            run.check(field, self.source, self.info, {})
+            key = loaded.key(self.source)
+            if key is None:
+                run.settle(self, loaded.convert(self.source, None))
+                return
+            future = loaded.loader(run.context.loaders).load(key)
+        except Exception as raw:
+            run.fail(self, raw)
+            return
+        if future.done():  # an await of it would not have waited either
+            self.arrived(future)
+            return
+        run.live.add(self)
+        future.add_done_callback(self.resumed)
+
+    def arrived(self, future: asyncio.Future[Any]) -> None:
+        run, loaded = self.run, self.field.loaded
+        assert loaded is not None
+        info: Any = self.info  # what `finish` reads of an Info, a FieldInfo holds
+        try:
+            value = loaded.finish(self.source, future.result(), info)
+        except Exception as raw:
+            run.fail(self, raw)
+            return
+        run.settle(self, value)
+
+    def resumed(self, future: asyncio.Future[Any]) -> None:
+        run = self.run
+        if self not in run.live:
+            return  # closed: the run was cancelled while this waited
+        run.live.discard(self)
+        try:
+            self.arrived(future)
         except BaseException as failure:
             run.abort(failure)
         run.check_done()
