@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -21,10 +22,13 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.principal import Principal
-from sources.outage import Outage
+from sources.outage import Outage, stopping
 from sources.sql.audit import AuditRecord, write_audit_entries
 
 log = logging.getLogger(__name__)
+
+# The audit table's request id column (`sources.sql.models.AuditEntry`).
+REQUEST_ID_LENGTH = 64
 
 # Past this many buffered rows (the database has been down a while) the oldest are dropped,
 # loudly, rather than the process growing without bound.
@@ -42,9 +46,13 @@ class _Pending:
 class AuditLog:
     """Buffers clear-text PII reads and writes them in the background."""
 
-    def __init__(self, engine: AsyncEngine, *, flush_seconds: float) -> None:
+    def __init__(self, engine: AsyncEngine, *, flush_seconds: float, hold_seconds: float) -> None:
         self._engine = engine
         self._flush_seconds = flush_seconds
+        # The longest an answering request's reads are held back from the writer: longer than
+        # a request may run, so only a request id that never stops being in use (requests in a
+        # row sharing a client's X-Request-ID) reaches it, and its reads are written anyway.
+        self._hold = dt.timedelta(seconds=hold_seconds)
         # By request, principal and customer: the request id may come from the client
         # (X-Request-ID), so it alone must not merge two principals' reads into one entry.
         self._pending: dict[tuple[str, str, str, int], _Pending] = {}
@@ -100,13 +108,15 @@ class AuditLog:
         async with self._lock:
             pending, self._pending = self._pending, {}
             if self._answering and not unanswered_too:
-                for key in [key for key in pending if key[0] in self._answering]:
-                    self._pending[key] = pending.pop(key)
+                since = dt.datetime.now(dt.UTC) - self._hold
+                for key in [k for k, p in pending.items() if k[0] in self._answering]:
+                    if pending[key].at > since:
+                        self._pending[key] = pending.pop(key)
             entries = self._retry + [
                 AuditRecord(
                     id=0,
                     at=p.at,
-                    request_id=request_id,
+                    request_id=_fitted(request_id),
                     principal=p.principal,
                     role=p.role,
                     customer_id=customer_id,
@@ -130,6 +140,9 @@ class AuditLog:
                     entries = entries[-MAX_BUFFERED:]
                 self._retry = entries
                 return 0
+            except BaseException:  # stopped mid-write (shutdown): the final flush writes them
+                self._retry = entries
+                raise
             self._outage.succeeded()
             return len(entries)
 
@@ -137,3 +150,15 @@ class AuditLog:
         while True:
             await asyncio.sleep(self._flush_seconds)
             await self.flush()
+            if stopping():  # the stop, turned into the database's error by its driver
+                raise asyncio.CancelledError
+
+
+def _fitted(request_id: str) -> str:
+    """`request_id` as the audit table holds it: unchanged when it fits, else its start and a
+    digest of the whole. A batch's operations add `.N` to a client's id, which may already
+    take the column's 64 characters; one row too long would fail every write after it."""
+    if len(request_id) <= REQUEST_ID_LENGTH:
+        return request_id
+    digest = hashlib.sha256(request_id.encode()).hexdigest()[:12]
+    return f"{request_id[: REQUEST_ID_LENGTH - 13]}~{digest}"

@@ -131,7 +131,11 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         poll_seconds=settings.relay_poll_seconds,
     )
     # The audit log writes in batches on the same background engine, off the request path.
-    audit = AuditLog(relay_engine, flush_seconds=settings.audit_flush_seconds)
+    audit = AuditLog(
+        relay_engine,
+        flush_seconds=settings.audit_flush_seconds,
+        hold_seconds=2 * settings.execution_timeout,
+    )
     background = Changes(
         engine=relay_engine, db=relay_mongo[settings.mongo_database], cache=cache, relay=relay
     )

@@ -27,6 +27,10 @@ BatchFn = Callable[[Sequence[K]], Awaitable[Sequence[Any]]]
 PeekFn = Callable[[Sequence[K]], list[Any]]
 
 
+class LoadCancelledError(Exception):
+    """A batch stopped before it answered (the process is shutting down, as a rule)."""
+
+
 class DataLoader(Generic[K, V]):
     """Loads values by key in batches. A value that is an Exception instance fails its key
     alone; a batch that raises fails every key of it, and those keys are not cached."""
@@ -68,6 +72,8 @@ class DataLoader(Generic[K, V]):
         if self.peek is not None:
             try:
                 values = self.peek(keys)
+                if len(values) != len(keys):
+                    raise TypeError(f"a peek at {len(keys)} keys gave {len(values)} values")
             except Exception as error:  # a loop callback: raised, it would strand every key
                 self._fail(keys, error)
                 return
@@ -91,9 +97,10 @@ class DataLoader(Generic[K, V]):
         except Exception as error:
             self._fail(keys, error)
             return
-        except BaseException:  # cancelled: whoever still waits on these keys is cancelled too
-            for key in keys:
-                self._futures.pop(key).cancel()
+        except BaseException:
+            # Cancelled (the batch's task, or a shared fetch it awaited): the fields waiting on
+            # these keys were not, so each gets an error of its own rather than a cancellation.
+            self._fail(keys, LoadCancelledError("the load was cancelled before it answered"))
             raise
         futures = self._futures
         for key, value in zip(keys, values, strict=True):

@@ -53,7 +53,15 @@ def _a_stalled_test_shows_its_tasks(
 ) -> Iterator[None]:
     """Print where every task waits when a test is at 80% of its timeout (see tests.stalls)."""
     marker = request.node.get_closest_marker("timeout")
-    timeout = float(marker.args[0] if marker and marker.args else request.config.getini("timeout"))
+    if marker is not None and (marker.args or "timeout" in marker.kwargs):
+        timeout = float(marker.args[0] if marker.args else marker.kwargs["timeout"])
+    else:  # --timeout, else PYTEST_TIMEOUT or the ini file's, as pytest-timeout reads them
+        timeout = float(
+            request.config.getoption("timeout", None)
+            or os.environ.get("PYTEST_TIMEOUT")
+            or request.config.getini("timeout")
+            or 0
+        )
     if timeout <= 0:
         yield
         return
@@ -72,7 +80,7 @@ def _excuse_abandoned_mongo_sockets() -> None:
     for port in _mongo_ports:
         warnings.filterwarnings(
             "ignore",
-            message=rf"unclosed <socket\.socket .*raddr=\('[^']*', {port}\)>",
+            message=rf"unclosed <socket\.socket .*raddr=\('[^']*', {port}(, \d+, \d+)?\)>",
             category=ResourceWarning,
         )
 

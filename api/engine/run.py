@@ -466,11 +466,14 @@ class _Resolving:
             run.check(field, self.source, self.info, {})
             key = loaded.key(self.source)
             if key is None:
-                run.settle(self, loaded.convert(self.source, None))
-                return
-            future = loaded.loader(run.context.loaders).load(key)
+                value = loaded.convert(self.source, None)
+            else:
+                future = loaded.loader(run.context.loaders).load(key)
         except Exception as raw:
             run.fail(self, raw)
+            return
+        if key is None:
+            run.settle(self, value)  # outside the try, as `begin` settles: it fails on its own
             return
         if future.done():  # an await of it would not have waited either
             self.arrived(future)

@@ -56,7 +56,7 @@ from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
 from sources.mongo import loaders as mongo_loaders
 from sources.mongo import merges as mongo_merges
-from sources.outage import STORE_FAILURES, Outage
+from sources.outage import STORE_FAILURES, Outage, stopping
 from sources.sql import loaders as sql_loaders
 from sources.sql import merges as sql_merges
 from sources.sql import writes
@@ -209,6 +209,8 @@ class StalledMerges:
                 if finished:
                     log.info("finished %d merges a failure had cut short", finished)
             except Exception as error:
+                if stopping():  # the stop, turned into a store's error by its client
+                    raise asyncio.CancelledError from error
                 # Whatever went wrong, the task must live to try again.
                 self._outage.failed(error)
             else:

@@ -167,6 +167,10 @@ class Relay:
                 # Whatever failed, the rows stay unpublished and the next pass tries them again.
                 self._outage.failed(error)
             else:
+                if stopping():
+                    # A client library that turned the cancellation into an error of its own,
+                    # then retried and succeeded, swallowed the stop: honour it here.
+                    raise asyncio.CancelledError
                 self._outage.succeeded()
             # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that lands as a
             # wake does, and `stop` would wait for this loop forever.

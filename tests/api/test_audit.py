@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,7 +34,7 @@ def read(audit: AuditLog, request_id: str, field_name: str, customer_id: int = 7
 
 
 async def test_a_flush_during_a_request_waits_for_its_answer(own_sqlite: AsyncEngine) -> None:
-    audit = AuditLog(own_sqlite, flush_seconds=3600)
+    audit = AuditLog(own_sqlite, flush_seconds=3600, hold_seconds=3600)
     with audit.answering("r1"):
         read(audit, "r1", "Customer.email")
         read(audit, "r0", "Customer.phone")  # a request that has answered (or a socket's)
@@ -47,7 +50,7 @@ async def test_a_flush_during_a_request_waits_for_its_answer(own_sqlite: AsyncEn
 async def test_a_request_id_two_requests_share_is_held_until_both_have_answered(
     own_sqlite: AsyncEngine,
 ) -> None:
-    audit = AuditLog(own_sqlite, flush_seconds=3600)
+    audit = AuditLog(own_sqlite, flush_seconds=3600, hold_seconds=3600)
     with audit.answering("shared"):
         with audit.answering("shared"):
             read(audit, "shared", "Customer.email")
@@ -58,9 +61,44 @@ async def test_a_request_id_two_requests_share_is_held_until_both_have_answered(
 async def test_shutdown_writes_the_reads_of_a_request_still_answering(
     own_sqlite: AsyncEngine,
 ) -> None:
-    audit = AuditLog(own_sqlite, flush_seconds=3600)
+    audit = AuditLog(own_sqlite, flush_seconds=3600, hold_seconds=3600)
     audit.start()
     with audit.answering("r1"):
         read(audit, "r1", "Customer.email")
         await audit.stop()
         assert await rows(own_sqlite) == [("r1", 7, ["Customer.email"])]
+
+
+async def test_reads_are_held_no_longer_than_a_request_may_run(own_sqlite: AsyncEngine) -> None:
+    # A client may send the same X-Request-ID on request after request: its id never stops
+    # answering, and its reads must still be written.
+    audit = AuditLog(own_sqlite, flush_seconds=3600, hold_seconds=0)
+    with audit.answering("always-busy"):
+        read(audit, "always-busy", "Customer.email")
+        assert await audit.flush() == 1
+
+
+async def test_a_write_stopped_half_way_keeps_its_entries(own_sqlite: AsyncEngine) -> None:
+    audit = AuditLog(own_sqlite, flush_seconds=3600, hold_seconds=3600)
+    read(audit, "r1", "Customer.email")
+    writing = asyncio.create_task(audit.flush())
+    await asyncio.sleep(0)  # it has taken the entries and waits on the database
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    await audit.stop()  # shutdown's final flush
+    assert await rows(own_sqlite) == [("r1", 7, ["Customer.email"])]
+
+
+async def test_a_request_id_longer_than_the_column_is_stored_fitted_and_distinct(
+    own_sqlite: AsyncEngine,
+) -> None:
+    # A batch's operations add ".N" to a client's id, which may already be 64 characters.
+    client_id = "x" * 64
+    audit = AuditLog(own_sqlite, flush_seconds=3600, hold_seconds=3600)
+    read(audit, f"{client_id}.0", "Customer.email")
+    read(audit, f"{client_id}.1", "Customer.phone")
+    assert await audit.flush() == 2
+    stored = [request_id for request_id, _, _ in await rows(own_sqlite)]
+    assert all(len(r) <= 64 and r.startswith("x" * 40) for r in stored)
+    assert len(set(stored)) == 2

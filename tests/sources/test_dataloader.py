@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sources.dataloader import MISSING, DataLoader
+from sources.dataloader import MISSING, DataLoader, LoadCancelledError
 
 
 class Source:
@@ -109,8 +109,15 @@ async def test_a_peek_that_raises_fails_its_keys_rather_than_stranding_them() ->
     results = await asyncio.gather(loader.load(1), loader.load(2), return_exceptions=True)
     assert [str(r) for r in results] == ["cache bug", "cache bug"]
 
+    def short(keys: Sequence[int]) -> list[Any]:
+        return [MISSING]
 
-async def test_a_cancelled_batch_cancels_its_waiters_and_is_not_cached() -> None:
+    loader = DataLoader(Source(), peek=short)
+    results = await asyncio.gather(loader.load(1), loader.load(2), return_exceptions=True)
+    assert [str(r) for r in results] == ["a peek at 2 keys gave 1 values"] * 2
+
+
+async def test_a_cancelled_batch_fails_its_waiters_and_is_not_cached() -> None:
     started = asyncio.Event()
 
     async def stuck(keys: Sequence[int]) -> list[str]:
@@ -123,7 +130,8 @@ async def test_a_cancelled_batch_cancels_its_waiters_and_is_not_cached() -> None
     await started.wait()
     [batch] = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "DataLoader._run"]
     batch.cancel()
-    with pytest.raises(asyncio.CancelledError):
+    # The field waiting was not cancelled itself: it gets an error, as for a failed batch.
+    with pytest.raises(LoadCancelledError):
         await waiter
     loader.batch = Source()
     assert await loader.load(1) == "v1"

@@ -44,7 +44,7 @@ async def test_the_relay_and_the_audit_log_say_once_that_sql_is_down_and_once_th
         bus=InProcessBus(max_length=100, retention_seconds=60),
         poll_seconds=0.02,
     )
-    audit = AuditLog(engine, flush_seconds=0.02)
+    audit = AuditLog(engine, flush_seconds=0.02, hold_seconds=20)
     agent = Principal(kind="jwt", name="jane", roles=frozenset({Role.AGENT}))
     audit.record(request_id="r1", principal=agent, customer_id=7, field_name="email")
     relay.start()
