@@ -109,9 +109,9 @@ class AuditLog:
             pending, self._pending = self._pending, {}
             if self._answering and not unanswered_too:
                 since = dt.datetime.now(dt.UTC) - self._hold
-                for key in [k for k, p in pending.items() if k[0] in self._answering]:
-                    if pending[key].at > since:
-                        self._pending[key] = pending.pop(key)
+                held = [k for k, p in pending.items() if k[0] in self._answering and p.at > since]
+                for key in held:
+                    self._pending[key] = pending.pop(key)
             entries = self._retry + [
                 AuditRecord(
                     id=0,

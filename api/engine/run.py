@@ -447,13 +447,17 @@ class _Resolving:
         else:
             raise RuntimeError(f"a resolver awaited {awaited!r}, not an asyncio future")
 
-    def step(self, _: Any = None) -> None:
+    def step(self, future: Any = None) -> None:
+        """Resume from the future waited on: the coroutine, or a `loaded` field's value."""
         run = self.run
         if self not in run.live:
             return  # closed: the run was cancelled while this waited
         run.live.discard(self)
         try:
-            self.advance()
+            if self.field.loaded is None:
+                self.advance()
+            else:
+                self.arrived(future)
         except BaseException as failure:
             run.abort(failure)
         run.check_done()
@@ -479,7 +483,7 @@ class _Resolving:
             self.arrived(future)
             return
         run.live.add(self)
-        future.add_done_callback(self.resumed)
+        future.add_done_callback(self.step)
 
     def arrived(self, future: asyncio.Future[Any]) -> None:
         run, loaded = self.run, self.field.loaded
@@ -491,17 +495,6 @@ class _Resolving:
             run.fail(self, raw)
             return
         run.settle(self, value)
-
-    def resumed(self, future: asyncio.Future[Any]) -> None:
-        run = self.run
-        if self not in run.live:
-            return  # closed: the run was cancelled while this waited
-        run.live.discard(self)
-        try:
-            self.arrived(future)
-        except BaseException as failure:
-            run.abort(failure)
-        run.check_done()
 
 
 def _leaf(completion: Completion, value: Any) -> Any:

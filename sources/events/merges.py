@@ -214,6 +214,8 @@ class StalledMerges:
                 # Whatever went wrong, the task must live to try again.
                 self._outage.failed(error)
             else:
+                if stopping():  # the stop, swallowed by a client that retried and succeeded
+                    raise asyncio.CancelledError
                 self._outage.succeeded()
 
     def start(self) -> None:
