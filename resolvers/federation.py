@@ -5,8 +5,9 @@ The served schema is a federation schema: `Customer @key(fields: "id") @key(fiel
 `_entities(representations:)` on `Query` for a gateway.
 
 Strawberry's `_entities` calls each type's `resolve_reference` for one representation after
-another, without awaiting: c360's are coroutines, so it returns a list of them, which
-graphql-core completes side by side (one `gather`). Every representation asks its loader in the
+another, without awaiting: c360's are coroutines, so it returns a list of them, which c360's
+engine (like graphql-core, with one `gather`) runs side by side. Every representation asks its
+loader in the
 same tick, so 100 representations cost one round trip per source, like 100 ids in
 `customers(ids:)`; `tests/federation/test_entities.py` counts them.
 

@@ -7,10 +7,12 @@ value by inspecting its type, and it gives every asynchronous field a task of it
 c360's fields only read an attribute. `plan` works out once per document and operation what
 each selected field is (an attribute read, a resolver call, its rules, how its value is
 completed); `run` executes a plan with plain calls, and runs each resolver coroutine itself,
-resuming it from the future it waits on instead of wrapping it in a task.
+resuming it from the future it waits on instead of wrapping it in a task. A union's value
+is completed by the plan of the object type its `resolve_type` names, and an awaitable item of
+a list (each representation `_entities` resolves) is run like an async resolver.
 
-What a plan does not cover (introspection, abstract types, directives, mutations,
-subscriptions, federation's entry points) runs through graphql-core unchanged:
+What a plan does not cover (introspection, interfaces, directives, mutations, subscriptions,
+federation's `_service`) runs through graphql-core unchanged:
 `api.execution.Executor` chooses. `C360_ENGINE=differential`, which the whole test suite runs
 under (tests/conftest.py), holds the two paths to the same bytes; tests/api/test_engine.py adds
 the bench's documents for every role and a schema built to break completion.

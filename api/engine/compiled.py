@@ -27,7 +27,18 @@ from typing import TYPE_CHECKING, Any
 from graphql import located_error
 from graphql.pyutils import Path
 
-from api.engine.plan import ATTRIBUTE, INT_NAME, LEAF, OBJECT, TYPENAME, FieldPlan, ObjectPlan
+from api.engine.plan import (
+    ATTRIBUTE,
+    INT_NAME,
+    LEAF,
+    LIST,
+    OBJECT,
+    RESOLVER,
+    TYPENAME,
+    Completion,
+    FieldPlan,
+    ObjectPlan,
+)
 
 if TYPE_CHECKING:
     from api.engine.run import Run
@@ -40,21 +51,26 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
 def waits(plan: ObjectPlan) -> bool:
-    """Whether anything under an object of this plan waits (an async resolver): only then do
-    its positions need slots, for a null found later to reach its nearest nullable parent."""
+    """Whether anything under an object of this plan may wait (an async resolver, or an
+    awaitable item of a list a resolver returns, as federation's `_entities` gives): only then
+    do its positions need slots, for a null found later to reach its nearest nullable parent."""
     cached = plan.waits
     if cached is None:
         cached = plan.waits = any(
             field.deferred
-            or (field.completion.object is not None and waits(field.completion.object))
-            or (
-                field.completion.item is not None
-                and field.completion.item.object is not None
-                and waits(field.completion.item.object)
-            )
+            or (field.kind == RESOLVER and field.completion.kind == LIST)
+            or _completion_waits(field.completion)
             for field in plan.fields
         )
     return cached
+
+
+def _completion_waits(completion: Completion) -> bool:
+    while completion.item is not None:
+        completion = completion.item
+    if completion.object is not None:
+        return waits(completion.object)
+    return any(waits(possible) for possible in completion.possible.values())
 
 
 def compile_object(plan: ObjectPlan) -> ObjectFunction:

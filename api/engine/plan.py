@@ -27,8 +27,10 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLUnionType,
     OperationDefinitionNode,
     OperationType,
+    is_abstract_type,
     is_enum_type,
     is_leaf_type,
     is_object_type,
@@ -54,13 +56,13 @@ from resolvers.common import LOADED, Loaded
 
 _DEFINITION = "strawberry-definition"
 _NO_VARIABLES = VariableValues({}, {})
-# Root fields the engine leaves to graphql-core: introspection and federation's entry points.
-_DELEGATED_ROOT_FIELDS = frozenset({"__schema", "__type", "_entities", "_service"})
+# Root fields the engine leaves to graphql-core: introspection and federation's SDL.
+_DELEGATED_ROOT_FIELDS = frozenset({"__schema", "__type", "_service"})
 
 # How a field gets its value.
 TYPENAME, ATTRIBUTE, RESOLVER = 0, 1, 2
 # How a value is completed.
-LEAF, OBJECT, LIST = 0, 1, 2
+LEAF, OBJECT, LIST, ABSTRACT = 0, 1, 2, 3
 
 
 class UnsupportedError(Exception):
@@ -68,9 +70,11 @@ class UnsupportedError(Exception):
 
 
 class Completion:
-    """How a value of one output type is completed: serialized, recursed into, or iterated."""
+    """How a value of one output type is completed: serialized, recursed into, iterated, or
+    (for a union) recursed into by the plan of the object type its `resolve_type` names."""
 
     __slots__ = (
+        "abstract",
         "coerce",
         "enum_class",
         "iso_type",
@@ -80,6 +84,8 @@ class Completion:
         "non_null",
         "object",
         "passthrough",
+        "possible",
+        "schema_types",
         "type_name",
     )
 
@@ -97,6 +103,10 @@ class Completion:
         # For an enum of a Python Enum class: each member's serialization (its name).
         self.enum_class: type | None = None
         self.members: dict[Any, Any] | None = None
+        # For a union: the union, and the plan of each of its object types by name.
+        self.abstract: GraphQLUnionType | None = None
+        self.possible: dict[str, ObjectPlan] = {}
+        self.schema_types: dict[str, Any] = {}
         if isinstance(inner, GraphQLList):
             self.kind = LIST
             self.item = Completion(inner.of_type, nodes, plans)
@@ -115,7 +125,18 @@ class Completion:
             self.kind = OBJECT
             assert isinstance(inner, GraphQLObjectType)
             self.object = plans.object_plan(inner, nodes)
+        elif isinstance(inner, GraphQLUnionType) and inner.resolve_type is not None:
+            # Strawberry gives every union a `resolve_type` (graphql-core's default resolver,
+            # which may await `is_type_of`, is left to graphql-core).
+            self.kind = ABSTRACT
+            self.abstract = inner
+            self.schema_types = plans.schema.type_map
+            self.possible = {
+                member.name: plans.object_plan(member, nodes)
+                for member in plans.schema.get_possible_types(inner)
+            }
         else:
+            assert is_abstract_type(inner)
             raise UnsupportedError(f"a field of abstract type {inner}")
 
 

@@ -24,12 +24,13 @@ import asyncio
 from types import CoroutineType
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, located_error
+from graphql import ExecutionResult, GraphQLError, GraphQLObjectType, located_error
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, inspect, is_iterable
 
 from api.engine.compiled import compile_object, waits
 from api.engine.plan import (
+    ABSTRACT,
     ATTRIBUTE,
     INT_NAME,
     LEAF,
@@ -38,6 +39,7 @@ from api.engine.plan import (
     TYPENAME,
     Completion,
     FieldPlan,
+    ObjectPlan,
     OperationPlan,
 )
 
@@ -79,8 +81,9 @@ class Slot:
 
 
 # Work waiting to start, in graphql-core's awaitable structure: an async field of an object
-# (its plan, source, the object's path, the object's dict and slot), or a list of such items:
-# everything pending under one object or list.
+# (its plan, source, the object's path, the object's dict and slot), an awaitable item of a
+# list (a `_Resolving` made for it), or a list of such entries: everything pending under one
+# object or list.
 _Pending = list[Any]
 
 
@@ -145,7 +148,7 @@ class Run:
         self.scheduled = -1  # scheduled starts find it below zero and do nothing
         live, self.live = self.live, set()
         for resolving in live:
-            if resolving.field.loaded is None:  # a `loaded` field waits with no coroutine
+            if resolving.coroutine is not None:  # a `loaded` field waits with no coroutine
                 resolving.coroutine.close()
 
     def add_error(self, error: GraphQLError, path: Path | None) -> None:
@@ -259,8 +262,12 @@ class Run:
         kind = completion.kind
         if kind == LEAF:
             return _leaf(completion, value)
-        if kind == OBJECT:
-            plan = completion.object
+        if kind == OBJECT or kind == ABSTRACT:
+            plan = (
+                completion.object
+                if kind == OBJECT
+                else self.runtime_plan(completion, value, field, path)
+            )
             assert plan is not None
             # Strawberry's `is_type_of` reads no info.
             if plan.is_type_of is not None and not plan.is_type_of(value, _NO_INFO):
@@ -290,6 +297,17 @@ class Run:
                     append(element)
                     continue
                 item_path = Path(path, index, None)
+                if type(element) is CoroutineType:
+                    # An awaitable item (each of `_entities`' representations is a coroutine):
+                    # graphql-core awaits it in a task gathered with the list's other pending
+                    # work, then completes it there.
+                    mine.append(
+                        _Resolving.awaiting(
+                            self, field, element, item, item_path, items, index, own
+                        )
+                    )
+                    append(None)
+                    continue
                 try:
                     append(self.complete(item, element, field, item_path, items, index, own))
                 except Exception as raw:
@@ -298,11 +316,52 @@ class Run:
                         raise error from None
                     self.add_error(error, item_path)
                     append(None)
+        except BaseException:
+            _abandon(mine)  # nothing of a list that failed starts
+            raise
         finally:
             self.collector = outer
         if mine:
             outer.append(mine)
         return items
+
+    def runtime_plan(
+        self, completion: Completion, value: Any, field: FieldPlan, path: Path
+    ) -> ObjectPlan:
+        """The plan of the object type a union's value is, named by the union's `resolve_type`
+        and checked as graphql-core's `ensure_valid_runtime_type` checks it."""
+        union = completion.abstract
+        assert union is not None and union.resolve_type is not None
+        info: Any = FieldInfo(self.context, path, field.name)  # Strawberry's reads `field_name`
+        name = union.resolve_type(value, info, union)
+        plan = completion.possible.get(name) if type(name) is str else None
+        if plan is not None:
+            return plan
+        where = f"'{field.parent_name}.{field.name}'"
+        if name is None:
+            message = (
+                f"Abstract type '{union}' must resolve to an Object type at runtime for field"
+                f" {where}. Either the '{union}' type should provide a 'resolve_type' function"
+                " or each possible type should provide an 'is_type_of' function."
+            )
+        elif not isinstance(name, str):
+            if type(name) is CoroutineType:
+                name.close()  # graphql-core would await it; no resolver of c360's is async
+            message = (
+                f"Abstract type '{union}' must resolve to an Object type at runtime for field"
+                f" {where} with value {inspect(value)}, received '{inspect(name)}', which is"
+                " not a valid Object type name."
+            )
+        elif name not in completion.schema_types:
+            message = (
+                f"Abstract type '{union}' was resolved to a type '{name}' that does not exist"
+                " inside the schema."
+            )
+        elif not isinstance(completion.schema_types[name], GraphQLObjectType):
+            message = f"Abstract type '{union}' was resolved to a non-object type '{name}'."
+        else:
+            message = f"Runtime Object type '{name}' is not a possible type for '{union}'."
+        raise GraphQLError(message, field.nodes)
 
     def start_all(self, pending: _Pending) -> None:
         """Start what waits under one object or list: inline when it is one item (graphql-core
@@ -318,11 +377,14 @@ class Run:
     def begin(self, item: Any) -> None:
         if type(item) is list:
             self.start_all(item)
+        elif type(item) is _Resolving:
+            item.begin()
         else:
             _Resolving(self, *item).begin()
 
     def begin_scheduled(self, pending: _Pending) -> None:
         if self.scheduled <= 0:
+            _abandon(pending)
             return  # closed
         self.scheduled -= 1
         try:
@@ -335,31 +397,32 @@ class Run:
     def settle(self, resolving: _Resolving, value: Any) -> None:
         """Complete the value a resolver returned into its place in the response, and start
         what waits under it at once (graphql-core awaits it in the same task)."""
-        field, info = resolving.field, resolving.info
+        field, info, key = resolving.field, resolving.info, resolving.key
         outer = self.collector
         mine: _Pending = []
         self.collector = mine
         try:
-            if field.value_rule is not None:
-                value = field.value_rule.apply_to(value, resolving.source, info)
+            if resolving.rule is not None:
+                value = resolving.rule.apply_to(value, resolving.source, info)
             completed = self.complete(
-                field.completion, value, field, info.path, resolving.out, field.key, resolving.slot
+                resolving.completion, value, field, info.path, resolving.out, key, resolving.slot
             )
         except Exception as raw:
+            _abandon(mine)
             self.fail(resolving, raw)
             return
         finally:
             self.collector = outer
-        resolving.out[field.key] = completed
+        resolving.out[key] = completed  # type: ignore[index]
         if mine:
             self.start_all(mine)
 
     def fail(self, resolving: _Resolving, raw: Exception) -> None:
-        """A resolver's error: its field is null, or its nearest nullable ancestor."""
+        """A resolver's error: its field (or item) is null, or its nearest nullable ancestor."""
         field, path = resolving.field, resolving.info.path
         error = located_error(raw, field.nodes, path.as_list())
-        if not field.completion.non_null:
-            resolving.out[field.key] = None
+        if not resolving.completion.non_null:
+            resolving.out[resolving.key] = None  # type: ignore[index]
             self.add_error(error, path)
             return
         slot = resolving.slot
@@ -391,9 +454,21 @@ class Run:
 
 
 class _Resolving:
-    """An async resolver being run: started by `begin`, resumed from the future it awaits."""
+    """An async resolver being run, or an awaitable item of a list (`awaiting`): started by
+    `begin`, resumed from the future it awaits, its value completed into `out[key]`."""
 
-    __slots__ = ("coroutine", "field", "info", "out", "run", "slot", "source")
+    __slots__ = (
+        "completion",
+        "coroutine",
+        "field",
+        "info",
+        "key",
+        "out",
+        "rule",
+        "run",
+        "slot",
+        "source",
+    )
 
     def __init__(
         self,
@@ -408,11 +483,44 @@ class _Resolving:
         self.field = field
         self.source = source
         self.info = FieldInfo(run.context, Path(path, field.key, field.parent_name), field.name)
-        self.out = out
+        self.out: dict[str, Any] | list[Any] = out
+        self.key: str | int = field.key
         self.slot = slot
+        self.completion = field.completion
+        self.rule = field.value_rule
+        self.coroutine: CoroutineType[Any, Any, Any] | None = None
+
+    @classmethod
+    def awaiting(
+        cls,
+        run: Run,
+        field: FieldPlan,
+        coroutine: CoroutineType[Any, Any, Any],
+        completion: Completion,
+        path: Path,
+        items: list[Any],
+        index: int,
+        slot: Slot | None,
+    ) -> _Resolving:
+        """Item `index` of a list `field` gave, a coroutine: completed into `items[index]`."""
+        self = cls.__new__(cls)
+        self.run = run
+        self.field = field
+        self.source = None
+        self.info = FieldInfo(run.context, path, field.name)
+        self.out = items
+        self.key = index
+        self.slot = slot
+        self.completion = completion
+        self.rule = None
+        self.coroutine = coroutine
+        return self
 
     def begin(self) -> None:
         run = self.run
+        if self.coroutine is not None:  # an awaitable item
+            self.advance()
+            return
         if self.field.loaded is not None:
             self.load()
             return
@@ -430,6 +538,7 @@ class _Resolving:
     def advance(self) -> None:
         """Run the coroutine until it waits (on a future) or ends."""
         run = self.run
+        assert self.coroutine is not None
         try:
             awaited = self.coroutine.send(None)
         except StopIteration as stop:
@@ -454,7 +563,7 @@ class _Resolving:
             return  # closed: the run was cancelled while this waited
         run.live.discard(self)
         try:
-            if self.field.loaded is None:
+            if self.coroutine is not None:
                 self.advance()
             else:
                 self.arrived(future)
@@ -495,6 +604,16 @@ class _Resolving:
             run.fail(self, raw)
             return
         run.settle(self, value)
+
+
+def _abandon(pending: _Pending) -> None:
+    """Close the coroutines of awaitable items that will never start (their list failed, or
+    the run was closed): nothing is left to warn that it was never awaited."""
+    for entry in pending:
+        if type(entry) is list:
+            _abandon(entry)
+        elif type(entry) is _Resolving and entry.coroutine is not None:
+            entry.coroutine.close()
 
 
 def _leaf(completion: Completion, value: Any) -> Any:

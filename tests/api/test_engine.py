@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import gc
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import strawberry
@@ -70,11 +70,21 @@ async def test_every_bench_document_answers_the_same_for_every_role(
         (SEARCH_QUERY, {"query": "a"}, True),
         (BATCH_QUERY, {"ids": [str(own), str(other), "0"]}, True),
         (many_customers_query(2), {"id0": str(own), "id1": str(other)}, True),
-        # Federation's entry point is graphql-core's: checked here that it still answers.
+        # Federation's entry point: customers by id, one that does not exist, an order (no
+        # fields asked of it), and representations refused at their index.
         (
             ENTITIES_QUERY,
-            {"representations": [{"__typename": "Customer", "id": str(own)}]},
-            False,
+            {
+                "representations": [
+                    {"__typename": "Customer", "id": str(own)},
+                    {"__typename": "Customer", "id": str(other)},
+                    {"__typename": "Customer", "id": "0"},
+                    {"__typename": "Order", "id": "1"},
+                    {"__typename": "Nope", "id": "1"},
+                    {"__typename": "Customer", "sku": "x"},
+                ]
+            },
+            True,
         ),
     ]
     executor = Executor(create_schema(), Engine.DIFFERENTIAL)
@@ -151,6 +161,36 @@ class Box:
         return 3  # type: ignore[return-value]
 
 
+Shape = Annotated[Leaf | Box, strawberry.union("Shape")]
+
+
+def _shapes(last: Any) -> list[Any]:
+    # What federation's `_entities` gives: values, awaitables and errors, side by side.
+    return [
+        Leaf(n=1),
+        _later(Leaf(n=2)),
+        Box(),
+        _later(ValueError("late")),
+        ValueError("now"),
+        last,
+    ]
+
+
+@strawberry.type
+class Shapes:
+    @strawberry.field
+    def mixed(self) -> list[Shape | None]:
+        return _shapes("not a shape")
+
+    @strawberry.field
+    def strict(self) -> list[Shape] | None:
+        return _shapes(Leaf(n=3))
+
+    @strawberry.field
+    async def one(self) -> Shape:
+        return await _later(Leaf(n=4))  # type: ignore[no-any-return]
+
+
 @strawberry.type
 class ToyQuery:
     @strawberry.field
@@ -160,6 +200,10 @@ class ToyQuery:
     @strawberry.field
     def strict_box(self) -> Box:
         return Box()
+
+    @strawberry.field
+    def shapes(self) -> Shapes:
+        return Shapes()
 
     @strawberry.field
     async def slow(self, seconds: float) -> int:
@@ -185,6 +229,9 @@ TOY_DOCUMENTS = [
     "{ box { notAList names } }",
     "query($c: Int!) { box { leaves(count: $c) { n twice } } }",
     "query { box { ...F } } fragment F on Box { leaf { n } leaves(count: 1) { n } }",
+    "{ shapes { mixed { __typename ... on Leaf { n twice } ... on Box { names } } } }",
+    "{ shapes { strict { ... on Leaf { n asyncFails } } one { ... on Leaf { n } } } }",
+    "{ shapes { strict { __typename } } }",
 ]
 
 

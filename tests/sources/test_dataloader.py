@@ -75,7 +75,7 @@ async def test_a_batch_of_the_wrong_length_fails_its_keys() -> None:
         await asyncio.gather(loader.load(1), loader.load(2))
 
 
-async def test_values_at_hand_are_answered_without_the_batch_and_the_rest_go_to_it() -> None:
+async def test_values_at_hand_are_answered_when_asked_and_the_rest_go_to_the_batch() -> None:
     source = Source()
     held = {1: "held 1", 3: None}
     peeked: list[list[int]] = []
@@ -85,13 +85,15 @@ async def test_values_at_hand_are_answered_without_the_batch_and_the_rest_go_to_
         return [held.get(k, MISSING) for k in keys]
 
     loader = DataLoader(source, peek=peek)
-    assert await asyncio.gather(loader.load(1), loader.load(2), loader.load(3)) == [
-        "held 1",
-        "v2",
-        None,
-    ]
-    assert peeked == [[1, 2, 3]]
-    assert source.batches == [[2]]
+    futures = [loader.load(1), loader.load(2), loader.load(3)]
+    # Whoever awaits a value at hand does not wait for the batch.
+    assert [f.done() for f in futures] == [True, False, True]
+    futures.append(loader.load(5))
+    held[2] = "held 2 now"  # comes to hand between the ask and the batch
+    assert await asyncio.gather(*futures) == ["held 1", "held 2 now", None, "v5"]
+    # Each key when asked; those not at hand again when their batch goes.
+    assert peeked == [[1], [2], [3], [5], [2, 5]]
+    assert source.batches == [[5]]
 
 
 async def test_load_many_answers_in_key_order_and_none_is_no_key() -> None:
