@@ -61,7 +61,7 @@ class Address:
     def from_record(cls, record: AddressRecord) -> Address:
         return cls(
             customer_id=record.customer_id,
-            kind=AddressKind(record.kind),
+            kind=AddressKind.of(record.kind),
             line1=record.line1,
             line2=record.line2,
             city=record.city,
@@ -233,7 +233,7 @@ class Customer:
             email=record.email,
             phone=record.phone,
             birth_date=record.birth_date,
-            status=CustomerStatus(record.status),
+            status=CustomerStatus.of(record.status),
             created_at=record.created_at,
             updated_at=record.updated_at,
         )

@@ -86,14 +86,17 @@ class Profile:
             traits=[KeyValue(key=k, value=v) for k, v in sorted(record.traits.items())],
             segments=record.segments,
             preferences=Preferences(
-                channels=[Channel(c) for c in record.preferred_channels], language=record.language
+                channels=[Channel.of(c) for c in record.preferred_channels],
+                language=record.language,
             ),
             consents=[
-                Consent(channel=Channel(c.channel), granted=c.granted, updated_at=c.updated_at)
+                Consent(channel=Channel.of(c.channel), granted=c.granted, updated_at=c.updated_at)
                 for c in record.consents
             ],
             identities=[
-                Identity(customer_id=record.customer_id, type=IdentityType(i.type), value=i.value)
+                Identity(
+                    customer_id=record.customer_id, type=IdentityType.of(i.type), value=i.value
+                )
                 for i in record.identities
             ],
             lifetime_value=Money.from_minor(record.lifetime_value_minor, record.currency),
@@ -113,8 +116,8 @@ class Interaction:
     def from_record(cls, record: InteractionRecord) -> Interaction:
         return cls(
             id=strawberry.ID(record.id),
-            type=InteractionType(record.type),
-            channel=Channel(record.channel),
+            type=InteractionType.of(record.type),
+            channel=Channel.of(record.channel),
             occurred_at=record.occurred_at,
             attributes=[KeyValue(key=k, value=v) for k, v in sorted(record.attributes.items())],
         )
@@ -170,15 +173,15 @@ class Ticket:
         return cls(
             id=strawberry.ID(record.id),
             subject=record.subject,
-            status=TicketStatus(record.status),
-            priority=TicketPriority(record.priority),
-            channel=Channel(record.channel),
+            status=TicketStatus.of(record.status),
+            priority=TicketPriority.of(record.priority),
+            channel=Channel.of(record.channel),
             assignee=record.assignee,
             eta=record.eta,
             created_at=record.created_at,
             updated_at=record.updated_at,
             history=[
-                TicketEvent(at=h.at, status=TicketStatus(h.status), note=h.note)
+                TicketEvent(at=h.at, status=TicketStatus.of(h.status), note=h.note)
                 for h in record.history
             ],
         )

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Self
 
 import strawberry
 
 
+class Stored(Enum):
+    """An enumeration of values the stores keep."""
+
+    @classmethod
+    def of(cls, value: str) -> Self:
+        """The member a stored value names, as `cls(value)` gives it (a ValueError for a value
+        of no member) for the cost of a dictionary lookup: Enum's call machinery was a
+        twentieth of a warm agent query, which converts about 75 stored values."""
+        member = cls._value2member_map_.get(value)
+        return cls(value) if member is None else member  # type: ignore[return-value]
+
+
 @strawberry.enum(description="Whether a customer record is live or merged into another.")
-class CustomerStatus(Enum):
+class CustomerStatus(Stored):
     ACTIVE = "ACTIVE"
     MERGED = "MERGED"
 
 
 @strawberry.enum(description="What an address is used for.")
-class AddressKind(Enum):
+class AddressKind(Stored):
     HOME = "HOME"
     BILLING = "BILLING"
     SHIPPING = "SHIPPING"
 
 
 @strawberry.enum(description="Where an order is in its life, from placed to delivered.")
-class OrderStatus(Enum):
+class OrderStatus(Stored):
     PLACED = "PLACED"
     PAID = "PAID"
     FULFILLING = "FULFILLING"
@@ -32,7 +45,7 @@ class OrderStatus(Enum):
 
 
 @strawberry.enum(description="The channel through which something happened.")
-class Channel(Enum):
+class Channel(Stored):
     WEB = "WEB"
     MOBILE = "MOBILE"
     STORE = "STORE"
@@ -46,7 +59,7 @@ class Channel(Enum):
 
 
 @strawberry.enum(description="What kind of interaction a timeline entry records.")
-class InteractionType(Enum):
+class InteractionType(Stored):
     PAGE_VIEW = "PAGE_VIEW"
     PRODUCT_VIEW = "PRODUCT_VIEW"
     CART_UPDATED = "CART_UPDATED"
@@ -60,14 +73,14 @@ class InteractionType(Enum):
 
 
 @strawberry.enum(description="Where a support ticket is in its handling.")
-class TicketStatus(Enum):
+class TicketStatus(Stored):
     OPEN = "OPEN"
     PENDING = "PENDING"
     RESOLVED = "RESOLVED"
 
 
 @strawberry.enum(description="How urgent a ticket is.")
-class TicketPriority(Enum):
+class TicketPriority(Stored):
     LOW = "LOW"
     NORMAL = "NORMAL"
     HIGH = "HIGH"
@@ -75,7 +88,7 @@ class TicketPriority(Enum):
 
 
 @strawberry.enum(description="A kind of identifier that names the customer in another system.")
-class IdentityType(Enum):
+class IdentityType(Stored):
     WEB_ANONYMOUS_ID = "WEB_ANONYMOUS_ID"
     DEVICE_ID = "DEVICE_ID"
     LOYALTY_NUMBER = "LOYALTY_NUMBER"
@@ -83,7 +96,7 @@ class IdentityType(Enum):
 
 
 @strawberry.enum(description="A loyalty program tier, lowest first.")
-class LoyaltyTier(Enum):
+class LoyaltyTier(Stored):
     BRONZE = "BRONZE"
     SILVER = "SILVER"
     GOLD = "GOLD"
@@ -91,7 +104,7 @@ class LoyaltyTier(Enum):
 
 
 @strawberry.enum(description="Where a shipment is, as the carrier reports it.")
-class ShipmentStatus(Enum):
+class ShipmentStatus(Stored):
     LABEL_CREATED = "LABEL_CREATED"
     IN_TRANSIT = "IN_TRANSIT"
     OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"

@@ -141,8 +141,8 @@ def _activity(customer_id: int, delivery: Delivery) -> CustomerActivity:
     if event.type == "interaction.recorded":
         interaction = Interaction(
             id=strawberry.ID(event.id),
-            type=InteractionType(event.data["type"]),
-            channel=Channel(event.data["channel"]),
+            type=InteractionType.of(event.data["type"]),
+            channel=Channel.of(event.data["channel"]),
             occurred_at=dt.datetime.fromisoformat(event.data["occurred_at"]),
             attributes=[],
         )

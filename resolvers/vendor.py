@@ -29,7 +29,7 @@ class LoyaltyMembership:
         return cls(
             customer_id=record.customer_id,
             member_number=record.member_number,
-            tier=LoyaltyTier(record.tier),
+            tier=LoyaltyTier.of(record.tier),
             points=record.points,
             enrolled_at=record.enrolled_at,
         )
@@ -57,7 +57,7 @@ class Shipment:
         return cls(
             tracking_number=record.tracking_number,
             carrier=record.carrier,
-            status=ShipmentStatus(record.status),
+            status=ShipmentStatus.of(record.status),
             eta=record.eta,
             events=[
                 ScanEvent(at=e.at, location=e.location, description=e.description)

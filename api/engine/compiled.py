@@ -178,7 +178,7 @@ class _Writer:
             kind = self.bind("E", completion.enum_class)
             members = self.bind("M", completion.members)
             self.emit(at, f"if type(value) is {kind}:")
-            self.emit(at + 1, f"out[{key}] = {members}[value]")
+            self.emit(at + 1, f"out[{key}] = {members}[value._name_]")
         else:
             self.emit(at, general)
             return

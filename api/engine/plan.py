@@ -100,7 +100,7 @@ class Completion:
         self.iso_type: type | None = None
         self.item: Completion | None = None
         self.object: ObjectPlan | None = None
-        # For an enum of a Python Enum class: each member's serialization (its name).
+        # For an enum of a Python Enum class: each member's serialization, by member name.
         self.enum_class: type | None = None
         self.members: dict[Any, Any] | None = None
         # For a union: the union, and the plan of each of its object types by name.
@@ -120,7 +120,8 @@ class Completion:
                 self.coerce = _memoized(self.coerce)
                 self.enum_class = getattr(inner, "wrapped_cls", None)
                 if self.enum_class is not None:
-                    self.members = {m: self.coerce(m) for m in self.enum_class}
+                    # By member name: a str hashes in C, an Enum member in Python.
+                    self.members = {m._name_: self.coerce(m) for m in self.enum_class}
         elif is_object_type(inner):
             self.kind = OBJECT
             assert isinstance(inner, GraphQLObjectType)

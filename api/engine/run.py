@@ -280,7 +280,7 @@ class Run:
             return compile_object(plan)(self, value, path, own)
         assert kind == LIST and completion.item is not None
         own = Slot(slot, container, key, path, completion.non_null)
-        if not is_iterable(value):
+        if type(value) is not list and not is_iterable(value):  # an ABC check, in Python
             raise GraphQLError(
                 "Expected Iterable, but did not find one for field"
                 f" '{field.parent_name}.{field.name}'."
