@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from api.at_once import Done, started
 from api.settings import Settings
 
 
@@ -28,56 +28,6 @@ def _timeout_body(part: str, timeout: float) -> bytes:
 
 class _BodyReadTimeoutError(Exception):
     """The client did not send the rest of its body in time."""
-
-
-def _at_once(pending: Awaitable[Message]) -> tuple[Message | None, Awaitable[Message]]:
-    """The message when it has already arrived; else None, and what to await for it.
-
-    A small POST is whole in uvicorn's buffer before the app asks for it: its `receive`
-    returns without waiting, and a deadline armed and cancelled around it would cost more
-    than the read. A coroutine is run up to the point where it would wait; the rest of it is
-    then awaited under the deadline, as the whole would have been.
-    """
-    if not isinstance(pending, Coroutine):
-        return None, pending
-    try:
-        waiting_on = pending.send(None)
-    except StopIteration as done:
-        message: Message = done.value
-        return message, pending
-    return None, _Resumed(pending, waiting_on)
-
-
-class _Resumed:
-    """A coroutine run up to its first wait: awaiting this waits on what the coroutine waits
-    on (a cancellation reaches the coroutine), then runs the rest of it."""
-
-    __slots__ = ("coroutine", "waiting_on")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Message], waiting_on: Any) -> None:
-        self.coroutine = coroutine
-        self.waiting_on = waiting_on
-
-    def __await__(self) -> Generator[Any, None, Message]:
-        coroutine, waiting_on = self.coroutine, self.waiting_on
-        while True:
-            try:
-                yield waiting_on
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as error:  # the deadline's cancellation: the coroutine gets it
-                try:
-                    waiting_on = coroutine.throw(error)
-                except StopIteration as done:
-                    message: Message = done.value
-                    return message
-            else:
-                try:
-                    waiting_on = coroutine.send(None)
-                except StopIteration as done:
-                    message = done.value
-                    return message
 
 
 class BodyReadTimeoutMiddleware:
@@ -102,11 +52,14 @@ class BodyReadTimeoutMiddleware:
                 return await receive()
             if deadline is None:
                 deadline = asyncio.get_running_loop().time() + self.timeout
-            message, pending = _at_once(receive())
-            if message is None:
+            # A small POST is whole in uvicorn's buffer before the app asks for it.
+            step = started(receive())
+            if isinstance(step, Done):
+                message = step.value
+            else:
                 try:
                     async with asyncio.timeout_at(deadline):
-                        message = await pending
+                        message = await step
                 except TimeoutError:
                     raise _BodyReadTimeoutError from None
             body_read = message["type"] != "http.request" or not message.get("more_body", False)

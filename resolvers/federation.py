@@ -73,6 +73,7 @@ class _Entity:
 
     keys: tuple[frozenset[str], ...]
     scalars: Mapping[str, GraphQLScalarType]
+    fields: frozenset[str]  # of any of its keys
 
 
 class Subgraph(strawberry.federation.Schema):
@@ -96,18 +97,17 @@ class Subgraph(strawberry.federation.Schema):
 
     def _checked(self, representation: object) -> dict[str, Any] | UserInputError:
         """A representation whose key values are parsed by their scalar, or why it is not one."""
-        names = ", ".join(sorted(self._entities))
         typename = representation.get("__typename") if isinstance(representation, dict) else None
         entity = self._entities.get(typename) if isinstance(typename, str) else None
         if not isinstance(representation, dict) or entity is None:
+            names = ", ".join(sorted(self._entities))
             got = typename if isinstance(representation, dict) else representation
             return UserInputError(
                 f"A representation is an object whose `__typename` names an entity type "
                 f"({names}); got {inspect(got)}."
             )
         fields = set(representation) - {"__typename"}
-        allowed = frozenset().union(*entity.keys)
-        if not fields <= allowed or not any(key <= fields for key in entity.keys):
+        if not fields <= entity.fields or not any(key <= fields for key in entity.keys):
             keys = " or ".join(" ".join(f"`{f}`" for f in sorted(key)) for key in entity.keys)
             return UserInputError(
                 f"A {typename} representation carries the fields of one of its keys ({keys}); "
@@ -141,7 +141,7 @@ def _entity_types(schema: strawberry.federation.Schema) -> dict[str, _Entity]:
             # c360's keys are flat, each field a scalar (a nested key would need more here).
             assert isinstance(scalar, GraphQLScalarType), f"{name}.{field}"
             scalars[field] = scalar
-        entities[name] = _Entity(keys=keys, scalars=scalars)
+        entities[name] = _Entity(keys=keys, scalars=scalars, fields=frozenset(scalars))
     return entities
 
 
