@@ -144,7 +144,7 @@ def _activity(customer_id: int, delivery: Delivery) -> CustomerActivity:
             type=InteractionType.of(event.data["type"]),
             channel=Channel.of(event.data["channel"]),
             occurred_at=dt.datetime.fromisoformat(event.data["occurred_at"]),
-            attributes=[],
+            details={},
         )
     ticket_id = event.data.get("ticket_id") if event.type == "ticket.status_changed" else None
     return CustomerActivity(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import strawberry
 
 from resolvers.access import Pii
 from resolvers.enums import LoyaltyTier, ShipmentStatus
 from resolvers.masking import mask_identifier
-from sources.thirdparty.records import LoyaltyRecord, ShipmentRecord
+from sources.thirdparty.records import LoyaltyRecord, ScanRecord, ShipmentRecord
 
 
 @strawberry.type(description="The customer's membership of the loyalty program (loyalty API).")
@@ -50,7 +51,14 @@ class Shipment:
     eta: dt.datetime | None = strawberry.field(
         description="Estimated delivery time; null once delivered or when unknown."
     )
-    events: list[ScanEvent] = strawberry.field(description="Scan history, oldest first.")
+    # Made into ScanEvents only when asked for: the agent's screen shows status and eta.
+    scans: strawberry.Private[Sequence[ScanRecord]]
+
+    @strawberry.field(description="Scan history, oldest first.")
+    def events(self) -> list[ScanEvent]:
+        return [
+            ScanEvent(at=e.at, location=e.location, description=e.description) for e in self.scans
+        ]
 
     @classmethod
     def from_record(cls, record: ShipmentRecord) -> Shipment:
@@ -59,8 +67,5 @@ class Shipment:
             carrier=record.carrier,
             status=ShipmentStatus.of(record.status),
             eta=record.eta,
-            events=[
-                ScanEvent(at=e.at, location=e.location, description=e.description)
-                for e in record.events
-            ],
+            scans=record.events,
         )
