@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.audit import AuditLog
@@ -36,7 +37,10 @@ class Connections:
 
     settings: Settings
     round_trips: RoundTrips
+    # Writes (mutations, event appliers), and the loaders' reads: the same engine on SQLite,
+    # an autocommit one on PostgreSQL (`sources.sql.engine.create_engine`).
     engine: AsyncEngine
+    reads: AsyncEngine
     mongo: AsyncMongoClient[dict[str, Any]]
     db: Database
     loyalty: httpx.AsyncClient
@@ -100,7 +104,15 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             "open_connections needs resolved settings: start the embedded stores first"
         )
     round_trips = RoundTrips()
-    engine = create_engine(settings.resolved_database_url(), round_trips=round_trips)
+    url = settings.resolved_database_url()
+    postgres = make_url(url).get_backend_name() == "postgresql"
+    if postgres:
+        # Per process: 15 connections for writes, 30 for reads and 5 in the background, within
+        # PostgreSQL's default of 100 for two processes.
+        engine = create_engine(url, round_trips=round_trips, pool_size=10, max_overflow=5)
+        reads = create_engine(url, round_trips=round_trips, reads=True)
+    else:
+        engine = reads = create_engine(url, round_trips=round_trips)
     mongo = create_mongo_client(
         settings.mongo_url, timeout=settings.mongo_timeout, round_trips=round_trips
     )
@@ -122,7 +134,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     hub = Hub(bus, queue_size=settings.subscription_queue_size)
     # The relay and the audit log work in the background on connections of their own: their
     # writes are not a request's work, and must not show in the round-trip counters.
-    relay_engine = create_engine(settings.resolved_database_url())
+    relay_engine = create_engine(url, pool_size=3, max_overflow=2)
     relay_mongo = create_mongo_client(settings.mongo_url, timeout=settings.mongo_timeout)
     relay = Relay(
         engine=relay_engine,
@@ -150,6 +162,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             settings=settings,
             round_trips=round_trips,
             engine=engine,
+            reads=reads,
             mongo=mongo,
             db=db,
             loyalty=loyalty,
@@ -174,4 +187,6 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         await loyalty.aclose()
         await tracking.aclose()
         await mongo.close()
+        if reads is not engine:
+            await reads.dispose()
         await engine.dispose()

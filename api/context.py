@@ -86,7 +86,7 @@ def create_loaders(connections: Connections) -> Loaders:
     settings = connections.settings
     cache = connections.cache
     return Loaders(
-        sql=SqlLoaders(connections.engine, settings.sql_timeout, cache),
+        sql=SqlLoaders(connections.reads, settings.sql_timeout, cache),
         mongo=MongoLoaders(connections.db, settings.mongo_timeout, cache),
         vendor=VendorLoaders(
             connections.loyalty,

@@ -34,14 +34,30 @@ SQL_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def create_engine(url: str | URL, *, round_trips: RoundTrips | None = None) -> AsyncEngine:
-    """An engine for SQLite (aiosqlite) or PostgreSQL (asyncpg), counting each statement."""
+def create_engine(
+    url: str | URL,
+    *,
+    round_trips: RoundTrips | None = None,
+    reads: bool = False,
+    pool_size: int = 20,
+    max_overflow: int = 10,
+) -> AsyncEngine:
+    """An engine for SQLite (aiosqlite) or PostgreSQL (asyncpg), counting each statement.
+
+    `reads`: an engine for the loaders' batches on PostgreSQL, in autocommit. In a transaction
+    a batch cost six round trips: the pool's pre-ping (BEGIN, `;`, ROLLBACK, as SQLAlchemy
+    pings asyncpg outside autocommit), then BEGIN, the query and the ROLLBACK of the return to
+    the pool; in autocommit it costs two (`;` and the query). Nothing is lost: PostgreSQL's
+    READ COMMITTED takes a snapshot per statement, inside a transaction or not.
+    """
     url = make_url(url)
     # Enough pooled connections for the batches of many concurrent requests: a connection
     # opened beyond the pool is closed after one use, and opening one costs more than a query.
-    kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 10}
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow}
     if url.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
+        if reads:
+            kwargs["isolation_level"] = "AUTOCOMMIT"
     engine = create_async_engine(url, **kwargs)
     sync_engine = engine.sync_engine
 
