@@ -101,9 +101,11 @@ class _Writer:
         self.lines.append("    " * indent + line)
 
     def function(self) -> ObjectFunction:
-        from api.engine.run import Slot  # run imports this module
+        from api.engine.run import Slot, abandon  # run imports this module
 
         self.names["Slot"] = Slot
+        # What waits under an object that fails never starts: its awaitable items are closed.
+        self.names["abandon"] = abandon
         collects = any(field.deferred for field in self.plan.fields) or waits(self.plan)
         self.emit(0, "def complete(run, source, path, slot):")
         self.emit(1, "out = {}")
@@ -117,6 +119,9 @@ class _Writer:
         for field in self.plan.fields:
             self.field(body, field)
         if collects:
+            self.emit(1, "except BaseException:")
+            self.emit(2, "abandon(mine)")
+            self.emit(2, "raise")
             self.emit(1, "finally:")
             self.emit(2, "run.collector = outer")
             self.emit(1, "if mine:")
@@ -239,6 +244,9 @@ class _Writer:
             self.emit(body + 2, "run.add_error(error, at)")
             self.emit(body + 2, "items.append(None)")
         if waiting:
+            self.emit(at + 2, "except BaseException:")
+            self.emit(at + 3, "abandon(list_mine)")
+            self.emit(at + 3, "raise")
             self.emit(at + 2, "finally:")
             self.emit(at + 3, "run.collector = list_outer")
             self.emit(at + 2, "if list_mine:")

@@ -129,6 +129,7 @@ class Run:
         except GraphQLError as error:
             self.add_error(error, None)
             self.data = None
+            abandon(root)
             root.clear()
         if root:
             self.start_all(root)
@@ -317,7 +318,7 @@ class Run:
                     self.add_error(error, item_path)
                     append(None)
         except BaseException:
-            _abandon(mine)  # nothing of a list that failed starts
+            abandon(mine)  # nothing of a list that failed starts
             raise
         finally:
             self.collector = outer
@@ -384,7 +385,7 @@ class Run:
 
     def begin_scheduled(self, pending: _Pending) -> None:
         if self.scheduled <= 0:
-            _abandon(pending)
+            abandon(pending)
             return  # closed
         self.scheduled -= 1
         try:
@@ -408,7 +409,7 @@ class Run:
                 resolving.completion, value, field, info.path, resolving.out, key, resolving.slot
             )
         except Exception as raw:
-            _abandon(mine)
+            abandon(mine)
             self.fail(resolving, raw)
             return
         finally:
@@ -606,12 +607,12 @@ class _Resolving:
         run.settle(self, value)
 
 
-def _abandon(pending: _Pending) -> None:
+def abandon(pending: _Pending) -> None:
     """Close the coroutines of awaitable items that will never start (their list failed, or
     the run was closed): nothing is left to warn that it was never awaited."""
     for entry in pending:
         if type(entry) is list:
-            _abandon(entry)
+            abandon(entry)
         elif type(entry) is _Resolving and entry.coroutine is not None:
             entry.coroutine.close()
 

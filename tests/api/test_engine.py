@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import gc
 import uuid
+import warnings
 from typing import Annotated, Any
 
 import pytest
@@ -250,6 +251,30 @@ async def test_completion_follows_graphql_core(query: str) -> None:
     assert ours.data == theirs.data
     assert [e.formatted for e in ours.errors or ()] == [e.formatted for e in theirs.errors or ()]
     assert ours.errors or ("Fails" not in query and "Null" not in query and "notA" not in query)
+
+
+async def test_a_failed_run_closes_the_awaitable_items_it_never_started() -> None:
+    # `mixed` gives coroutines; then the non-null `strictBox` fails and nulls the whole data,
+    # so they never start. The engine closes them (graphql-core leaves them to be collected,
+    # with Python's "never awaited" warning), and answers as graphql-core does.
+    executor = Executor(strawberry.Schema(query=ToyQuery))
+    document = parse(
+        "{ shapes { mixed { __typename } } strictBox { strictLeaves(count: 2) { syncFails } } }"
+    )
+
+    async def answer(run: Any) -> tuple[Any, list[Any], list[str]]:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            result = await run(document, None)
+            answered = (result.data, [e.formatted for e in result.errors or ()])
+            del result  # its errors' tracebacks hold the coroutines' frames
+            gc.collect()
+        return *answered, [str(w.message) for w in warned]
+
+    ours = await answer(executor.execute)
+    theirs = await answer(executor.execute_with_graphql_core)
+    assert ours[0] is None and ours[:2] == theirs[:2]
+    assert ours[2] == []
 
 
 async def test_a_timed_out_run_leaves_no_resolver_behind() -> None:
