@@ -107,10 +107,11 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     url = settings.resolved_database_url()
     postgres = make_url(url).get_backend_name() == "postgresql"
     if postgres:
-        # Per process: 15 connections for writes, 30 for reads and 5 in the background, within
-        # PostgreSQL's default of 100 for two processes.
+        # Per process at the most: 15 connections for writes, 25 for reads and 5 in the
+        # background: two processes stay under the 97 of PostgreSQL's default max_connections
+        # (100) open to an ordinary role, with room for the CLI and migrations.
         engine = create_engine(url, round_trips=round_trips, pool_size=10, max_overflow=5)
-        reads = create_engine(url, round_trips=round_trips, reads=True)
+        reads = create_engine(url, round_trips=round_trips, reads=True, max_overflow=5)
     else:
         engine = reads = create_engine(url, round_trips=round_trips)
     mongo = create_mongo_client(

@@ -21,6 +21,7 @@ error found after its parent was placed still nulls the right ancestor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import CoroutineType
 from typing import Any
 
@@ -292,8 +293,9 @@ class Run:
         outer = self.collector
         mine: _Pending = []
         self.collector = mine
+        elements = iter(value)
         try:
-            for index, element in enumerate(value):
+            for index, element in enumerate(elements):
                 if item.kind == LEAF and element is not None and type(element) is item.passthrough:
                     append(element)
                     continue
@@ -318,7 +320,13 @@ class Run:
                     self.add_error(error, item_path)
                     append(None)
         except BaseException:
-            abandon(mine)  # nothing of a list that failed starts
+            # Nothing of a list that failed starts: what it collected, and the awaitable items
+            # it had not reached yet, are closed.
+            abandon(mine)
+            with contextlib.suppress(Exception):  # a generator may raise as it is drained
+                for rest in elements:
+                    if type(rest) is CoroutineType:
+                        rest.close()
             raise
         finally:
             self.collector = outer
@@ -388,10 +396,13 @@ class Run:
             abandon(pending)
             return  # closed
         self.scheduled -= 1
+        begun = 0
         try:
             for item in pending:
+                begun += 1
                 self.begin(item)
         except BaseException as failure:
+            abandon(pending[begun:])  # never to start
             self.abort(failure)
         self.check_done()
 
@@ -607,7 +618,7 @@ class _Resolving:
         run.settle(self, value)
 
 
-def abandon(pending: _Pending) -> None:
+def abandon(pending: list[Any]) -> None:
     """Close the coroutines of awaitable items that will never start (their list failed, or
     the run was closed): nothing is left to warn that it was never awaited."""
     for entry in pending:
