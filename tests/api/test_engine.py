@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, parse
+from graphql import parse
 
 from api.connections import Connections
 from api.context import Context, create_context
@@ -246,12 +246,8 @@ async def test_completion_follows_graphql_core(query: str) -> None:
     document = parse(query)
     assert executor.plan(document, None) is not None
 
-    async def run_both() -> tuple[ExecutionResult, ExecutionResult]:
-        ours = await executor.execute(document, None, variables={"c": 2})
-        theirs = await executor.execute_with_graphql_core(document, None, variables={"c": 2})
-        return ours, theirs
-
-    ours, theirs = await run_both()
+    ours = await executor.execute(document, None, variables={"c": 2})
+    theirs = await executor.execute_with_graphql_core(document, None, variables={"c": 2})
     assert ours.data == theirs.data
     assert [e.formatted for e in ours.errors or ()] == [e.formatted for e in theirs.errors or ()]
     assert ours.errors or ("Fails" not in query and "Null" not in query and "notA" not in query)
