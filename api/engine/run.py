@@ -15,7 +15,9 @@ loads (`resolvers.common.loaded`) has no coroutine at all: its loader is asked d
 value converted from the future's callback. A loader's batch is still dispatched on a later
 loop iteration, so the keys asked for by every field started before it still share one batch.
 Each object and list placed in the response records where it sits (`Slot`), so a non-null
-error found after its parent was placed still nulls the right ancestor.
+error found after its parent was placed still nulls the right ancestor. Where graphql-core
+would raise that error out of a gathered task, the ancestor is nulled on the next loop
+iteration, as the error reaches it there: errors its siblings meet meanwhile come first.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class Run:
         "live",
         "nulled",
         "scheduled",
+        "task",
         "variables",
     )
 
@@ -116,6 +119,9 @@ class Run:
         # Resolver coroutines waiting on a future, and starts scheduled but not yet run.
         self.live: set[_Resolving] = set()
         self.scheduled = 0
+        # The entry of a started group that what is begun now runs under, in graphql-core in
+        # a task of its own (`gather` makes one per entry); None outside any.
+        self.task: Any = None
         self.collector: _Pending = []
         self.finished: asyncio.Future[None] | None = None
         self.failure: BaseException | None = None
@@ -397,13 +403,17 @@ class Run:
             return  # closed
         self.scheduled -= 1
         begun = 0
+        task = self.task
         try:
             for item in pending:
                 begun += 1
+                self.task = item
                 self.begin(item)
         except BaseException as failure:
             abandon(pending[begun:])  # never to start
             self.abort(failure)
+        finally:
+            self.task = task
         self.check_done()
 
     def settle(self, resolving: _Resolving, value: Any) -> None:
@@ -427,7 +437,12 @@ class Run:
             self.collector = outer
         resolving.out[key] = completed  # type: ignore[index]
         if mine:
-            self.start_all(mine)
+            # What waits under the value runs in the resolver's own task, in graphql-core.
+            task, self.task = self.task, resolving.task
+            try:
+                self.start_all(mine)
+            finally:
+                self.task = task
 
     def fail(self, resolving: _Resolving, raw: Exception) -> None:
         """A resolver's error: its field (or item) is null, or its nearest nullable ancestor."""
@@ -437,7 +452,23 @@ class Run:
             resolving.out[resolving.key] = None  # type: ignore[index]
             self.add_error(error, path)
             return
-        slot = resolving.slot
+        if _leaves_task(resolving):
+            # In graphql-core the error leaves its task and reaches the task that gathered it
+            # on a later loop iteration: errors that its siblings meet in this one come first.
+            self.scheduled += 1
+            asyncio.get_running_loop().call_soon(self.propagate, error, resolving.slot)
+            return
+        self.null_ancestor(error, resolving.slot)
+
+    def propagate(self, error: GraphQLError, slot: Slot | None) -> None:
+        if self.scheduled <= 0:
+            return  # closed
+        self.scheduled -= 1
+        self.null_ancestor(error, slot)
+        self.check_done()
+
+    def null_ancestor(self, error: GraphQLError, slot: Slot | None) -> None:
+        """A non-null position's error nulls its nearest nullable ancestor."""
         while slot is not None and slot.non_null:
             slot = slot.parent
         if slot is None:
@@ -480,6 +511,7 @@ class _Resolving:
         "run",
         "slot",
         "source",
+        "task",
     )
 
     def __init__(
@@ -530,6 +562,7 @@ class _Resolving:
 
     def begin(self) -> None:
         run = self.run
+        self.task = run.task
         if self.coroutine is not None:  # an awaitable item
             self.advance()
             return
@@ -616,6 +649,41 @@ class _Resolving:
             run.fail(self, raw)
             return
         run.settle(self, value)
+
+
+def _leaves_task(resolving: _Resolving) -> bool:
+    """Whether a non-null error of this resolver, in graphql-core, is raised out of the task it
+    runs in: the task's own position (a field, a list item or an object) is non-null and lies
+    between the resolver and the nearest nullable position above it."""
+    task = resolving.task
+    if task is None:
+        return False  # awaited inline from the operation's root, in one task
+    root = _task_position(task)
+    if resolving.info.path == root:
+        return True  # the resolver's own position, non-null
+    slot = resolving.slot
+    while slot is not None and slot.non_null:
+        if slot.path == root:
+            return True
+        slot = slot.parent
+    return False
+
+
+def _task_position(entry: Any) -> Path:
+    """The position a group's entry completes: an async field's, an awaitable item's, or (for
+    a group of its own) the object's or list's that the group waits under."""
+    if type(entry) is _Resolving:
+        return entry.info.path
+    if type(entry) is list:
+        first = entry[0]
+        if type(first) is tuple:
+            path: Path = first[2]  # (plan, source, the object's path, out, slot)
+            return path
+        above = _task_position(first).prev
+        assert above is not None  # an entry's position is a field's or an item's
+        return above
+    field = entry[0]
+    return Path(entry[2], field.key, field.parent_name)
 
 
 def abandon(pending: list[Any]) -> None:
