@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from pymongo import AsyncMongoClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +24,7 @@ from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
 from sources.sql.engine import create_engine
+from sources.thirdparty.client import VendorClient
 from sources.thirdparty.client import create_client as create_vendor_client
 
 # How often each instance looks for merges a failure cut short (and how old they must be).
@@ -43,8 +43,8 @@ class Connections:
     reads: AsyncEngine
     mongo: AsyncMongoClient[dict[str, Any]]
     db: Database
-    loyalty: httpx.AsyncClient
-    tracking: httpx.AsyncClient
+    loyalty: VendorClient
+    tracking: VendorClient
     cache: EntityCache | None
     bus: EventBus
     hub: Hub
@@ -185,8 +185,8 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         await relay_engine.dispose()
         if cache is not None:
             await cache.close()
-        await loyalty.aclose()
-        await tracking.aclose()
+        await loyalty.close()
+        await tracking.close()
         await mongo.close()
         if reads is not engine:
             await reads.dispose()

@@ -11,12 +11,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import httpx
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.connections import Connections
+from sources.thirdparty.client import VendorClient
 
 READY_TIMEOUT = 2.0
 # How long one check's result answers /readyz before the next caller starts another.
@@ -32,12 +32,12 @@ async def _check_mongo(connections: Connections) -> None:
     await connections.db.command("ping")
 
 
-def _check_vendor(client: httpx.AsyncClient) -> Callable[[Connections], Awaitable[None]]:
+def _check_vendor(client: VendorClient) -> Callable[[Connections], Awaitable[None]]:
     async def check(_connections: Connections) -> None:
         # Any answer below 500 means the vendor is reachable; a 5xx or no answer means not.
-        response = await client.get("/healthz")
-        if response.status_code >= 500:
-            raise RuntimeError(f"status {response.status_code}")
+        status = await client.status("/healthz")
+        if status >= 500:
+            raise RuntimeError(f"status {status}")
 
     return check
 

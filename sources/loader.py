@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
@@ -27,15 +27,13 @@ BatchFn = Callable[[Sequence[K]], Awaitable[Sequence[V | None]]]
 # What each driver raises when its server is down, refuses or drops the connection.
 _TIMEOUTS: tuple[type[BaseException], ...] = (
     TimeoutError,
-    httpx.TimeoutException,
     NetworkTimeout,
     ExecutionTimeout,
 )
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     ConnectionFailure,
     AutoReconnect,
-    httpx.TransportError,
-    httpx.HTTPStatusError,
+    aiohttp.ClientError,  # unreachable, dropped, or a status of 400 and above
     InterfaceError,
     OSError,
     *DRIVER_CONNECTION_ERRORS,

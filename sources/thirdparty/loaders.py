@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import httpx
-
 from sources.cache.entity import EntityCache
 from sources.dataloader import DataLoader
 from sources.loader import keyed_loader
@@ -22,8 +20,8 @@ class VendorLoaders:
 
     def __init__(
         self,
-        loyalty: httpx.AsyncClient,
-        tracking: httpx.AsyncClient,
+        loyalty: vendor.VendorClient,
+        tracking: vendor.VendorClient,
         *,
         loyalty_timeout: float,
         tracking_timeout: float,
