@@ -16,8 +16,12 @@ value converted from the future's callback. A loader's batch is still dispatched
 loop iteration, so the keys asked for by every field started before it still share one batch.
 Each object and list placed in the response records where it sits (`Slot`), so a non-null
 error found after its parent was placed still nulls the right ancestor. Where graphql-core
-would raise that error out of a gathered task, the ancestor is nulled on the next loop
-iteration, as the error reaches it there: errors its siblings meet meanwhile come first.
+would raise that error out of a gathered task, the ancestor is nulled two loop iterations
+later, as the gathering task meets the error then: errors its siblings meet meanwhile come
+first. That is graphql-core's timing only in part: it also cancels the siblings still
+pending and runs the pending work of an object it already gave up in the background, where
+more errors may be recorded; the engine starts no such work. The data is the same; which
+errors are kept can differ when several fields fail at once (the toy tests hold both).
 """
 
 from __future__ import annotations
@@ -119,9 +123,9 @@ class Run:
         # Resolver coroutines waiting on a future, and starts scheduled but not yet run.
         self.live: set[_Resolving] = set()
         self.scheduled = 0
-        # The entry of a started group that what is begun now runs under, in graphql-core in
-        # a task of its own (`gather` makes one per entry); None outside any.
-        self.task: Any = None
+        # The position of the started group's entry that what is begun now runs under, in
+        # graphql-core in a task of its own (`gather` makes one per entry); None outside any.
+        self.task: Path | None = None
         self.collector: _Pending = []
         self.finished: asyncio.Future[None] | None = None
         self.failure: BaseException | None = None
@@ -138,15 +142,20 @@ class Run:
             self.data = None
             abandon(root)
             root.clear()
-        if root:
-            self.start_all(root)
-        if self.live or self.scheduled:
-            self.finished = asyncio.get_running_loop().create_future()
-            try:
-                await self.finished
-            except BaseException:
-                self.close()
-                raise
+        try:
+            if root:
+                self.start_all(root)
+            if self.live or self.scheduled:
+                self.finished = asyncio.get_running_loop().create_future()
+                try:
+                    await self.finished
+                except BaseException:
+                    self.close()
+                    raise
+        finally:
+            # The groups hold their resolvers, which hold the run: let go of them, so the
+            # request's context and data are freed by reference counting, not by a collection.
+            self.collector = []
         if self.failure is not None:
             raise self.failure
         return ExecutionResult(self.data, self.errors or None)
@@ -407,7 +416,7 @@ class Run:
         try:
             for item in pending:
                 begun += 1
-                self.task = item
+                self.task = _task_position(item)
                 self.begin(item)
         except BaseException as failure:
             abandon(pending[begun:])  # never to start
@@ -453,16 +462,21 @@ class Run:
             self.add_error(error, path)
             return
         if _leaves_task(resolving):
-            # In graphql-core the error leaves its task and reaches the task that gathered it
-            # on a later loop iteration: errors that its siblings meet in this one come first.
+            # In graphql-core the error leaves its task, and the task that gathered it meets
+            # it later: `gather`'s callback on the next loop iteration, the gathering task on
+            # the one after. Errors that siblings meet meanwhile come first.
             self.scheduled += 1
-            asyncio.get_running_loop().call_soon(self.propagate, error, resolving.slot)
+            asyncio.get_running_loop().call_soon(self.propagate, error, resolving.slot, 2)
             return
         self.null_ancestor(error, resolving.slot)
 
-    def propagate(self, error: GraphQLError, slot: Slot | None) -> None:
+    def propagate(self, error: GraphQLError, slot: Slot | None, iterations: int) -> None:
+        """Null the ancestor of a non-null error, `iterations` loop iterations from now."""
         if self.scheduled <= 0:
             return  # closed
+        if iterations > 1:
+            asyncio.get_running_loop().call_soon(self.propagate, error, slot, iterations - 1)
+            return
         self.scheduled -= 1
         self.null_ancestor(error, slot)
         self.check_done()
@@ -533,6 +547,7 @@ class _Resolving:
         self.completion = field.completion
         self.rule = field.value_rule
         self.coroutine: CoroutineType[Any, Any, Any] | None = None
+        self.task: Path | None = None
 
     @classmethod
     def awaiting(
@@ -655,10 +670,9 @@ def _leaves_task(resolving: _Resolving) -> bool:
     """Whether a non-null error of this resolver, in graphql-core, is raised out of the task it
     runs in: the task's own position (a field, a list item or an object) is non-null and lies
     between the resolver and the nearest nullable position above it."""
-    task = resolving.task
-    if task is None:
+    root = resolving.task
+    if root is None:
         return False  # awaited inline from the operation's root, in one task
-    root = _task_position(task)
     if resolving.info.path == root:
         return True  # the resolver's own position, non-null
     slot = resolving.slot

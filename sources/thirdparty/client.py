@@ -8,10 +8,12 @@ POST to the simulator), CPU that the request's other work shares one core with.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import ssl
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
+import certifi
 import orjson
 
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
@@ -21,15 +23,28 @@ LOYALTY_BATCH = "/loyalty/v1/members:batchGet"
 TRACKING_BATCH = "/tracking/v1/shipments:batchGet"
 
 _JSON = {"content-type": "application/json"}
+# Below the 5 s after which common servers (uvicorn's default) close an idle connection:
+# aiohttp does not retry a POST sent on a connection the server has just closed.
+_KEEPALIVE_SECONDS = 4.0
+
+R = TypeVar("R")
+
+
+class VendorAnswerError(aiohttp.ClientError):
+    """The vendor answered, but not with what its API promises (a redirect, a body that is
+    not the JSON of a batch answer): the vendor is unavailable for that call."""
 
 
 class VendorClient:
     """A pooled HTTP client for one vendor's API, counting each request it sends.
 
-    Paths are appended to `base_url` as they are (a base with a path prefix keeps it). A
-    status of 400 and above raises `aiohttp.ClientResponseError`, and any failure to reach
-    the vendor an `aiohttp.ClientError` or `TimeoutError`: the loaders map them to
-    SOURCE_UNAVAILABLE and SOURCE_TIMEOUT.
+    Paths are appended to `base_url` as they are (a base with a path prefix keeps it).
+    Redirects are not followed (a POST redirected becomes a GET without its body), and any
+    status outside 2xx, or an answer that is not what the API promises, raises an
+    `aiohttp.ClientError`, as does any failure to reach the vendor; a slow vendor raises
+    `TimeoutError`. The loaders map them to SOURCE_UNAVAILABLE and SOURCE_TIMEOUT.
+    Certificates are checked against certifi's roots and proxies are taken from the
+    environment (`HTTPS_PROXY`, `NO_PROXY`), as httpx did.
     """
 
     def __init__(
@@ -40,23 +55,41 @@ class VendorClient:
         self._round_trips = round_trips
         # Made inside the running loop, as aiohttp asks: `open_connections` is a coroutine.
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=50, keepalive_timeout=15),
+            connector=aiohttp.TCPConnector(
+                limit=50,
+                keepalive_timeout=_KEEPALIVE_SECONDS,
+                ssl=ssl.create_default_context(cafile=certifi.where()),
+            ),
             timeout=aiohttp.ClientTimeout(total=timeout),
             headers={"user-agent": "c360"},
-            raise_for_status=True,
+            trust_env=True,
         )
 
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
-        """POST `body` as JSON to `path`; the JSON answer."""
+    async def post(self, path: str, body: dict[str, Any], parse: Callable[[Any], R]) -> R:
+        """POST `body` as JSON to `path`; the JSON answer, through `parse` (which raises
+        KeyError, TypeError or ValueError for an answer of the wrong shape)."""
         self._count()
         url = self.base_url + path
-        async with self._session.post(url, data=orjson.dumps(body), headers=_JSON) as response:
-            return orjson.loads(await response.read())
+        async with self._session.post(
+            url, data=orjson.dumps(body), headers=_JSON, allow_redirects=False
+        ) as response:
+            if not 200 <= response.status < 300:
+                raise aiohttp.ClientResponseError(
+                    response.request_info,
+                    response.history,
+                    status=response.status,
+                    message=response.reason or "",
+                )
+            raw = await response.read()
+        try:
+            return parse(orjson.loads(raw))
+        except (KeyError, TypeError, ValueError) as error:  # orjson's errors are ValueErrors
+            raise VendorAnswerError(f"{url} answered {raw[:200]!r}: {error!r}") from error
 
     async def status(self, path: str) -> int:
         """The status a GET of `path` answers (any status: the health check judges it)."""
         self._count()
-        async with self._session.get(self.base_url + path, raise_for_status=False) as response:
+        async with self._session.get(self.base_url + path, allow_redirects=False) as response:
             return response.status
 
     def _count(self) -> None:
@@ -78,10 +111,12 @@ async def loyalty_by_customer_ids(
     *, client: VendorClient, ids: Sequence[int]
 ) -> list[LoyaltyRecord | None]:
     """Loyalty memberships in key order, None for a customer who is not a member."""
-    answer = await client.post(LOYALTY_BATCH, {"customerIds": [str(i) for i in set(ids)]})
-    found = {
-        record.customer_id: record for record in map(LoyaltyRecord.from_json, answer["members"])
-    }
+    members = await client.post(
+        LOYALTY_BATCH,
+        {"customerIds": [str(i) for i in set(ids)]},
+        lambda answer: [LoyaltyRecord.from_json(member) for member in answer["members"]],
+    )
+    found = {record.customer_id: record for record in members}
     return [found.get(i) for i in ids]
 
 
@@ -89,17 +124,19 @@ async def shipments_by_tracking_numbers(
     *, client: VendorClient, numbers: Sequence[str]
 ) -> list[ShipmentRecord | None]:
     """Shipments in key order, None for a tracking number the carrier does not know."""
-    answer = await client.post(TRACKING_BATCH, {"trackingNumbers": list(set(numbers))})
-    found = {
-        record.tracking_number: record
-        for record in map(ShipmentRecord.from_json, answer["shipments"])
-    }
+    shipments = await client.post(
+        TRACKING_BATCH,
+        {"trackingNumbers": list(set(numbers))},
+        lambda answer: [ShipmentRecord.from_json(shipment) for shipment in answer["shipments"]],
+    )
+    found = {record.tracking_number: record for record in shipments}
     return [found.get(n) for n in numbers]
 
 
 __all__ = [
     "LOYALTY",
     "TRACKING",
+    "VendorAnswerError",
     "VendorClient",
     "create_client",
     "loyalty_by_customer_ids",

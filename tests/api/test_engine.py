@@ -135,6 +135,11 @@ class Leaf:
         return await _later(ValueError(f"maybe {self.n}"))  # type: ignore[no-any-return]
 
     @strawberry.field
+    async def late_maybe(self) -> int | None:
+        await asyncio.sleep(0)
+        return await _later(ValueError(f"late {self.n}"))  # type: ignore[no-any-return]
+
+    @strawberry.field
     async def twice(self) -> int:
         await asyncio.sleep(0)
         return await _later(self.n * 2)  # type: ignore[no-any-return]
@@ -241,6 +246,7 @@ TOY_DOCUMENTS = [
     "{ box { leaves(count: 3) { n asyncNull maybe } } }",
     "{ box { leaves(count: 3) { maybe asyncNull twice } } }",
     "{ box { leaf { maybe asyncNull } names } }",
+    "{ box { leaves(count: 2) { asyncNull lateMaybe } } }",
 ]
 
 
@@ -369,14 +375,17 @@ def test_what_a_plan_does_not_cover_is_left_to_graphql_core(query: str) -> None:
     assert Executor(schema).plan(parse(query), None) is None
 
 
-async def test_graphql_core_lets_go_of_the_request_once_it_has_answered(
-    connections: Connections, vendor_store: VendorStore
+@pytest.mark.parametrize("engine", [Engine.GRAPHQL_CORE, Engine.PLAN])
+async def test_the_engines_let_go_of_the_request_once_they_have_answered(
+    connections: Connections, vendor_store: VendorStore, engine: Engine
 ) -> None:
     """graphql-core's execution context sits in a reference cycle: holding the request's
-    context, it kept its loaders and every record they fetched for the collector to find."""
-    customer = await build_customer(connections, vendor_store, orders=2)
-    executor = Executor(create_schema(), Engine.GRAPHQL_CORE)
-    variables = {"representations": [{"__typename": "Customer", "id": str(customer)}]}
+    context, it kept its loaders and every record they fetched for the collector to find.
+    The engine's groups of pending work hold their resolvers, which hold the run: two
+    representations are two awaitable items of one list, started as one group."""
+    customers = [await build_customer(connections, vendor_store, orders=2) for _ in range(2)]
+    executor = Executor(create_schema(), engine)
+    variables = {"representations": [{"__typename": "Customer", "id": str(c)} for c in customers]}
     marker = uuid.uuid4().hex
     gc.collect()
     gc.disable()
