@@ -65,6 +65,8 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
             metrics.watch_round_trips(connections.round_trips)
             if connections.cache is not None:
                 metrics.watch_cache(connections.cache)
+            if connections.responses is not None:
+                metrics.watch_responses(connections.responses)
             app.state.event_applier = functools.partial(apply_event, connections.changes)
             app.state.readiness = Readiness(connections)
             if served:

@@ -15,6 +15,7 @@ from api.audit import AuditLog
 from api.settings import Settings
 from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sources.cache.entity import CachePolicy, EntityCache
+from sources.cache.responses import ResponseCache
 from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
 from sources.events.changes import Changes
 from sources.events.hub import Hub
@@ -51,6 +52,8 @@ class Connections:
     relay: Relay
     changes: Changes
     audit: AuditLog
+    # Query answers per caller's view, over the entity cache (`sources.cache.responses`).
+    responses: ResponseCache | None = None
 
 
 def create_bus(settings: Settings) -> EventBus:
@@ -85,9 +88,14 @@ def create_cache(settings: Settings) -> EntityCache | None:
         ttls=settings.cache_ttls(),
         negative_ttl=settings.cache_negative_ttl,
         stale_grace=settings.cache_stale_grace,
-        # Longer than any source call may take: a read begun before a write cannot put the
-        # old value back after the write's invalidation.
-        hold=2 * max(settings.source_timeout(s) for s in settings.cache_ttls()) + 1,
+        # Longer than any source call may take (and, for the response cache, than any
+        # operation may run): a read begun before a write cannot put the old value back
+        # after the write's invalidation.
+        hold=max(
+            2 * max(settings.source_timeout(s) for s in settings.cache_ttls()),
+            settings.execution_timeout if settings.response_cache_enabled else 0.0,
+        )
+        + 1,
     )
     return EntityCache(backend, policy, namespace=settings.cache_namespace)
 
@@ -174,6 +182,11 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             relay=relay,
             changes=Changes(engine=engine, db=db, cache=cache, relay=relay),
             audit=audit,
+            responses=(
+                ResponseCache(cache)
+                if cache is not None and settings.response_cache_enabled
+                else None
+            ),
         )
     finally:
         await audit.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from starlette.websockets import WebSocket
 from api.connections import Connections
 from api.principal import ANONYMOUS, Principal
 from api.settings import Settings
+from sources.dataloader import DataLoader
 from sources.events.changes import Changes
 from sources.mongo.loaders import MongoLoaders
 from sources.sql.idempotency import Claim
@@ -25,6 +27,13 @@ class Loaders:
     sql: SqlLoaders
     mongo: MongoLoaders
     vendor: VendorLoaders
+
+    def made(self) -> Iterator[DataLoader[Any, Any]]:
+        """The loaders this request has used (each is made on first use)."""
+        for group in (self.sql, self.mongo, self.vendor):
+            for value in vars(group).values():
+                if isinstance(value, DataLoader):
+                    yield value
 
 
 # A WebSocket's context lives as long as the connection, but loaders must not outlive one
@@ -56,6 +65,9 @@ class Context:
     stale: list[dict[str, Any]] = field(default_factory=list)
     # The subscriptions running on this context's WebSocket (its context lives as long).
     subscriptions: set[object] = field(default_factory=set)
+    # The clear-text PII reads this request recorded, (customer id, "Type.field"): what an
+    # answer kept by the response cache records again each time it is served.
+    audit_reads: list[tuple[int, str]] = field(default_factory=list)
     # The Idempotency-Key this request (a mutation) holds, if it sent one.
     idempotency: Claim | None = None
     # Set by a mutation whose answer asks the client to retry (MERGE_IN_PROGRESS): that answer
@@ -73,11 +85,13 @@ class Context:
 
     def audit_read(self, customer_id: int, type_name: str, field_name: str) -> None:
         """Record that this request read one PII field of a customer in clear."""
+        name = f"{type_name}.{field_name}"
+        self.audit_reads.append((customer_id, name))
         self.connections.audit.record(
             request_id=self.request_id,
             principal=self.principal,
             customer_id=customer_id,
-            field_name=f"{type_name}.{field_name}",
+            field_name=name,
         )
 
 

@@ -249,6 +249,7 @@ class _Capture:
             connections=connections,
             request_loaders=loaders,
             stale=context.stale if forward else [],
+            audit_reads=context.audit_reads if forward else [],
         )
 
     def fingerprint(self, result: ExecutionResult, *, ordered: bool = True) -> bytes:

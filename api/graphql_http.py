@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
-from api import idempotency
+from api import answers, idempotency
 from api.admission import Refusal, may_explore
 from api.at_once import Done, started
 from api.connections import Connections
@@ -253,6 +253,7 @@ class GraphQLHTTP:
         self.settings = settings
         self.documents = DocumentCache(settings.limit_tokens)
         self.executor = Executor(schema, settings.engine)
+        self.answers_version = answers.code_version(schema)
 
     async def __call__(self, request: Request, connections: Connections, guard: Guard) -> Response:
         rid = request_id(request.headers.get("x-request-id"))
@@ -340,8 +341,8 @@ class GraphQLHTTP:
                 payload = {
                     "errors": [{"message": str(refused), "extensions": {"code": refused.code}}]
                 }
-            assert isinstance(payload, dict)  # only a keyed request is answered in bytes
-            results.append(payload)
+            # An answer from the response cache comes as its bytes.
+            results.append(orjson.loads(payload) if isinstance(payload, bytes) else payload)
         return Response(
             orjson.dumps(results),
             media_type=f"{media}; charset=utf-8",
@@ -395,6 +396,31 @@ class GraphQLHTTP:
             # anonymous scratch space.
             await guard.persisted.put(resolved.register, query)
 
+        responses = connections.responses
+        answer: str | None = None  # the key of this operation's answer in the response cache
+        lookup: answers.Lookup | None = None
+        report = False
+        if (
+            responses is not None
+            and not answers.bypassed(request.headers.get("cache-control"))
+            and answers.cacheable(document, operation)
+        ):
+            report = self.settings.response_cache_report or (
+                request.headers.get(answers.REPORT_HEADER) == answers.REPORT
+            )
+            answer = answers.answer_key(
+                responses,
+                self.answers_version,
+                query,
+                params.operation_name,
+                params.variables,
+                principal,
+            )
+            found = await answers.served(responses, answer, connections, principal, rid, report)
+            if isinstance(found, bytes):
+                return 200, found
+            lookup = found
+
         claim: Claim | None = None
         if key is not None and operation.operation is OperationType.MUTATION:
             held = await idempotency.begin(
@@ -416,6 +442,9 @@ class GraphQLHTTP:
         context.idempotency = claim
         with connections.audit.answering(rid):
             status, payload = await self._execute(document, params, context, media)
+        if answer is not None and responses is not None and lookup is not None and status == 200:
+            body = await answers.kept(responses, answer, lookup, context, payload, report)
+            return status, body
         if claim is not None:
             await idempotency.end(
                 connections, claim, status, payload, final=not context.retry_invited

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access import write_line
 from sources.cache.entity import EntityCache
+from sources.cache.responses import ResponseCache
 from sources.roundtrips import SOURCES, RoundTrips
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -60,6 +61,28 @@ class _CacheCollector(Collector):
         yield family
 
 
+class _ResponseCacheCollector(Collector):
+    def __init__(self, responses: ResponseCache) -> None:
+        self._responses = responses
+
+    def collect(self) -> Iterable[Metric]:
+        events = CounterMetricFamily(
+            "c360_response_cache_events",
+            "Response cache events: hit (answered from the cache), miss (executed), stored "
+            "(an answer kept), error (the cache store failed). Invalidations are the entity "
+            "cache's (c360_cache_events), which invalidate answers with the entities.",
+            labels=["event"],
+        )
+        for event, count in sorted(self._responses.counts.items()):
+            events.add_metric([event], count)
+        yield events
+        stored = CounterMetricFamily(
+            "c360_response_cache_stored_bytes", "Bytes of the answers the response cache kept."
+        )
+        stored.add_metric([], self._responses.bytes_stored)
+        yield stored
+
+
 class Metrics:
     """The registry of one app and the instruments the middleware feeds."""
 
@@ -88,6 +111,10 @@ class Metrics:
     def watch_cache(self, cache: EntityCache) -> None:
         """Expose the entity cache's counters."""
         self.registry.register(_CacheCollector(cache))
+
+    def watch_responses(self, responses: ResponseCache) -> None:
+        """Expose the response cache's counters."""
+        self.registry.register(_ResponseCacheCollector(responses))
 
     async def endpoint(self, request: Request) -> Response:
         """The Prometheus text exposition; 401 without the bearer token, when one is set."""

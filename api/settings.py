@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     )
     cache_max_entries: int = Field(default=200_000, ge=1, description="In-process cache size.")
     cache_namespace: str = Field(default="c360", description="Prefix of every Redis key.")
+    response_cache_enabled: bool = Field(
+        default=True,
+        description="Keep query answers per caller's view, invalidated with the entity cache "
+        "(needs the entity cache).",
+    )
+    response_cache_report: bool = Field(
+        default=False,
+        description="Say in every answer's `extensions.cache` whether the response cache "
+        "answered it (`hit`) or not (`miss`); a request asks with `X-C360-Cache: report`.",
+    )
     redis_timeout: PositiveFloat = Field(
         default=0.25,
         description="Seconds per Redis call, not counting time the event loop was busy elsewhere.",

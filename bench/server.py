@@ -22,6 +22,7 @@ from sources.net import free_port, stop_process
 READY_TIMEOUT = 120.0
 _TRIPS = re.compile(r'^c360_source_round_trips_total\{source="(\w+)"\} (\S+)$', re.M)
 _CACHE = re.compile(r'^c360_cache_events_total\{event="(hit|miss)",source="\w+"\} (\S+)$', re.M)
+_ANSWERS = re.compile(r'^c360_response_cache_events_total\{event="(hit|miss)"\} (\S+)$', re.M)
 _ANSWERED = re.compile(
     r'^c360_http_requests_total\{path="/(?:graphql|events)",status="\d+"\} (\S+)$', re.M
 )
@@ -37,13 +38,17 @@ class Service:
 
     def counters(self) -> dict[str, float]:
         """The server's own counters from /metrics: round trips per source, `requests` (GraphQL
-        and ingestion requests answered), and `cache_hit` / `cache_miss` over all sources."""
+        and ingestion requests answered), `cache_hit` / `cache_miss` over all sources, and the
+        response cache's `answer_hit` / `answer_miss`."""
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
         counters = {source: float(value) for source, value in _TRIPS.findall(text)}
         counters["requests"] = sum(float(v) for v in _ANSWERED.findall(text))
         for event in ("hit", "miss"):
             counters[f"cache_{event}"] = sum(
                 float(v) for e, v in _CACHE.findall(text) if e == event
+            )
+            counters[f"answer_{event}"] = sum(
+                float(v) for e, v in _ANSWERS.findall(text) if e == event
             )
         return counters
 

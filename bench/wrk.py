@@ -49,6 +49,7 @@ function init(args)
   wrk.headers["Content-Type"] = "%(content_type)s"
   wrk.headers["Accept"] = "application/graphql-response+json"
   wrk.headers["Authorization"] = "%(authorization)s"
+%(headers)s
   stride = %(threads)d
 end
 
@@ -164,6 +165,7 @@ def lua_script(
     keys: Keys | None = None,
     variable: str = "id",
     authorization: str = "",
+    headers: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The wrk script: GraphQL POSTs of `query` with `$id` (or `$<variable>`, e.g. a search
     prefix) taken from `ids` in turn (with `keys`, a list of `keys.count` of them), or, with
@@ -191,6 +193,9 @@ def lua_script(
         "key": json.dumps(keys.item if keys else ""),
         "content_type": "application/cloudevents-batch+json" if batch else "application/json",
         "authorization": authorization,
+        "headers": "\n".join(
+            f"  wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers
+        ),
     }
 
 
@@ -205,6 +210,7 @@ def run_wrk(
     batch: int = 0,
     keys: Keys | None = None,
     variable: str = "id",
+    headers: Sequence[tuple[str, str]] = (),
 ) -> WrkResult:
     """One closed-loop wrk run against `url`; blocks for `seconds`."""
     threads = max(1, min(threads, connections))
@@ -219,6 +225,7 @@ def run_wrk(
                 keys=keys,
                 variable=variable,
                 authorization=bench_authorization(Settings()),
+                headers=headers,
             ),
             encoding="utf-8",
         )

@@ -38,11 +38,34 @@ class DataLoader(Generic[K, V]):
     """Loads values by key in batches. A value that is an Exception instance fails its key
     alone; a batch that raises fails every key of it, and those keys are not cached."""
 
-    __slots__ = ("_futures", "_keys", "_loop", "_scheduled", "batch", "peek")
+    __slots__ = (
+        "_futures",
+        "_keys",
+        "_loop",
+        "_scheduled",
+        "batch",
+        "failed",
+        "fresh",
+        "origin",
+        "peek",
+    )
 
-    def __init__(self, batch: BatchFn[K], *, peek: PeekFn[K] | None = None) -> None:
+    def __init__(
+        self,
+        batch: BatchFn[K],
+        *,
+        peek: PeekFn[K] | None = None,
+        origin: tuple[str, str, bool] | None = None,
+        fresh: dict[K, float] | None = None,
+    ) -> None:
         self.batch = batch
         self.peek = peek
+        # The entity cache's (source, loader name, tagged) of what it loads, or None when its
+        # values are not cached (nothing would say when an answer built on them is false),
+        # and until when each value loaded stays fresh (filled by the cache as it answers).
+        self.origin = origin
+        self.fresh = fresh
+        self.failed = False  # whether a key failed: an answer built with it has an error
         self._futures: dict[K, asyncio.Future[V]] = {}
         self._keys: list[K] = []
         self._scheduled = False
@@ -66,6 +89,10 @@ class DataLoader(Generic[K, V]):
             self._scheduled = True
             loop.call_soon(loop.call_soon, self._dispatch)
         return future
+
+    def loaded(self) -> dict[K, asyncio.Future[V]]:
+        """Every key asked of this loader that did not fail, with its future."""
+        return self._futures
 
     def load_many(self, keys: Iterable[K]) -> asyncio.Future[list[V]]:
         """The values of `keys`, in order, in the same batch."""
@@ -128,6 +155,7 @@ class DataLoader(Generic[K, V]):
 
     def _fail(self, keys: list[K], error: Exception) -> None:
         """Fail `keys` with `error`, and forget them: a later load asks the source again."""
+        self.failed = True
         for key in keys:
             _settle(self._futures.pop(key), error)
 

@@ -103,8 +103,12 @@ def keyed_loader(
         return list(values)
 
     if cache is not None:
+        fresh: dict[K, float] = {}
         return DataLoader(
-            cache.read_through(source, name, fetch, tagged=tagged), peek=cache.peek(source, name)
+            cache.read_through(source, name, fetch, tagged=tagged, fresh=fresh),
+            peek=cache.peek(source, name, fresh),
+            origin=(source, name, tagged),
+            fresh=fresh,
         )
 
     async def load(keys: Sequence[K]) -> list[Any]:

@@ -345,6 +345,20 @@ def cached_settings(
 
 
 @pytest.fixture
+def shared_settings(settings: Settings, redis_url: str, redis_namespace: str) -> Settings:
+    """The test settings with the cache on the test Redis: apps made with them are instances
+    sharing it."""
+    return settings.model_copy(
+        update={
+            "cache_enabled": True,
+            "redis_url": redis_url,
+            "cache_namespace": redis_namespace,
+            "redis_timeout": 1.0,  # generous: a busy test machine must not trip the breaker
+        }
+    )
+
+
+@pytest.fixture
 async def redis_namespace() -> AsyncIterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
     namespace = f"c360test-{uuid.uuid4().hex[:12]}"

@@ -4,6 +4,14 @@ Both keep the same contract: `get_many` answers per key (None for a miss or a to
 `put_many` never overwrites a tombstone, and `invalidate` replaces entries (and every entry
 under a tag) with a tombstone for `hold` seconds. The tombstone closes the classic race where
 a read that started before a write puts the old value back after the write's invalidation.
+An invalidated tag is tombstoned too, for entries not yet filed under it: a page put back
+under that tag within `hold` is not kept.
+
+Blobs (`get_blob`, `put_blob`) are bytes kept as they are, filed under any number of tags:
+the response cache's answers (`sources.cache.responses`). `get_blob` also says when it read,
+on the store's clock (Redis's `TIME`, shared by every instance); a blob put with that time is
+not kept when one of its tags was invalidated since (a request runs for less than `hold`),
+and is kept when the invalidations all came before it, its own tombstone notwithstanding.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +58,18 @@ class CacheBackend(Protocol):
 
     async def put_many(self, puts: list[Put]) -> None: ...
 
+    async def get_blob(self, key: str) -> tuple[bytes | None, float]: ...
+
+    async def put_blob(
+        self,
+        key: str,
+        blob: bytes,
+        expire_in: float,
+        tags: Sequence[str],
+        read_at: float,
+        within: float,
+    ) -> bool: ...
+
     async def invalidate(self, keys: list[str], tags: list[str], hold: float) -> None: ...
 
     async def close(self) -> None: ...
@@ -58,8 +79,12 @@ class MemoryBackend:
     """An in-process LRU with TTLs and tags; the default when no Redis is configured."""
 
     def __init__(self, max_entries: int, clock: Any = time.monotonic) -> None:
-        self._entries: OrderedDict[str, tuple[Entry | None, float]] = OrderedDict()
+        # Key -> (an Entry, a blob, or None for a tombstone; when it expires).
+        self._entries: OrderedDict[str, tuple[Entry | bytes | None, float]] = OrderedDict()
         self._tags: dict[str, set[str]] = {}
+        self._filed: dict[str, tuple[str, ...]] = {}  # key -> its tags, to unfile it on eviction
+        # Invalidated tag -> (when it was invalidated, until when its tombstone lasts).
+        self._gone: dict[str, tuple[float, float]] = {}
         self._max = max_entries
         self._clock = clock
 
@@ -72,60 +97,178 @@ class MemoryBackend:
         found: list[Entry | None] = []
         for key in keys:
             item = self._entries.get(key)
-            if item is None or item[1] <= now:
+            if item is None or item[1] <= now or type(item[0]) is bytes:
                 found.append(None)
                 continue
             self._entries.move_to_end(key)
-            found.append(item[0])
+            found.append(item[0])  # type: ignore[arg-type]
         return found
 
     async def put_many(self, puts: list[Put]) -> None:
         now = self._clock()
         for put in puts:
-            current = self._entries.get(put.key)
-            if current is not None and current[0] is None and current[1] > now:
-                continue  # tombstoned: a newer write is being made visible
-            self._entries[put.key] = (put.entry, now + put.expire_in)
-            self._entries.move_to_end(put.key)
-            if put.tag:
-                self._tags.setdefault(put.tag, set()).add(put.key)
+            tags = (put.tag,) if put.tag else ()
+            self._keep(put.key, put.entry, now + put.expire_in, tags, now)
+        self._evict()
+
+    async def get_blob(self, key: str) -> tuple[bytes | None, float]:
+        now = self._clock()
+        item = self._entries.get(key)
+        if item is None or item[1] <= now or type(item[0]) is not bytes:
+            return None, now
+        self._entries.move_to_end(key)
+        return item[0], now
+
+    async def put_blob(
+        self,
+        key: str,
+        blob: bytes,
+        expire_in: float,
+        tags: Sequence[str],
+        read_at: float,
+        within: float,
+    ) -> bool:
+        now = self._clock()
+        if now - read_at >= within:
+            return False  # older than the tombstones that would say what changed since
+        kept = self._keep(key, blob, now + expire_in, tuple(tags), now, read_at)
+        self._evict()
+        return kept
+
+    def _keep(
+        self,
+        key: str,
+        value: Entry | bytes,
+        until: float,
+        tags: tuple[str, ...],
+        now: float,
+        read_at: float | None = None,
+    ) -> bool:
+        """Keep `value` under `key` and `tags`, unless a tag was invalidated since `read_at`
+        or, for an entry put with no `read_at`, the key or a tag is tombstoned."""
+        current = self._entries.get(key)
+        tombstoned = current is not None and current[0] is None and current[1] > now
+        if tombstoned and read_at is None:
+            return False
+        gone = self._gone
+        for tag in tags if gone else ():
+            invalidated, lasts = gone.get(tag, (0.0, 0.0))
+            if lasts > now and (read_at is None or invalidated >= read_at):
+                return False
+        self._unfile(key)  # its tags may not be the ones it had
+        self._entries[key] = (value, until)
+        self._entries.move_to_end(key)
+        if tags:
+            for tag in tags:
+                self._tags.setdefault(tag, set()).add(key)
+            self._filed[key] = tags
+        return True
+
+    def _evict(self) -> None:
         while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+            key, _ = self._entries.popitem(last=False)
+            self._unfile(key)
+
+    def _unfile(self, key: str) -> None:
+        for tag in self._filed.pop(key, ()):
+            members = self._tags.get(tag)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._tags[tag]
 
     async def invalidate(self, keys: list[str], tags: list[str], hold: float) -> None:
-        until = self._clock() + hold
+        now = self._clock()
+        until = now + hold
+        if len(self._gone) > self._max:  # forget tombstones of tags that have lapsed
+            self._gone = {tag: gone for tag, gone in self._gone.items() if gone[1] > now}
         for tag in tags:
             keys = [*keys, *self._tags.pop(tag, ())]
+            self._gone[tag] = (now, until)
         for key in keys:
+            self._unfile(key)
             self._entries[key] = (None, until)
 
     async def close(self) -> None:
         self._entries.clear()
+        self._tags.clear()
+        self._filed.clear()
+        self._gone.clear()
 
 
-# Write back entries unless tombstoned, tagging page entries with their owner, in one call.
+# Write back entries unless tombstoned (the key, or its tag), tagging page entries with their
+# owner, in one call. A tag's set lives as long as its longest-lived member.
 _PUT = """
 for i = 1, #KEYS / 2 do
   local key, tag = KEYS[i], KEYS[#KEYS / 2 + i]
-  if redis.call('GET', key) ~= 'T' then
-    redis.call('SET', key, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+  local px = tonumber(ARGV[2 * i])
+  if redis.call('GET', key) ~= 'T'
+      and (tag == key or redis.call('EXISTS', tag .. '#gone') == 0) then
+    redis.call('SET', key, ARGV[2 * i - 1], 'PX', px)
     if tag ~= key then
       redis.call('SADD', tag, key)
-      redis.call('PEXPIRE', tag, ARGV[2 * i])
+      if redis.call('PTTL', tag) < px then
+        redis.call('PEXPIRE', tag, px)
+      end
     end
   end
 end
 """
 
-# Tombstone the keys, and every key filed under the tags.
+# A blob and the store's time (microseconds), read in one call.
+_GET_BLOB = """
+local now = redis.call('TIME')
+return {redis.call('GET', KEYS[1]), now[1] * 1000000 + now[2]}
+"""
+
+# Keep a blob under its tags unless one of them was invalidated at or after ARGV[3], or the
+# read is ARGV[4] old (microseconds; the tombstones that would tell are gone by then); 1 if it
+# was kept. The blob's own tombstone, left by an invalidation of one of its tags, is
+# overwritten: the tags' times decide. A large tag set sheds a few members that have expired,
+# so a tag no event invalidates (a product's) does not grow for ever.
+_PUT_BLOB = """
+local px = tonumber(ARGV[2])
+local read_at = tonumber(ARGV[3])
+local now = redis.call('TIME')
+if now[1] * 1000000 + now[2] - read_at >= tonumber(ARGV[4]) then
+  return 0
+end
+for i = 2, #KEYS do
+  local invalidated = redis.call('GET', KEYS[i] .. '#gone')
+  if invalidated and tonumber(invalidated) >= read_at then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', px)
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if redis.call('PTTL', KEYS[i]) < px then
+    redis.call('PEXPIRE', KEYS[i], px)
+  end
+  if redis.call('SCARD', KEYS[i]) > 256 then
+    for _, member in ipairs(redis.call('SRANDMEMBER', KEYS[i], 8)) do
+      if redis.call('EXISTS', member) == 0 then
+        redis.call('SREM', KEYS[i], member)
+      end
+    end
+  end
+end
+return 1
+"""
+
+# Tombstone the keys, every key filed under the tags, and the tags themselves (with the
+# store's time, microseconds, so a blob read before it is not put back).
 _INVALIDATE = """
 local hold = ARGV[1]
 local tags = tonumber(ARGV[2])
+local now = redis.call('TIME')
+local stamp = now[1] * 1000000 + now[2]
 for i = 1, tags do
   for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
     redis.call('SET', key, 'T', 'PX', hold)
   end
   redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i] .. '#gone', stamp, 'PX', hold)
 end
 for i = tags + 1, #KEYS do
   redis.call('SET', KEYS[i], 'T', 'PX', hold)
@@ -162,6 +305,8 @@ class RedisBackend:
         # One replayer at a time: each entry is applied once, in order, and removed only then.
         self._replaying = asyncio.Lock()
         self._put = self._redis.register_script(_PUT)
+        self._get_blob = self._redis.register_script(_GET_BLOB)
+        self._put_blob = self._redis.register_script(_PUT_BLOB)
         self._invalidate = self._redis.register_script(_INVALIDATE)
         self.errors = 0
 
@@ -224,6 +369,28 @@ class RedisBackend:
                 max(int(put.expire_in * 1000), 1),
             ]
         await self._call(lambda: self._put(keys=keys, args=args))
+
+    async def get_blob(self, key: str) -> tuple[bytes | None, float]:
+        await self._flush_pending()
+        data, now = await self._call(lambda: self._get_blob(keys=[key]))
+        return (None if data is None or data == TOMBSTONE else data), now / 1_000_000
+
+    async def put_blob(
+        self,
+        key: str,
+        blob: bytes,
+        expire_in: float,
+        tags: Sequence[str],
+        read_at: float,
+        within: float,
+    ) -> bool:
+        # Invalidations kept through an outage are stamped first, so they refuse this blob
+        # if they came after its read.
+        await self._flush_pending()
+        px = max(int(expire_in * 1000), 1)
+        args: list[bytes | int] = [blob, px, int(read_at * 1_000_000), int(within * 1_000_000)]
+        kept = await self._call(lambda: self._put_blob(keys=[key, *tags], args=args))
+        return bool(kept)
 
     async def invalidate(self, keys: list[str], tags: list[str], hold: float) -> None:
         try:

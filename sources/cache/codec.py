@@ -115,23 +115,34 @@ def decode(data: bytes) -> Any:
         raise CodecError(str(error)) from error
 
 
+# What marks the names the response cache derives from cache keys and tags (`<name>#r`, and
+# `<tag>#gone`): never in a key's text, whose parts are escaped (a client names some keys: a
+# product's sku in an `_entities` representation).
+MARK = "#"
+
+
+def _text(part: object) -> str:
+    return str(part).replace("%", "%25").replace(MARK, "%23")
+
+
 def key_text(key: Any) -> str:
     """A loader key as text for a cache key: ids, tuples and page keys."""
     if isinstance(key, PageKey):
         after = f"{key.after.at.isoformat()}/{key.after.id}" if key.after else "-"
-        return f"{key.owner}|{key.first}|{after}|{','.join(key.filters)}"
+        filters = ",".join(_text(f) for f in key.filters)
+        return f"{_text(key.owner)}|{key.first}|{_text(after)}|{filters}"
     if isinstance(key, tuple):
-        return "|".join("-" if part is None else str(part) for part in key)
-    return str(key)
+        return "|".join("-" if part is None else _text(part) for part in key)
+    return _text(key)
 
 
 def owner_of(key: Any) -> str:
     """The entity a key belongs to, for invalidating every page of one owner at once."""
     if isinstance(key, PageKey):
-        return str(key.owner)
+        return _text(key.owner)
     if isinstance(key, tuple):
-        return str(key[0])
-    return str(key)
+        return _text(key[0])
+    return _text(key)
 
 
 TOMBSTONE = b"T"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sources.cache.backends import CacheBackend, CacheUnavailableError, Entry, MemoryBackend, Put
-from sources.cache.codec import key_text, owner_of, shape_version
+from sources.cache.codec import MARK, key_text, owner_of, shape_version
 from sources.dataloader import MISSING
 from sources.errors import SourceError
 
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 Fetch = Callable[[Sequence[K]], Awaitable[list[V | None]]]
 
 HIT, MISS, STALE, INVALIDATION, ERROR = "hit", "miss", "stale", "invalidation", "error"
+
+# The response cache files an answer under what it read: the names of the entries and owner
+# tags here, with this mark (`sources.cache.responses`).
+RESPONSE_TAG = f"{MARK}r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +69,9 @@ class EntityCache:
         self.policy = policy
         self.prefix = f"{namespace}:{shape_version()}:"
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._clock = clock
+        self.clock = clock  # the time entries' `fresh_until` is in
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._inflight_owners: dict[str, str] = {}  # an in-flight page's key -> its owner tag
         self._tasks: set[asyncio.Task[None]] = set()
 
     def key(self, source: str, name: str, key: Any) -> str:
@@ -76,24 +81,33 @@ class EntityCache:
         return f"{self.prefix}{source}:{name}:owner:{owner}"
 
     def read_through(
-        self, source: str, name: str, fetch: Fetch[K, V], *, tagged: bool = False
+        self,
+        source: str,
+        name: str,
+        fetch: Fetch[K, V],
+        *,
+        tagged: bool = False,
+        fresh: dict[Any, float] | None = None,
     ) -> Callable[[Sequence[K]], Awaitable[list[Any]]]:
         """A batch function answering from the cache, then from `fetch` for the misses.
 
         Each result is the value, a `Stale` value, or a SourceError instance for that key.
         `tagged` files entries under their owner, so `invalidate(owners=...)` reaches every
-        page of one customer whatever its page arguments.
+        page of one customer whatever its page arguments. `fresh` is told until when each
+        value answered (not stale) stays fresh (`clock` time), for the response cache.
         """
 
         async def load(keys: Sequence[K]) -> list[Any]:
             cache_keys = [self.key(source, name, k) for k in keys]
             entries = await self._get(source, cache_keys)
-            now = self._clock()
+            now = self.clock()
             results: list[Any] = [None] * len(keys)
             missing: list[int] = []
             for index, entry in enumerate(entries):
                 if entry is not None and entry.fresh_until > now:
                     results[index] = entry.value
+                    if fresh is not None:
+                        fresh[keys[index]] = entry.fresh_until
                 else:
                     missing.append(index)
             self.counts[(source, HIT)] += len(keys) - len(missing)
@@ -118,14 +132,19 @@ class EntityCache:
                     results[index] = type(outcome)(outcome.source, outcome.detail)
                 else:
                     results[index] = outcome
+                    if fresh is not None:
+                        fresh[keys[index]] = now + self._freshness(source, outcome)
             return results
 
         return load
 
-    def peek(self, source: str, name: str) -> Callable[[Sequence[K]], list[Any]] | None:
+    def peek(
+        self, source: str, name: str, fresh: dict[Any, float] | None = None
+    ) -> Callable[[Sequence[K]], list[Any]] | None:
         """For a cache in this process: the fresh entries of a batch's keys, read without
         awaiting (`MISSING` for the others, which `read_through` then loads). A loader answers
-        a batch of hits from it with no task; None for a cache across the network."""
+        a batch of hits from it with no task; None for a cache across the network. `fresh`
+        is told until when each value found stays fresh, as by `read_through`."""
         backend = self.backend
         if not isinstance(backend, MemoryBackend):
             return None
@@ -135,12 +154,15 @@ class EntityCache:
         def peek(keys: Sequence[K]) -> list[Any]:
             # A loader peeks at each key it is asked for: this runs ~40 times per agent query.
             entries = read([prefix + key_text(k) for k in keys])
-            now = self._clock()
+            now = self.clock()
             values: list[Any] = []
-            for entry in entries:
-                values.append(
-                    entry.value if entry is not None and entry.fresh_until > now else MISSING
-                )
+            for key, entry in zip(keys, entries, strict=True):
+                if entry is not None and entry.fresh_until > now:
+                    values.append(entry.value)
+                    if fresh is not None:
+                        fresh[key] = entry.fresh_until
+                else:
+                    values.append(MISSING)
             self.counts[(source, HIT)] += sum(value is not MISSING for value in values)
             return values
 
@@ -165,19 +187,23 @@ class EntityCache:
         loop = asyncio.get_running_loop()
         mine_keys: list[K] = []
         mine_cache_keys: list[str] = []
+        mine: list[asyncio.Future[Any]] = []
         futures: list[asyncio.Future[Any]] = []
         for key, cache_key in zip(keys, cache_keys, strict=True):
             future = self._inflight.get(cache_key)
             if future is None:
                 future = loop.create_future()
                 self._inflight[cache_key] = future
+                if tagged:
+                    self._inflight_owners[cache_key] = self.tag(source, name, owner_of(key))
                 mine_keys.append(key)
                 mine_cache_keys.append(cache_key)
+                mine.append(future)
             futures.append(future)
         if mine_keys:
             # Its own task: a requester that goes away must not cancel the call others await.
             task = loop.create_task(
-                self._fetch_and_fill(source, name, fetch, mine_keys, mine_cache_keys, tagged)
+                self._fetch_and_fill(source, name, fetch, mine_keys, mine_cache_keys, mine, tagged)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -190,9 +216,9 @@ class EntityCache:
         fetch: Fetch[K, V],
         keys: list[K],
         cache_keys: list[str],
+        futures: list[asyncio.Future[Any]],
         tagged: bool,
     ) -> None:
-        futures = [self._inflight[k] for k in cache_keys]
         try:
             values: list[Any] = await fetch(keys)
         except SourceError as error:
@@ -203,8 +229,11 @@ class EntityCache:
                 future.exception()  # retrieved here; each waiter re-raises it
             raise
         finally:
-            for cache_key in cache_keys:
-                self._inflight.pop(cache_key, None)
+            for cache_key, future in zip(cache_keys, futures, strict=True):
+                # Unless an invalidation let go of it and a newer fetch took its place.
+                if self._inflight.get(cache_key) is future:
+                    del self._inflight[cache_key]
+                    self._inflight_owners.pop(cache_key, None)
         fetched = [
             (k, ck, v)
             for k, ck, v in zip(keys, cache_keys, values, strict=True)
@@ -219,11 +248,11 @@ class EntityCache:
     async def _put(
         self, source: str, name: str, fetched: list[tuple[Any, str, Any]], tagged: bool
     ) -> None:
-        now = self._clock()
+        now = self.clock()
         policy = self.policy
         puts = []
         for key, cache_key, value in fetched:
-            fresh = policy.negative_ttl if value is None else policy.ttls[source]
+            fresh = self._freshness(source, value)
             puts.append(
                 Put(
                     key=cache_key,
@@ -250,17 +279,29 @@ class EntityCache:
         Call it before a write is acknowledged: a read after that sees the write, in this
         instance and in every instance sharing the cache store. Raises CacheUnavailableError
         when the store cannot be reached (the invalidation is retried when it answers again).
+        The response cache's answers built on them are invalidated with them, and a fetch of
+        them still in flight is let go of: a load after this asks the source again rather
+        than share a fetch that may have read the old value.
         """
         self.counts[(source, INVALIDATION)] += len(keys) + len(owners)
+        entries = [self.key(source, name, k) for k in keys]
+        tags = [self.tag(source, name, o) for o in owners]
+        if self._inflight:
+            gone, owned = set(entries), set(tags)
+            for cache_key in list(self._inflight):
+                if cache_key in gone or self._inflight_owners.get(cache_key) in owned:
+                    del self._inflight[cache_key]
+                    self._inflight_owners.pop(cache_key, None)
+        answers = [filed + RESPONSE_TAG for filed in (*entries, *tags)]
         try:
-            await self.backend.invalidate(
-                [self.key(source, name, k) for k in keys],
-                [self.tag(source, name, o) for o in owners],
-                self.policy.hold,
-            )
+            await self.backend.invalidate(entries, tags + answers, self.policy.hold)
         except CacheUnavailableError:
             self.counts[(source, ERROR)] += 1
             raise
+
+    def _freshness(self, source: str, value: Any) -> float:
+        """How long a value just read from its source stays fresh."""
+        return self.policy.negative_ttl if value is None else self.policy.ttls[source]
 
     async def close(self) -> None:
         for task in list(self._tasks):

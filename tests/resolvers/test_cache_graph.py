@@ -43,20 +43,9 @@ async def test_a_repeated_agent_view_costs_no_source_call(
 
 
 async def test_a_write_is_read_back_from_another_instance_sharing_redis(
-    settings: Settings,
-    redis_url: str,
-    redis_namespace: str,
-    connections: Connections,
-    vendor_store: VendorStore,
+    shared_settings: Settings, connections: Connections, vendor_store: VendorStore
 ) -> None:
-    shared = settings.model_copy(
-        update={
-            "cache_enabled": True,
-            "redis_url": redis_url,
-            "cache_namespace": redis_namespace,
-            "redis_timeout": 1.0,
-        }
-    )
+    shared = shared_settings
     cid = await build_customer(connections, vendor_store, orders=1)
     async with running_app(shared) as (app_a, http_a), running_app(shared) as (_, http_b):
         assert (await agent_view(http_a, cid))["data"]["customer"][

@@ -21,8 +21,10 @@ from sources.cache.backends import (
     Put,
     RedisBackend,
 )
-from sources.cache.codec import CodecError, decode, encode, shape_version
+from sources.cache.codec import CodecError, decode, encode, key_text, owner_of, shape_version
 from sources.cache.entity import CachePolicy, EntityCache, Stale
+from sources.cache.responses import ResponseCache
+from sources.dataloader import DataLoader
 from sources.errors import SourceUnavailableError
 from sources.net import free_port
 from sources.paging import PageKey, Position
@@ -132,6 +134,68 @@ async def test_invalidation_tombstones_keys_and_tags(
     assert await backend.get_many([f"{ns}:k"]) == [entry("new")]
 
 
+async def test_a_page_read_before_its_owner_was_invalidated_is_not_put_back(
+    backend: CacheBackend, redis_namespace: str
+) -> None:
+    # The page was not cached when its owner's pages were invalidated, so no tombstone of
+    # its own stops the late write-back: the owner tag's tombstone does.
+    ns = redis_namespace
+    tag = f"{ns}:tag:9"
+    await backend.invalidate([], [tag], hold=0.3)
+    await backend.put_many([Put(f"{ns}:page", entry("old"), 60, tag=tag)])
+    assert await backend.get_many([f"{ns}:page"]) == [None]
+    await asyncio.sleep(0.4)
+    await backend.put_many([Put(f"{ns}:page", entry("new"), 60, tag=tag)])
+    assert await backend.get_many([f"{ns}:page"]) == [entry("new")]
+
+
+async def test_a_blob_read_before_one_of_its_tags_was_invalidated_is_not_put_back(
+    backend: CacheBackend, redis_namespace: str
+) -> None:
+    ns = redis_namespace
+    key, tags = f"{ns}:answer", [f"{ns}:customer:1#r", f"{ns}:profile:1#r"]
+    missed, read_at = await backend.get_blob(key)
+    assert missed is None
+    assert await backend.put_blob(key, b'{"data":1}', 60, tags, read_at, 5)
+    assert (await backend.get_blob(key))[0] == b'{"data":1}'
+
+    # A read begins, a write invalidates one of the tags, the read puts its (old) answer.
+    _, racing = await backend.get_blob(key)
+    await backend.invalidate([], tags[1:], hold=5)
+    assert (await backend.get_blob(key))[0] is None  # invalidated with the tag
+    assert not await backend.put_blob(key, b'{"data":"old"}', 60, tags, racing, 5)
+    assert (await backend.get_blob(key))[0] is None
+
+    # A read that begins after the write keeps its answer at once, within the hold.
+    _, after = await backend.get_blob(key)
+    assert await backend.put_blob(key, b'{"data":"new"}', 60, tags, after, 5)
+    assert (await backend.get_blob(key))[0] == b'{"data":"new"}'
+
+    # And the tags' sets hold it: invalidating the other tag reaches it too.
+    await backend.invalidate([], tags[:1], hold=5)
+    assert (await backend.get_blob(key))[0] is None
+
+    # A read older than the tombstones last (`within`) is not put back: they cannot tell.
+    _, long_ago = await backend.get_blob(key)
+    await asyncio.sleep(0.3)
+    assert not await backend.put_blob(key, b'{"data":"slow"}', 60, tags, long_ago, 0.2)
+
+
+async def test_the_memory_backend_unfiles_what_it_evicts_or_files_again() -> None:
+    memory = MemoryBackend(max_entries=2)
+    for n in range(5):
+        assert await memory.put_blob(f"a{n}", b"{}", 60, ["t#r", f"t{n}#r"], 0.0, 1e9)
+    assert memory._tags == {"t#r": {"a3", "a4"}, "t3#r": {"a3"}, "t4#r": {"a4"}}
+    assert await memory.put_blob("a4", b"{}", 60, ["u#r"], 0.0, 1e9)
+    assert memory._tags == {"t#r": {"a3"}, "t3#r": {"a3"}, "u#r": {"a4"}}
+
+
+def test_a_key_named_by_a_client_cannot_name_a_tag() -> None:
+    # The response cache's tags and tombstones end in `#r` and `#gone`.
+    assert "#" not in key_text("ABC#r") and key_text("ABC#r") != key_text("ABC%23r")
+    assert "#" not in key_text(("7", "x#gone")) and "#" not in owner_of("9#r")
+
+
 async def test_memory_backend_evicts_least_recently_used() -> None:
     memory = MemoryBackend(max_entries=2)
     await memory.put_many([Put("a", entry(1), 60), Put("b", entry(2), 60)])
@@ -167,6 +231,44 @@ async def test_concurrent_misses_share_one_source_call() -> None:
     assert await load([1, 2, 3]) == [{"id": "1"}, {"id": "2"}, {"id": "3"}]
     assert len(source.batches) == 2
     assert cache.counts[("sql", "hit")] == 3 and cache.counts[("sql", "miss")] == 4
+
+
+async def test_a_fetch_in_flight_is_let_go_of_by_an_invalidation() -> None:
+    # A load after a write must not share a fetch that began before it (and may have read
+    # the old value): it asks the source again. The older fetch still answers its waiters.
+    source = CountingSource()
+    source.delay = 0.1
+    cache = EntityCache(MemoryBackend(100), POLICY)
+    load = cache.read_through("sql", "thing", source)
+    before = asyncio.ensure_future(load([1]))
+    await asyncio.sleep(0.02)  # its fetch is in flight
+    await cache.invalidate("sql", "thing", keys=[1])
+    after = asyncio.ensure_future(load([1]))
+    assert await before == [{"id": "1"}] and await after == [{"id": "1"}]
+    assert source.batches == [[1], [1]]
+    await asyncio.sleep(0)
+    assert not cache._inflight and not cache._inflight_owners
+
+
+async def test_answers_are_no_fresher_than_what_they_read() -> None:
+    clock = [1000.0]
+    cache = EntityCache(MemoryBackend(100), POLICY, clock=lambda: clock[0])
+    responses = ResponseCache(cache)
+    fresh: dict[Any, float] = {}
+    loader: DataLoader[int, Any] = DataLoader(
+        cache.read_through("sql", "thing", CountingSource(), fresh=fresh),
+        peek=cache.peek("sql", "thing", fresh),
+        origin=("sql", "thing", False),
+        fresh=fresh,
+    )
+    await loader.load(1)  # read from the source: fresh for the whole TTL
+    clock[0] += 40  # the answer is kept 40 s on: it has what is left of the value's TTL
+    reads = responses.reads([loader])
+    assert reads is not None and reads.ttl == POLICY.ttls["sql"] - 40
+    assert reads.tags == (cache.key("sql", "thing", 1) + "#r",)
+    uncached: DataLoader[int, Any] = DataLoader(CountingSource())
+    await uncached.load(3)
+    assert responses.reads([loader, uncached]) is None  # no invalidation reaches it
 
 
 async def test_not_found_is_cached_briefly() -> None:
