@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.audit import AuditLog
 from api.principal import Principal, Role
 from sources.sql import models
+from sources.sql.audit import ROWS_PER_STATEMENT
 
 AGENT = Principal(kind="jwt", name="jane", roles=frozenset({Role.AGENT}))
 
@@ -102,3 +104,25 @@ async def test_a_request_id_longer_than_the_column_is_stored_fitted_and_distinct
     stored = [request_id for request_id, _, _ in await rows(own_sqlite)]
     assert all(len(r) <= 64 and r.startswith("x" * 40) for r in stored)
     assert len(set(stored)) == 2
+
+
+async def test_a_busy_second_of_reads_is_written_in_statements_of_a_few_hundred_rows(
+    own_sqlite: AsyncEngine,
+) -> None:
+    # One statement of thousands of rows held the event loop while its parameters were
+    # processed; a few hundred at a time, the loop serves requests in between.
+    statements: list[int] = []
+
+    @event.listens_for(own_sqlite.sync_engine, "before_cursor_execute")
+    def count(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.startswith("INSERT INTO audit"):
+            statements.append(len(params) if isinstance(params, list) else 1)
+
+    audit = AuditLog(own_sqlite, flush_seconds=3600, hold_seconds=3600)
+    total = 2 * ROWS_PER_STATEMENT + 7
+    for n in range(total):
+        read(audit, f"r{n}", "Customer.email")
+    assert await audit.flush() == total
+    event.remove(own_sqlite.sync_engine, "before_cursor_execute", count)
+    assert statements == [ROWS_PER_STATEMENT, ROWS_PER_STATEMENT, 7]
+    assert len(await rows(own_sqlite)) == total
