@@ -84,7 +84,11 @@ class VendorClient:
         try:
             return parse(orjson.loads(raw))
         except (KeyError, TypeError, ValueError) as error:  # orjson's errors are ValueErrors
-            raise VendorAnswerError(f"{url} answered {raw[:200]!r}: {error!r}") from error
+            # Not the body itself: it is logged, and a vendor's answer carries personal data.
+            kind = type(error).__name__
+            raise VendorAnswerError(
+                f"{url} answered {len(raw)} bytes that are not its API's answer ({kind})"
+            ) from error
 
     async def status(self, path: str) -> int:
         """The status a GET of `path` answers (any status: the health check judges it)."""

@@ -95,3 +95,13 @@ async def test_anything_but_a_batch_answer_is_the_vendor_unavailable(
         await _ask(base)
     mapped = source_error(LOYALTY, raised.value)
     assert isinstance(mapped, SourceUnavailableError), repr(raised.value)
+
+
+async def test_what_a_vendor_answered_is_not_in_the_error(vendor: Vendor) -> None:
+    # The error is logged; a vendor's answer carries personal data.
+    base = await vendor(
+        lambda _r: web.json_response({"members": [{"customerId": "7", "memberNumber": "LOY-S3"}]})
+    )
+    with pytest.raises(Exception) as raised:
+        await _ask(base)
+    assert "LOY-S3" not in str(raised.value) and "LOY-S3" not in repr(raised.value)
