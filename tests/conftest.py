@@ -345,6 +345,26 @@ def cached_settings(
 
 
 @pytest.fixture
+def redis_port() -> int:
+    """A free port for a Redis the test starts and kills itself (`tests.services.own_redis`)."""
+    return free_port()
+
+
+@pytest.fixture
+def flaky_settings(settings: Settings, redis_port: int) -> Settings:
+    """The test settings with the cache on the test's own Redis (on `redis_port`), its calls
+    bounded short and its breaker quick: for the tests that kill that Redis."""
+    return settings.model_copy(
+        update={
+            "cache_enabled": True,
+            "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+            "redis_timeout": 0.2,
+            "redis_breaker_seconds": 0.3,
+        }
+    )
+
+
+@pytest.fixture
 def shared_settings(settings: Settings, redis_url: str, redis_namespace: str) -> Settings:
     """The test settings with the cache on the test Redis: apps made with them are instances
     sharing it."""

@@ -18,7 +18,6 @@ from api.execution import Executor
 from api.principal import Role
 from api.settings import Settings
 from bench.documents import AGENT_QUERY
-from sources.net import free_port
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, PUBLISHER, bearer
 from tests.builders import build_customer
@@ -198,24 +197,12 @@ async def test_a_hit_records_the_audit_entries_its_miss_recorded(
     assert (miss["principal"], hit["principal"]) == ("agent-0", "agent-1")
 
 
-@pytest.fixture
-def redis_port() -> int:
-    return free_port()
-
-
 async def test_answers_keep_coming_through_a_redis_outage_and_caching_resumes(
-    settings: Settings, connections: Connections, vendor_store: VendorStore, redis_port: int
+    flaky_settings: Settings, connections: Connections, vendor_store: VendorStore, redis_port: int
 ) -> None:
     cid = await build_customer(connections, vendor_store)
-    url = f"redis://127.0.0.1:{redis_port}/0"
-    flaky = settings.model_copy(
-        update={
-            "cache_enabled": True,
-            "redis_url": url,
-            "redis_timeout": 0.2,
-            "redis_breaker_seconds": 0.3,
-        }
-    )
+    flaky = flaky_settings
+    url = flaky.redis_url or ""
     variables = {"id": str(cid)}
 
     async def outcome(http: httpx.AsyncClient) -> str:

@@ -4,14 +4,11 @@ everywhere, a stale value bridges an outage, and a Redis outage never fails a re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from starlette.applications import Starlette
 
 from api.connections import Connections
 from api.settings import Settings
-from sources.net import free_port
 from sources.roundtrips import RoundTrips
 from sources.sql import loaders as sql_loaders
 from sources.sql import models
@@ -115,24 +112,12 @@ async def test_stale_value_bridges_a_vendor_outage_and_says_so(
     assert isinstance(note["ageSeconds"], int) and note["ageSeconds"] >= 0
 
 
-@pytest.fixture
-async def redis_port() -> AsyncIterator[int]:
-    yield free_port()
-
-
 async def test_queries_answer_through_a_redis_outage_and_caching_resumes(
-    settings: Settings, connections: Connections, vendor_store: VendorStore, redis_port: int
+    flaky_settings: Settings, connections: Connections, vendor_store: VendorStore, redis_port: int
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=2)
-    url = f"redis://127.0.0.1:{redis_port}/0"
-    flaky = settings.model_copy(
-        update={
-            "cache_enabled": True,
-            "redis_url": url,
-            "redis_timeout": 0.2,
-            "redis_breaker_seconds": 0.3,
-        }
-    )
+    flaky = flaky_settings
+    url = flaky.redis_url or ""
     with own_redis(redis_port) as redis_process:
         await wait_for_redis(url)
         async with running_app(flaky) as (app, http):
