@@ -6,6 +6,7 @@ speed, never an answer."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import httpx
@@ -123,6 +124,29 @@ async def test_each_view_keeps_its_own_answers(
         other = bearer(Role.AGENT, subject="another-agent")
         body = (await _post(http, EMAIL, {"id": str(cid)}, other | REPORT)).json()
         assert body["extensions"] == {"cache": "hit"}
+
+
+async def test_a_persisted_query_is_answered_from_the_cache_by_its_hash(
+    cached_settings: Settings, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    query = f'{{ customer(id: "{cid}") {{ id email }} }}'
+    persisted = {
+        "persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(query.encode()).hexdigest()}
+    }
+    async with running_app(cached_settings) as (_, http):
+        registered = await http.post(
+            "/graphql", json={"query": query, "extensions": persisted}, headers=AGENT | REPORT
+        )
+        by_hash = await http.post(
+            "/graphql", json={"extensions": persisted}, headers=AGENT | REPORT
+        )
+        as_text = await http.post("/graphql", json={"query": query}, headers=AGENT | REPORT)
+    assert registered.json()["extensions"] == {"cache": "miss"}
+    # The hash names the same text: the same answer, kept.
+    for answer in (by_hash.json(), as_text.json()):
+        assert answer["extensions"] == {"cache": "hit"}
+        assert answer["data"] == registered.json()["data"]
 
 
 async def test_every_change_makes_the_next_read_new_on_another_instance(
