@@ -13,6 +13,7 @@ its execution recorded, for the principal it is served to.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,7 @@ from graphql import (
 from api.connections import Connections
 from api.context import Context
 from api.principal import Principal
-from sources.cache.responses import Answer, Lookup, ResponseCache
-
-__all__ = ["Lookup", "answer_key", "cacheable", "kept", "served", "view"]
+from sources.cache.responses import Answer, ResponseCache
 
 # Root fields whose answers come from the entity cache's loaders only: an event that changes
 # what they read invalidates it. `customerLookup` and `searchCustomers` read through loaders
@@ -129,6 +128,26 @@ def answer_key(
     return responses.key(version, query, operation_name, variables, view(principal))
 
 
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """An operation the cache may answer but did not: where and whether its answer is kept."""
+
+    responses: ResponseCache
+    key: str
+    read_at: float | None  # when the cache was read; None when it could not be (keep nothing)
+    report: bool
+
+    async def kept(self, context: Context, payload: dict[str, Any]) -> bytes:
+        """The executed answer's bytes, kept first when it may be."""
+        body = orjson.dumps(payload)
+        if self.read_at is not None and _keepable(payload):
+            reads = self.responses.reads(context.request_loaders.made())
+            if reads is not None:
+                answer = Answer(body, tuple(context.audit_reads))
+                await self.responses.put(self.key, answer, reads, self.read_at)
+        return _reported(body, "miss") if self.report else body
+
+
 async def served(
     responses: ResponseCache,
     key: str,
@@ -136,13 +155,13 @@ async def served(
     principal: Principal,
     request_id: str,
     report: bool,
-) -> bytes | Lookup:
-    """The kept answer of `key`, its audit entries recorded for `principal`; on a miss, the
-    look in the cache (`kept` needs it)."""
+) -> bytes | Miss:
+    """The kept answer of `key`, its audit entries recorded for `principal`; on a miss, what
+    keeps the executed answer."""
     lookup = await responses.get(key)
     answer = lookup.answer
     if answer is None:
-        return lookup
+        return Miss(responses, key, lookup.read_at, report)
     for customer_id, field_name in answer.audit:
         connections.audit.record(
             request_id=request_id,
@@ -151,24 +170,6 @@ async def served(
             field_name=field_name,
         )
     return _reported(answer.body, "hit") if report else answer.body
-
-
-async def kept(
-    responses: ResponseCache,
-    key: str,
-    lookup: Lookup,
-    context: Context,
-    payload: dict[str, Any],
-    report: bool,
-) -> bytes:
-    """An executed answer's bytes, kept first when it may be."""
-    body = orjson.dumps(payload)
-    if lookup.read_at is not None and _keepable(payload):
-        reads = responses.reads(context.request_loaders.made())
-        if reads is not None:
-            answer = Answer(body, tuple(context.audit_reads))
-            await responses.put(key, answer, reads, lookup.read_at)
-    return _reported(body, "miss") if report else body
 
 
 def _keepable(payload: dict[str, Any]) -> bool:

@@ -397,9 +397,7 @@ class GraphQLHTTP:
             await guard.persisted.put(resolved.register, query)
 
         responses = connections.responses
-        answer: str | None = None  # the key of this operation's answer in the response cache
-        lookup: answers.Lookup | None = None
-        report = False
+        miss: answers.Miss | None = None  # where the response cache keeps what executes
         if (
             responses is not None
             and not answers.bypassed(request.headers.get("cache-control"))
@@ -408,7 +406,7 @@ class GraphQLHTTP:
             report = self.settings.response_cache_report or (
                 request.headers.get(answers.REPORT_HEADER) == answers.REPORT
             )
-            answer = answers.answer_key(
+            cache_key = answers.answer_key(
                 responses,
                 self.answers_version,
                 query,
@@ -416,10 +414,10 @@ class GraphQLHTTP:
                 params.variables,
                 principal,
             )
-            found = await answers.served(responses, answer, connections, principal, rid, report)
+            found = await answers.served(responses, cache_key, connections, principal, rid, report)
             if isinstance(found, bytes):
                 return 200, found
-            lookup = found
+            miss = found
 
         claim: Claim | None = None
         if key is not None and operation.operation is OperationType.MUTATION:
@@ -442,9 +440,8 @@ class GraphQLHTTP:
         context.idempotency = claim
         with connections.audit.answering(rid):
             status, payload = await self._execute(document, params, context, media)
-        if answer is not None and responses is not None and lookup is not None and status == 200:
-            body = await answers.kept(responses, answer, lookup, context, payload, report)
-            return status, body
+        if miss is not None and status == 200:
+            return status, await miss.kept(context, payload)
         if claim is not None:
             await idempotency.end(
                 connections, claim, status, payload, final=not context.retry_invited
