@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.principal import Principal
 from sources.outage import Outage, stopping
 from sources.sql.audit import AuditRecord, write_audit_entries
+from sources.sql.engine import begin_write
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class AuditLog:
             if not entries:
                 return 0
             try:
-                async with self._engine.begin() as connection:
+                async with begin_write(self._engine) as connection:
                     await write_audit_entries(connection=connection, entries=entries)
             except Exception as error:
                 self._outage.failed(error)

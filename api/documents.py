@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sources.sql.engine import begin_write
 from sources.sql.models import TrustedDocument, table
 
 NAME_MAX_CHARS = 255
@@ -68,7 +69,7 @@ async def add_document(
     sha256 = document_hash(body)
     now = dt.datetime.now(dt.UTC)
     try:
-        async with engine.begin() as connection:
+        async with begin_write(engine) as connection:
             found = (
                 await connection.execute(
                     select(_documents.c.name).where(_documents.c.sha256 == sha256)

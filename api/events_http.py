@@ -50,6 +50,7 @@ from sources.events.cloudevents import (
 from sources.events.deadletters import Rejection, record_dead_letters
 from sources.events.envelope import Event
 from sources.events.registry import SchemaRegistry
+from sources.sql.engine import begin_write
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def create_events_endpoint(registry: SchemaRegistry, settings: Settings) -> Even
 
         connections: Connections = request.app.state.connections
         try:
-            async with connections.engine.begin() as connection:
+            async with begin_write(connections.engine) as connection:
                 await record_dead_letters(
                     connection=connection,
                     items=[r for _, r in sorted(rejections, key=lambda r: r[0])],

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.principal import AuthenticationError, Principal, Role, Scope
+from sources.sql.engine import begin_write
 from sources.sql.models import ApiKey, table
 
 KEY_PREFIX = "c360_"  # how an API key is told apart from a JWT
@@ -97,7 +98,7 @@ async def create_key(
         revoked_at=None,
     )
     try:
-        async with engine.begin() as connection:
+        async with begin_write(engine) as connection:
             await connection.execute(
                 insert(_api_keys).values(
                     name=name,
@@ -130,7 +131,7 @@ async def revoke_key(*, engine: AsyncEngine, name: str) -> bool:
     Instances that verified the key recently accept it for up to `auth_key_cache_seconds` more.
     """
     now = literal(dt.datetime.now(dt.UTC), _api_keys.c.revoked_at.type)
-    async with engine.begin() as connection:
+    async with begin_write(engine) as connection:
         result = await connection.execute(
             update(_api_keys)
             .where(_api_keys.c.name == name)

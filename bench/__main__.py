@@ -9,11 +9,13 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
+from bench.churn import ChurnRun, churning
 from bench.dataset import (
     DatasetError,
     bench_settings,
@@ -54,6 +56,7 @@ ORDER = (
     "agent360-cold",
     "agent360-warm",
     "agent360-cached",
+    "agent360-churn",
     "orders-page",
     "customer-search",
     "batch-100",
@@ -99,7 +102,7 @@ def measure(
         cold = workload.rotation is Rotation.COLD
         drive(customer_ids(HOT_SET, "hot") if cold else ids, warmup)
     before = service.settled_counters()
-    with PeakRss(service).watching() as rss:
+    with PeakRss(service).watching() as rss, _changes(service, workload, ids, seconds) as churn:
         run = drive(ids, seconds)
     after = service.settled_counters()
     # Divided by what the server answered in the window, so requests in flight when wrk
@@ -120,7 +123,7 @@ def measure(
         latency_p95_ms=run.p95_ms,
         latency_p99_ms=run.p99_ms,
         latency_max_ms=run.max_ms,
-        errors=run.errors + run.socket_errors,
+        errors=run.errors + run.socket_errors + (len(churn.failures) if churn else 0),
         round_trips_per_request=per_request,
         # The response cache's when the workload is answered from it, else the entity cache's.
         cache_hit_ratio=_ratio(
@@ -132,7 +135,29 @@ def measure(
         floor_ratio=run.requests_per_second / floor if floor else None,
         events_per_second=run.requests_per_second * workload.batch if workload.batch else None,
         ids_wrapped=bool(ids) and run.ids_sent > len(ids) and workload.rotation is Rotation.COLD,
+        changes=churn.changes if churn else None,
+        change_checks=churn.checks if churn else None,
+        # Not measured when no change went through: no change, nothing to be stale about.
+        stale_answers=churn.stale if churn and churn.changes else None,
     )
+
+
+@contextmanager
+def _changes(
+    service: Service, workload: Workload, ids: Sequence[int | str], seconds: float
+) -> Iterator[ChurnRun | None]:
+    """The workload's changes and their checks while the block runs, if it makes any."""
+    if not workload.churn:
+        yield None
+        return
+    customers = sorted({int(i) for i in ids})
+    rate = workload.churn * len(customers)
+    with churning(service.url, customers, rate=rate, seconds=seconds) as churn:
+        yield churn
+    for failure in churn.failures:
+        say(f"bench: {workload.name}: {failure}")
+    if churn.example:
+        say(f"bench: {workload.name}: stale answer: {churn.example}")
 
 
 def measure_live(
@@ -370,7 +395,8 @@ def run(args: argparse.Namespace) -> int:
         recordings: dict[str, Recording] = {}
         for result in results if node else []:
             workload = WORKLOADS[result.workload]
-            if not (workload.batch or workload.live):
+            # Not for churn: the peer would serve a run without its changes.
+            if not (workload.batch or workload.live or workload.churn):
                 say(f"bench: recording c360's answers to {workload.name} for the peer ...")
                 ids = request_keys(args.customers, workload.rotation)[:PEER_IDS]
                 try:

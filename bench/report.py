@@ -59,6 +59,11 @@ class WorkloadResult:
     events_per_second: float | None = None
     subscribers: int | None = None
     events_lost: int | None = None
+    # agent360-churn: changes made during the run, and answers read after one that did not
+    # reflect it (None when the workload makes no changes, or none went through).
+    changes: int | None = None
+    change_checks: int | None = None
+    stale_answers: int | None = None
     ids_wrapped: bool = False
     peer: PeerResult | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
@@ -170,6 +175,13 @@ def markdown(report: Report) -> str:
                 "",
                 f"Subscriptions: {r.subscribers:,} subscribers, {r.requests:,} deliveries, "
                 f"{r.events_lost} lost; latency is from commit to the client.",
+            ]
+        if r.changes is not None:
+            lines += [
+                "",
+                f"Churn: {r.changes:,} changes during the run ({r.changes / r.duration_s:,.1f}/s), "
+                f"{r.stale_answers if r.stale_answers is not None else NA} stale answers in "
+                f"{r.change_checks or 0:,} checks against a fresh execution.",
             ]
         if r.events_per_second is not None:
             lines += [

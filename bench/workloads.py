@@ -86,6 +86,9 @@ class Workload:
     # Answered from the response cache: its hit ratio is the one reported, and it has no
     # engine floor of its own (its document's is agent360-warm's).
     answered: bool = False
+    # Changes a second to the hot set while the run lasts, as a share of it, each checked
+    # against a fresh execution (see bench/churn.py).
+    churn: float = 0.0
 
     @property
     def path(self) -> str:
@@ -165,6 +168,26 @@ WORKLOADS: dict[str, Workload] = {
             ),
             round_trips={"sql": 0, "mongo": 0, "loyalty": 0, "tracking": 0},
             answered=True,
+        ),
+        Workload(
+            "agent360-churn",
+            "The agent's 360 query over the same hot set, answered from the response cache, "
+            "while 10% of those customers change every second (contact changes over HTTP); "
+            "after each change the kept answer is checked against a fresh execution.",
+            AGENT_QUERY,
+            Rotation.HOT,
+            connections=16,
+            targets=(
+                Target(
+                    "every answer read after a change reflects it (kept bytes = a fresh "
+                    "execution's, with the change)",
+                    "stale_answers",
+                    0,
+                    higher_is_better=False,
+                ),
+            ),
+            answered=True,
+            churn=0.1,
         ),
         Workload(
             "agent360-cold",

@@ -36,7 +36,7 @@ from sources.loader import outages_as_source_errors
 from sources.mongo import idempotency as mongo_idempotency
 from sources.mongo.queries import Database
 from sources.sql import idempotency, writes
-from sources.sql.engine import SQL_ERRORS
+from sources.sql.engine import SQL_ERRORS, one_writer
 from sources.sql.queries import customers_by_ids, orders_by_ids
 from sources.sql.records import CustomerRecord, OrderRecord
 from sources.sql.search import Searchable, write_search_terms
@@ -134,7 +134,7 @@ async def _sql_transaction(
     """
     try:
         with outages_as_source_errors("sql", "a change", SQL_ERRORS):
-            async with changes.engine.connect() as connection:
+            async with one_writer(changes.engine), changes.engine.connect() as connection:
                 transaction = await connection.begin()
                 # `info` outlives this checkout: an id noted by an earlier transaction is not
                 # this one's.

@@ -28,6 +28,7 @@ from sources.events.envelope import Event
 from sources.mongo.queries import Database
 from sources.outage import Outage, stopping
 from sources.sql import models
+from sources.sql.engine import begin_write
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Ev
 async def relay_sql(*, engine: AsyncEngine, bus: EventBus) -> int:
     """Publish the oldest unpublished SQL outbox rows, in order; returns how many."""
     table = models.table(models.OutboxEvent)
-    async with engine.begin() as connection:
+    async with begin_write(engine) as connection:
         rows = (
             await connection.execute(
                 select(table.c.id, table.c.payload)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from sources.mongo.queries import Database, ensure_indexes
 from sources.seed.generator import Chunk, Generator, Row
 from sources.sql import models
+from sources.sql.engine import begin_write
 from sources.sql.search import Searchable, term_rows
 from sources.thirdparty.simulator import VendorStore
 
@@ -33,7 +34,7 @@ async def customer_count(engine: AsyncEngine) -> int:
 
 
 async def _insert_sql(engine: AsyncEngine, table: Any, rows: Sequence[Row]) -> None:
-    async with engine.begin() as connection:
+    async with begin_write(engine) as connection:
         for start in range(0, len(rows), SQL_BATCH):
             await connection.execute(insert(table), list(rows[start : start + SQL_BATCH]))
 

@@ -1,16 +1,23 @@
-"""The async SQLAlchemy engine, with its round-trip counter hook."""
+"""The async SQLAlchemy engine, with its round-trip counter hook, and the write turn that
+SQLite's writers take (`begin_write`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
+import weakref
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     create_async_engine,
 )
@@ -58,6 +65,10 @@ def create_engine(
         kwargs["pool_pre_ping"] = True
         if reads:
             kwargs["isolation_level"] = "AUTOCOMMIT"
+    else:
+        # This process's writers take turns (`one_writer`); the busy timeout is for another
+        # process's (a CLI command, a second worker), whose transactions are as short.
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS}
     engine = create_async_engine(url, **kwargs)
     sync_engine = engine.sync_engine
 
@@ -84,3 +95,44 @@ def create_engine(
             round_trips.record(SQL)
 
     return engine
+
+
+SQLITE_BUSY_SECONDS = 30.0
+_turns: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+_holding: ContextVar[tuple[Engine, ...]] = ContextVar("c360_sql_write_turns", default=())
+
+
+@contextlib.asynccontextmanager
+async def one_writer(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The database's write turn while the block runs: on SQLite, one write transaction of
+    this process at a time, queued in order on the event loop; nothing on PostgreSQL, whose
+    row locks let writers run side by side.
+
+    SQLite has one writer per database, and a writer waiting for it polls in the driver's
+    thread: under load, with the audit flush, the outbox relay and other changes taking the
+    lock in between, a change waited past the busy timeout and failed with "database is
+    locked" (a third of agent360-churn's changes did).
+    """
+    sync = engine.sync_engine
+    if sync.dialect.name != "sqlite":
+        yield
+        return
+    if sync in _holding.get():
+        # It would wait for the turn its own caller holds.
+        raise RuntimeError("a write transaction inside another on the same SQLite database")
+    turn = _turns.get(sync)
+    if turn is None:
+        turn = _turns[sync] = asyncio.Lock()
+    async with turn:
+        token = _holding.set((*_holding.get(), sync))
+        try:
+            yield
+        finally:
+            _holding.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def begin_write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """`engine.begin()` for a transaction that writes: it takes the write turn first."""
+    async with one_writer(engine), engine.begin() as connection:
+        yield connection

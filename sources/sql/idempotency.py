@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.sql import models
+from sources.sql.engine import begin_write
 
 _TABLE = models.table(models.IdempotencyKey)
 
@@ -111,7 +112,7 @@ async def claim(
         now = _now()
         token = uuid.uuid4().hex
         try:
-            async with engine.begin() as connection:
+            async with begin_write(engine) as connection:
                 await _forget_expired(connection, now)
                 row = (
                     await connection.execute(
@@ -183,7 +184,7 @@ async def mark_applied(*, connection: AsyncConnection, claim: Claim) -> None:
 async def applied(*, engine: AsyncEngine, claim: Claim) -> None:
     """Mark the key applied after a change committed in another store (MongoDB), whose own
     marker is the guard; this lets a retry know without asking that store."""
-    async with engine.begin() as connection:
+    async with begin_write(engine) as connection:
         await connection.execute(
             update(_TABLE)
             .where(_where(claim.principal, claim.key), _TABLE.c.token == claim.token)
@@ -193,7 +194,7 @@ async def applied(*, engine: AsyncEngine, claim: Claim) -> None:
 
 async def finish(*, engine: AsyncEngine, claim: Claim, status: int, body: bytes) -> None:
     """Keep the request's answer for its retries."""
-    async with engine.begin() as connection:
+    async with begin_write(engine) as connection:
         await connection.execute(
             update(_TABLE)
             .where(_where(claim.principal, claim.key), _TABLE.c.token == claim.token)
@@ -204,7 +205,7 @@ async def finish(*, engine: AsyncEngine, claim: Claim, status: int, body: bytes)
 async def release(*, engine: AsyncEngine, claim: Claim) -> bool:
     """Let the key go after a request that answered with an error: removed when its change did
     not commit (a retry runs again); True when it did (a retry is told ALREADY_APPLIED)."""
-    async with engine.begin() as connection:
+    async with begin_write(engine) as connection:
         removed = await connection.execute(
             delete(_TABLE).where(
                 _where(claim.principal, claim.key),
@@ -225,7 +226,7 @@ async def release(*, engine: AsyncEngine, claim: Claim) -> bool:
 async def forget(*, engine: AsyncEngine, claim: Claim) -> None:
     """Drop the key after an answer that asks for a retry: the retry runs again (the change
     must then be one a rerun finishes rather than repeats, as a merge is)."""
-    async with engine.begin() as connection:
+    async with begin_write(engine) as connection:
         await connection.execute(
             delete(_TABLE).where(_where(claim.principal, claim.key), _TABLE.c.token == claim.token)
         )

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.paging import CursorError
 from sources.sql import models
+from sources.sql.engine import begin_write
 from sources.sql.records import CustomerRecord
 
 # Terms longer than the column are cut: a prefix that long still finds its customer.
@@ -173,7 +174,7 @@ async def reindex_search(
     page = select(*columns).order_by(_customers.c.id).limit(batch).with_for_update()
     last_id, done = 0, 0
     while True:
-        async with engine.begin() as connection:
+        async with begin_write(engine) as connection:
             rows = await connection.execute(page.where(_customers.c.id > last_id))
             customers = [Searchable(*row) for row in rows]
             await write_search_terms(connection=connection, customers=customers)

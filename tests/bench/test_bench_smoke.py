@@ -47,6 +47,7 @@ def test_every_workload_ran_without_errors(report: tuple[dict[str, object], Path
         "agent360-cold",
         "agent360-warm",
         "agent360-cached",
+        "agent360-churn",
         "orders-page",
         "customer-search",
         "batch-100",
@@ -63,7 +64,7 @@ def test_every_workload_ran_without_errors(report: tuple[dict[str, object], Path
             continue
         if result["workload"] == "ingest":
             assert result["events_per_second"] == result["requests_per_second"] * 100
-        elif result["workload"] == "agent360-cached":
+        elif WORKLOADS[result["workload"]].answered:
             assert result["floor_ops_per_second"] is None  # agent360-warm's document and floor
         else:
             assert result["floor_ops_per_second"] > 0 and result["floor_ratio"] > 0
@@ -92,6 +93,17 @@ def test_the_cache_serves_the_hot_set(report: tuple[dict[str, object], Path]) ->
     answered = results["agent360-cached"]
     assert answered["cache_hit_ratio"] > 0.9  # the response cache
     assert sum(answered["round_trips_per_request"].values()) == 0
+
+
+def test_every_answer_after_a_change_reflects_it(report: tuple[dict[str, object], Path]) -> None:
+    data, directory = report
+    [churn] = [r for r in data["results"] if r["workload"] == "agent360-churn"]  # type: ignore[attr-defined]
+    # 10% of the 100 hot customers a second (on time whatever the latency) for the 2 s run,
+    # each change checked twice.
+    assert 15 <= churn["changes"] <= 21 and churn["change_checks"] == 2 * churn["changes"]
+    assert churn["stale_answers"] == 0
+    assert 0.5 < churn["cache_hit_ratio"] < 1  # kept answers, and the misses the changes made
+    assert "Churn:" in next(directory.glob("*.md")).read_text()
 
 
 def test_report_has_table_charts_and_sweep(report: tuple[dict[str, object], Path]) -> None:
@@ -128,7 +140,8 @@ def test_the_peer_ran_beside_every_graphql_workload(report: tuple[dict[str, obje
     assert str(data["environment"]["peer"]).startswith("Apollo Server 5")  # type: ignore[index]
     for result in data["results"]:  # type: ignore[attr-defined]
         peer = result["peer"]
-        if WORKLOADS[result["workload"]].batch or WORKLOADS[result["workload"]].live:
+        workload = WORKLOADS[result["workload"]]
+        if workload.batch or workload.live or workload.churn:
             assert peer is None
             continue
         # The same wrk script: every request it sent was one c360 had answered, and the peer's

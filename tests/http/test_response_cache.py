@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from typing import Any
 
 import httpx
@@ -15,10 +16,13 @@ from graphql import OperationDefinitionNode, parse
 
 from api.answers import cacheable
 from api.connections import Connections
+from api.documents import add_document
 from api.execution import Executor
 from api.principal import Role
 from api.settings import Settings
 from bench.documents import AGENT_QUERY
+from sources.cache.responses import Answer, ResponseCache
+from sources.cache.responses import Reads as AnswerReads
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, PUBLISHER, bearer
 from tests.builders import build_customer
@@ -147,6 +151,82 @@ async def test_a_persisted_query_is_answered_from_the_cache_by_its_hash(
     for answer in (by_hash.json(), as_text.json()):
         assert answer["extensions"] == {"cache": "hit"}
         assert answer["data"] == registered.json()["data"]
+
+
+async def test_a_trusted_document_is_answered_from_the_cache_once_it_is_trusted(
+    cached_settings: Settings, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    allow_list = cached_settings.model_copy(update={"trusted_documents_only": True})
+    me = bearer(Role.CUSTOMER, subject=str(cid)) | REPORT
+    # Text of this test's own: trusted documents outlive a test, in the shared database.
+    query = f"query Me($id: ID!) {{ customer(id: $id) {{ id email }} }} # {uuid.uuid4()}"
+    variables = {"id": str(cid)}
+    async with running_app(allow_list) as (app, http):
+        # An agent's kept answer to the same text is no way around the allow-list.
+        for _ in range(2):
+            assert "errors" not in (await _post(http, query, variables, AGENT)).json()
+            refused = await http.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=me
+            )
+            assert refused.json()["errors"][0]["extensions"]["code"] == "DOCUMENT_NOT_TRUSTED"
+        sha = await add_document(
+            engine=app.state.connections.engine,
+            body=query,
+            name=f"me-{allow_list.mongo_database}",
+            schema=app.state.guard.admission.schema,
+        )
+        await asyncio.sleep(2.1)  # the unknown-hash memory lapses
+        by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}}}
+        answers = [
+            (await http.post("/graphql", json=by_hash | {"variables": variables}, headers=me))
+            for _ in range(2)
+        ]
+        in_full = await http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=me
+        )
+    assert [a.json()["extensions"]["cache"] for a in answers] == ["miss", "hit"]
+    assert in_full.json()["extensions"] == {"cache": "hit"}
+    assert answers[0].json()["data"]["customer"]["id"] == str(cid)
+    assert answers[1].json()["data"] == in_full.json()["data"] == answers[0].json()["data"]
+
+
+async def test_a_read_racing_a_write_never_keeps_the_old_answer(
+    cached_settings: Settings,
+    connections: Connections,
+    vendor_store: VendorStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    old, new = f"test.{cid}@example.com", f"raced.{cid}@example.com"
+    executed, release = asyncio.Event(), asyncio.Event()
+    kept: list[bool] = []
+    put = ResponseCache.put
+
+    async def held(
+        self: ResponseCache, key: str, answer: Answer, reads: AnswerReads, read_at: float
+    ) -> bool:
+        if not release.is_set():  # the first read: executed, held before it keeps its answer
+            executed.set()
+            await release.wait()
+        outcome = await put(self, key, answer, reads, read_at)
+        kept.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(ResponseCache, "put", held)
+    async with running_app(cached_settings) as (_, http):
+        reading = asyncio.create_task(_email(http, cid))
+        await executed.wait()
+        # The write commits (and invalidates) while the read holds its old answer.
+        changed = await _post(
+            http, CONTACT, {"input": {"customerId": str(cid), "email": new}}, AGENT
+        )
+        assert "Success" in changed.json()["data"]["updateCustomerContact"]["__typename"]
+        release.set()
+        assert await reading == old  # it began before the write
+        assert kept == [False]  # and did not keep what it read
+        assert [await _email(http, cid) for _ in range(2)] == [new, new]
+        assert kept == [False, True]
 
 
 async def test_every_change_makes_the_next_read_new_on_another_instance(

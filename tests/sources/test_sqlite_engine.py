@@ -1,11 +1,18 @@
-"""The SQLite engine's connection set-up: a brand-new database file opened by many at once."""
+"""The SQLite engine: a brand-new database file opened by many at once, and writers that take
+turns instead of failing "database is locked"."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from sources.sql.engine import create_engine
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sources.sql import engine as sql_engine
+from sources.sql.engine import begin_write, create_engine
 
 
 async def _connect(url: str) -> None:
@@ -23,3 +30,52 @@ async def test_connections_racing_to_switch_a_new_file_to_wal_all_connect(tmp_pa
     for round_ in range(40):
         url = f"sqlite+aiosqlite:///{tmp_path}/{round_}.sqlite"
         await asyncio.gather(*(_connect(url) for _ in range(8)))
+
+
+async def _slow_write(engine: AsyncEngine, *, turns: bool) -> None:
+    """A write transaction that holds the lock across event-loop turns, as a change does."""
+    async with begin_write(engine) if turns else engine.begin() as connection:
+        await connection.execute(text("UPDATE counter SET n = n + 1"))
+        await asyncio.sleep(0.02)
+        await connection.execute(text("UPDATE counter SET n = n + 1"))
+
+
+@pytest.mark.parametrize("turns", [True, False])
+async def test_writers_taking_turns_all_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, turns: bool
+) -> None:
+    # A busy timeout far shorter than the wait for the lock: writers that poll for it fail.
+    monkeypatch.setattr(sql_engine, "SQLITE_BUSY_SECONDS", 0.005)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/turns.sqlite")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE counter (n INTEGER)"))
+            await connection.execute(text("INSERT INTO counter VALUES (0)"))
+        outcomes = await asyncio.gather(
+            *(_slow_write(engine, turns=turns) for _ in range(10)), return_exceptions=True
+        )
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        async with engine.connect() as connection:
+            count = (await connection.execute(text("SELECT n FROM counter"))).scalar()
+    finally:
+        await engine.dispose()
+    if turns:
+        assert failed == [] and count == 20
+    else:  # what the turns are for
+        assert failed and all(isinstance(f, OperationalError) for f in failed)
+        assert "database is locked" in str(failed[0])
+
+
+async def test_a_write_inside_another_is_refused_rather_than_waiting_for_itself(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/nested.sqlite")
+    try:
+        async with begin_write(engine):
+            with pytest.raises(RuntimeError, match="inside another"):
+                async with begin_write(engine):
+                    pass
+        async with begin_write(engine):  # the turn was given back
+            pass
+    finally:
+        await engine.dispose()
