@@ -17,13 +17,17 @@ a line leads to the request's own log lines and audit entries.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import re
 import sys
+import uuid
 
 import orjson
 from starlette.types import Scope
 
 LOGGER = "c360.access"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 log = logging.getLogger(LOGGER)
 
@@ -55,3 +59,18 @@ def write_line(
         "request_id": request_id,
     }
     log.info(orjson.dumps(line).decode())
+
+
+def request_id(header: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a new one.
+
+    New ids are this process's random prefix and a counter: unique across instances without
+    a uuid4 (and its system call) per request.
+    """
+    if header and _REQUEST_ID.fullmatch(header):
+        return header
+    return f"{_PROCESS}-{next(_issued):x}"
+
+
+_PROCESS = uuid.uuid4().hex[:12]
+_issued = itertools.count(1)

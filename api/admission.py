@@ -44,6 +44,7 @@ from graphql.validation import (
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from api.errors import VALIDATION_FAILED, with_code
 from api.inputs import nul_error
 from api.limits import (
     INTROSPECTION_FIELDS,
@@ -213,7 +214,7 @@ class Admission:
             self._rules_open if explorer else self._rules_closed,
             hide_suggestions=not explorer,
         )
-        return Refusal(None, errors) if errors else None
+        return Refusal(None, [with_code(e, VALIDATION_FAILED) for e in errors]) if errors else None
 
 
 class NoServiceSdlRule(ValidationRule):

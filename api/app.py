@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from strawberry.extensions import MaxTokensLimiter
 
 from api.access import enable_access_log
@@ -23,6 +23,7 @@ from api.graphql_http import GraphQLHTTP
 from api.graphql_ws import GraphQLWebSocket, WebSocketAdmission
 from api.guard import open_guard
 from api.health import Readiness, healthz, readyz
+from api.ide import ASSETS_PATH, assets
 from api.metrics import Metrics, MetricsMiddleware
 from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
@@ -108,6 +109,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
+            Mount(ASSETS_PATH, assets(), name="graphiql"),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -56,8 +56,13 @@ class Connections:
     responses: ResponseCache | None = None
 
 
+# The embedded bus's journal, in the data directory.
+EVENTS_JOURNAL = "events.jsonl"
+
+
 def create_bus(settings: Settings) -> EventBus:
-    """Redis Streams when Redis is configured (shared, durable), else an in-process log."""
+    """Redis Streams when Redis is configured (shared, durable), else an in-process log kept
+    in a journal file of the data directory (so `after` works across a restart)."""
     if settings.redis_url:
         return RedisStreamBus(
             settings.redis_url,
@@ -68,6 +73,7 @@ def create_bus(settings: Settings) -> EventBus:
     return InProcessBus(
         max_length=settings.events_stream_max_length,
         retention_seconds=settings.events_retention_seconds,
+        journal=settings.data_dir / EVENTS_JOURNAL,
     )
 
 

@@ -16,6 +16,43 @@ log = logging.getLogger("c360.errors")
 INTERNAL = "INTERNAL_SERVER_ERROR"
 # A document or its variables refused before execution, by a rule that names no code of its own.
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+# A document that is not GraphQL (the codes Apollo clients know).
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+
+
+# The code of a request refused before any GraphQL runs, by its HTTP status, on every route.
+STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def request_errors(message: str, status: int, code: str | None = None) -> dict[str, Any]:
+    """The body of a refused request, on /graphql and /events alike: GraphQL's `errors`, one
+    error with the message and a code (`code`, else the status's)."""
+    named = code or STATUS_CODES.get(status, "BAD_REQUEST")
+    return {"errors": [{"message": message, "extensions": {"code": named}}]}
+
+
+def with_code(error: GraphQLError, code: str) -> GraphQLError:
+    """`error` with `code` in its extensions, unless it names one already."""
+    if (error.extensions or {}).get("code"):
+        return error
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={**(error.extensions or {}), "code": code},
+    )
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:

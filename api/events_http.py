@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.connections import Connections
+from api.errors import request_errors
 from api.guard import CallerRefusedError, Guard
 from api.principal import Scope
 from api.settings import Settings
@@ -70,15 +71,13 @@ async def _refuse_publisher(request: Request) -> Response | None:
             lambda: guard.authenticator.from_headers(request.headers),
         )
     except CallerRefusedError as refused:
-        return _json({"error": str(refused)}, refused.status, refused.headers)
+        return _refused(str(refused), refused.status, refused.headers, refused.code)
     if principal.anonymous:
-        return _json(
-            {"error": "Authentication required to publish events."},
-            401,
-            {"www-authenticate": "Bearer"},
+        return _refused(
+            "Authentication required to publish events.", 401, {"www-authenticate": "Bearer"}
         )
     if not principal.may(Scope.EVENTS):
-        return _json({"error": "Publishing events needs the `events:write` scope."}, 403)
+        return _refused("Publishing events needs the `events:write` scope.", 403)
     return None
 
 
@@ -90,7 +89,7 @@ def create_events_endpoint(registry: SchemaRegistry, settings: Settings) -> Even
         # writes to are open, after the app (and this endpoint) were built.
         apply: Applier | None = getattr(request.app.state, "event_applier", None)
         if apply is None:
-            return _json({"error": "event application is not available"}, 503)
+            return _refused("Event application is not available.", 503)
         refused = await _refuse_publisher(request)
         if refused is not None:
             return refused
@@ -103,7 +102,7 @@ def create_events_endpoint(registry: SchemaRegistry, settings: Settings) -> Even
             )
         except CloudEventsRequestError as error:
             headers = {"accept-post": ", ".join(MEDIA_TYPES)} if error.status == 415 else None
-            return _json({"error": str(error)}, error.status, headers)
+            return _refused(str(error), error.status, headers)
 
         results: list[dict[str, Any]] = []
         rejections: list[tuple[int, Rejection]] = []
@@ -159,7 +158,7 @@ def create_events_endpoint(registry: SchemaRegistry, settings: Settings) -> Even
         outcomes = await asyncio.gather(*(apply_in_order(e) for e in by_subject.values()))
         if not all(outcomes):
             # Nothing was dead-lettered yet, so a retry keeps nothing twice.
-            return _json({"error": "applying the events failed; retry the request"}, 503)
+            return _refused("Applying the events failed: retry the request.", 503)
 
         connections: Connections = request.app.state.connections
         try:
@@ -170,7 +169,7 @@ def create_events_endpoint(registry: SchemaRegistry, settings: Settings) -> Even
                 )
         except (SQLAlchemyError, OSError):
             log.exception("could not record %d dead letters", len(rejections))
-            return _json({"error": "the dead-letter store is unavailable; retry later"}, 503)
+            return _refused("The dead-letter store is unavailable: retry later.", 503)
 
         summary = _summary(results)
         return _json(summary, 400 if summary["rejected"] else 202)
@@ -186,6 +185,13 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         "rejected": statuses.count("rejected"),
         "results": results,
     }
+
+
+def _refused(
+    message: str, status: int, headers: dict[str, str] | None = None, code: str | None = None
+) -> Response:
+    """A request refused as a whole: the `errors` shape of every route (`request_errors`)."""
+    return _json(request_errors(message, status, code), status, headers)
 
 
 def _json(payload: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:

@@ -25,23 +25,25 @@ import strawberry
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLSyntaxError,
     OperationDefinitionNode,
     OperationType,
     parse,
 )
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
-from strawberry.http.ides import get_graphql_ide_html
 
-from api import answers, idempotency
+from api import answers, ide, idempotency
+from api.access import request_id
 from api.admission import Refusal, may_explore
 from api.at_once import Done, started
 from api.connections import Connections
 from api.context import Context, create_context
 from api.documents import document_hash
-from api.errors import format_error
+from api.errors import PARSE_FAILED, format_error, request_errors, with_code
 from api.execution import Executor
-from api.guard import CallerRefusedError, Guard, request_id
+from api.guard import CallerRefusedError, Guard
+from api.limits import QUERY_TOO_COMPLEX, too_many_tokens
 from api.principal import Principal
 from api.settings import Settings
 from sources.sql.idempotency import Claim, Replay
@@ -51,6 +53,10 @@ log = logging.getLogger(__name__)
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 MAX_CACHED_DOCUMENTS = 1024
+# No operation of the document to run by the name given (Apollo Server's code).
+OPERATION_RESOLUTION_FAILURE = "OPERATION_RESOLUTION_FAILURE"
+# How graphql-core's parser ends the message of a document over its token limit.
+OVER_TOKEN_LIMIT = " tokens. Parsing aborted."
 
 
 class RequestError(Exception):
@@ -83,13 +89,18 @@ class DocumentCache:
         self._entries: OrderedDict[str, DocumentNode | GraphQLError] = OrderedDict()
 
     def get(self, query: str) -> DocumentNode:
-        """The parsed document, or the GraphQLError of a syntax error or too many tokens."""
+        """The parsed document, or the GraphQLError of a syntax error (GRAPHQL_PARSE_FAILED) or
+        too many tokens (QUERY_TOO_COMPLEX)."""
         entry = self._entries.get(query)
         if entry is None:
             try:
                 entry = parse(query, max_tokens=self._max_tokens)
-            except GraphQLError as error:
-                entry = error
+            except GraphQLSyntaxError as error:
+                entry = (
+                    too_many_tokens(self._max_tokens)
+                    if error.message.endswith(OVER_TOKEN_LIMIT)
+                    else with_code(error, PARSE_FAILED)
+                )
             self._entries[query] = entry
             if len(self._entries) > self._size:
                 self._entries.popitem(last=False)
@@ -236,13 +247,17 @@ def select_operation(document: DocumentNode, operation_name: str | None) -> Oper
     if operation_name is None:
         if len(operations) != 1:
             raise GraphQLError(
-                "The document has several operations: name the one to run in `operationName`."
+                "The document has several operations: name the one to run in `operationName`.",
+                extensions={"code": OPERATION_RESOLUTION_FAILURE},
             )
         return operations[0]
     for operation in operations:
         if operation.name and operation.name.value == operation_name:
             return operation
-    raise GraphQLError(f"Unknown operation named {operation_name!r}.")
+    raise GraphQLError(
+        f"Unknown operation named {operation_name!r}.",
+        extensions={"code": OPERATION_RESOLUTION_FAILURE},
+    )
 
 
 class GraphQLHTTP:
@@ -270,7 +285,7 @@ class GraphQLHTTP:
             return _error(media, str(refused), refused.status, refused.code, headers)
         if wants_ide(request):
             if may_explore(self.settings, principal):
-                return HTMLResponse(get_graphql_ide_html(), headers=headers)
+                return HTMLResponse(ide.page(self.settings), headers=headers)
             return _error(
                 media,
                 "GraphiQL is open to analyst, admin and service principals.",
@@ -279,12 +294,8 @@ class GraphQLHTTP:
                 headers,
             )
         if acceptable is None:
-            return _respond(
-                JSON,
-                {"errors": [{"message": f"Not acceptable: send Accept: {GRAPHQL_RESPONSE}."}]},
-                406,
-                headers,
-            )
+            message = f"Not acceptable: send Accept: {GRAPHQL_RESPONSE}."
+            return _respond(JSON, request_errors(message, 406), 406, headers)
         try:
             key = _idempotency_key(request)
             raw = await read_request(request, self.settings.max_body_bytes)
@@ -300,7 +311,7 @@ class GraphQLHTTP:
             )
         except RequestError as error:
             headers.update(error.headers)
-            return _respond(media, {"errors": [{"message": str(error)}]}, error.status, headers)
+            return _respond(media, request_errors(str(error), error.status), error.status, headers)
         except ClientDisconnect:
             # The client left while sending its request: no one is listening for an answer.
             return Response(status_code=400, headers=headers)
@@ -336,11 +347,9 @@ class GraphQLHTTP:
                     f"{rid}.{index}",
                 )
             except RequestError as error:
-                payload = {"errors": [{"message": str(error)}]}
+                payload = request_errors(str(error), error.status)
             except CallerRefusedError as refused:
-                payload = {
-                    "errors": [{"message": str(refused), "extensions": {"code": refused.code}}]
-                }
+                payload = request_errors(str(refused), refused.status, refused.code)
             # An answer from the response cache comes as its bytes.
             results.append(orjson.loads(payload) if isinstance(payload, bytes) else payload)
         return Response(
@@ -378,6 +387,8 @@ class GraphQLHTTP:
             document = self.documents.get(query)
             operation = select_operation(document, params.operation_name)
         except GraphQLError as error:
+            if (error.extensions or {}).get("code") == QUERY_TOO_COMPLEX:
+                return _refused(Refusal(400, [error]), media)  # as every other limit
             return _errors_status(media), {"errors": [format_error(error)]}
         refusal = guard.admission.check(query, document, operation, principal)
         if refusal is not None:
@@ -558,9 +569,7 @@ def _errors_status(media: str) -> int:
 
 
 def _error(media: str, message: str, status: int, code: str, headers: dict[str, str]) -> Response:
-    return _respond(
-        media, {"errors": [{"message": message, "extensions": {"code": code}}]}, status, headers
-    )
+    return _respond(media, request_errors(message, status, code), status, headers)
 
 
 def _respond(

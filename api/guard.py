@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
-import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,8 +18,6 @@ from api.principal import AuthenticationError, Principal
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.subscriptions import PrincipalSubscriptions
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class CallerRefusedError(Exception):
@@ -114,18 +109,3 @@ async def open_guard(
             await persisted.close()
             await limiter.close()
             await subscriptions.close()
-
-
-def request_id(header: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a new one.
-
-    New ids are this process's random prefix and a counter: unique across instances without
-    a uuid4 (and its system call) per request.
-    """
-    if header and _REQUEST_ID.fullmatch(header):
-        return header
-    return f"{_PROCESS}-{next(_issued):x}"
-
-
-_PROCESS = uuid.uuid4().hex[:12]
-_issued = itertools.count(1)

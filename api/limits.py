@@ -1,4 +1,5 @@
-"""Query limits checked before execution: selections, depth, aliases, comparisons and cost.
+"""Query limits checked before execution: tokens, selections, depth, aliases, comparisons and
+cost. (Tokens are the parser's: it stops reading past the limit, see `too_many_tokens`.)
 
 Cheap checks come before costly ones. `check_shape` reads only the parsed document (no schema,
 no variables), so it runs before validation and its answer can be kept with the document;
@@ -7,10 +8,10 @@ with the square of the fields sharing a response name, and stops it at a budget;
 needs the schema and the variables, prices only the operation that runs, and comes last.
 
 Every refusal is a `GraphQLError` with `extensions={"code": "QUERY_TOO_COMPLEX", "limit":
-"selections" | "depth" | "aliases" | "comparisons" | "cost", "measured": n, "allowed": m}`:
-one code for clients to handle, the details for those that want them (a document nested too
-deeply to be measured at all has no `measured`; for comparisons, `measured` is where the check
-stopped, not what finishing it would have taken).
+"tokens" | "selections" | "depth" | "aliases" | "comparisons" | "cost", "measured": n,
+"allowed": m}`: one code for clients to handle, the details for those that want them (a
+document nested too deeply to be measured at all has no `measured`; for tokens and
+comparisons, `measured` is where the check stopped, not what finishing it would have taken).
 
 - Selections, per document: every field, inline fragment and fragment spread of all its
   operations, with fragments expanded at each use site (each fragment is counted once and
@@ -190,6 +191,22 @@ def merge_rule(budget: int) -> type[ValidationRule]:
                 raise ComparisonsExceededError(budget - remaining, budget) from None
 
     return MergeRule
+
+
+def too_many_tokens(allowed: int) -> GraphQLError:
+    """The refusal of a document the parser stopped reading at `allowed` tokens: `measured`
+    is where it stopped, as for comparisons (reading on to count them all is the work the
+    limit is there to spare)."""
+    return GraphQLError(
+        f"The document has more than {allowed:,} tokens (names, punctuation, values): send a "
+        "smaller one.",
+        extensions={
+            "code": QUERY_TOO_COMPLEX,
+            "limit": "tokens",
+            "measured": allowed + 1,
+            "allowed": allowed,
+        },
+    )
 
 
 def _unmeasurable(limit: str, allowed: int) -> GraphQLError:

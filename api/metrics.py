@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.access import request_id as new_request_id
 from api.access import write_line
 from sources.cache.entity import EntityCache
 from sources.cache.responses import ResponseCache
@@ -135,8 +136,10 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware counting and timing every HTTP request, and writing its access
-    line when the access log is on (`api.access`)."""
+    """Pure ASGI middleware counting and timing every HTTP request, writing its access line
+    when the access log is on (`api.access`), and giving every answer an `X-Request-ID`: the
+    GraphQL endpoint sets its own (the id its logs and audit entries carry); any other answer
+    (another route, a 404, a refusal before the endpoint) gets the caller's or a new one."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = False) -> None:
         self.app = app
@@ -157,8 +160,11 @@ class MetricsMiddleware:
             nonlocal status, sent, request_id
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if access_log:
-                    request_id = _request_id(message)
+                request_id = _request_id(message)
+                if request_id is None:
+                    request_id = new_request_id(_header(scope, b"x-request-id"))
+                    headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                    message = {**message, "headers": headers}
             elif access_log and message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
@@ -172,6 +178,14 @@ class MetricsMiddleware:
             self.metrics.latency.labels(path).observe(seconds)
             if access_log:
                 write_line(scope, status, seconds, sent, request_id)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 def _request_id(start: Message) -> str | None:

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
+from api.examples import AGENT_FIELDS, AGENT_QUERY
+
+__all__ = [
+    "AGENT_FIELDS",
+    "AGENT_QUERY",
+    "BATCH_QUERY",
+    "ENTITIES_QUERY",
+    "ORDERS_PAGE_QUERY",
+    "SEARCH_QUERY",
+    "TYPENAME_QUERY",
+    "many_customers_query",
+]
+
 TYPENAME_QUERY = "{ __typename }"
-
-# The contact-center agent's live customer screen (the foundation issue's acceptance query).
-AGENT_FIELDS = """
-    id name email phone
-    addresses { kind city country }
-    profile { segments consents { channel granted } identities { type value } }
-    loyalty { tier points }
-    tickets(status: OPEN) { id subject status }
-    timeline(first: 20) { edges { node { type channel occurredAt } } }
-    orders(first: 10) { totalCount edges { cursor node {
-      number status total { amount currency }
-      lines { quantity product { sku name stock } }
-      shipment { status eta } } } pageInfo { hasNextPage endCursor } }
-"""
-
-AGENT_QUERY = f"""query Agent($id: ID!) {{
-  customer(id: $id) {{ {AGENT_FIELDS} }}
-}}"""
 
 # A web or mobile frontend's order history page.
 ORDERS_PAGE_QUERY = """query OrderHistory($id: ID!) {

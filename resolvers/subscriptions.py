@@ -24,6 +24,7 @@ from resolvers.enums import Channel, InteractionType
 from resolvers.order import Order
 from sources.events.bus import Delivery, NotRetainedError
 from sources.events.hub import SlowConsumerError
+from sources.events.outbox import was_issued
 
 CUSTOMER_EVENTS = ("customer.", "consent.", "order.", "interaction.", "ticket.", "cart.")
 ORDER_EVENTS = ("order.",)
@@ -123,6 +124,13 @@ async def _deliveries(
                 last = delivery.event.id
                 yield number, delivery
     except NotRetainedError:
+        issued = await was_issued(engine=connections.engine, db=connections.db, event_id=str(after))
+        if not issued:
+            raise _subscription_error(
+                "EVENT_UNKNOWN",
+                f"no event has id {after}: resume with an `eventId` this subscription "
+                "delivered, or subscribe without `after`",
+            ) from None
         raise _subscription_error(
             "EVENT_NOT_RETAINED",
             f"event {after} is older than the retained history; resubscribe without "

@@ -286,6 +286,43 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+@contextlib.asynccontextmanager
+async def served_over_own_stores(
+    settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    name: str,
+    customers: int,
+    **update: Any,
+) -> AsyncIterator[tuple[Settings, str]]:
+    """c360 over SQL and MongoDB stores of its own (the settings' SQL backend), seeded with the
+    first `customers` of the demo data (the generator is sequential: they are the customers
+    `make run` seeds), served on a local port; yields its settings and base URL. The vendor
+    simulator keeps the session's loyalty and shipment data, made by the same generator."""
+    backend = settings.database_url.split(":", 1)[0].split("+", 1)[0]
+    async with migrated_database(backend, tmp_path_factory) as url:
+        own = settings.model_copy(
+            update={
+                "database_url": url,
+                "mongo_database": f"c360_{name}_{uuid.uuid4().hex[:12]}",
+                "data_dir": tmp_path_factory.mktemp(name),
+                **update,
+            }
+        )
+        engine = create_engine(url)
+        mongo = create_mongo_client(own.mongo_url, timeout=30)
+        try:
+            db = mongo[own.mongo_database]
+            await seed(engine=engine, db=db, vendors=None, customers=customers, progress=False)
+            application = create_app(own)
+            async with application.router.lifespan_context(application), serving(application) as u:
+                yield own, u
+            await mongo.drop_database(own.mongo_database)
+        finally:
+            await mongo.close()
+            await engine.dispose()
+
+
 @pytest.fixture(scope="session")
 async def live_server(app: Starlette) -> AsyncIterator[str]:
     """The app served by uvicorn on a real local port; yields its base URL."""

@@ -112,6 +112,17 @@ async def relay_sql(*, engine: AsyncEngine, bus: EventBus) -> int:
     return len(rows)
 
 
+async def was_issued(*, engine: AsyncEngine, db: Database, event_id: str) -> bool:
+    """Whether an event of this id ever went through an outbox (in SQL or MongoDB): told apart,
+    an id the bus no longer retains and one that never was."""
+    table = models.table(models.OutboxEvent)
+    async with engine.connect() as connection:
+        found = await connection.execute(select(table.c.id).where(table.c.event_id == event_id))
+        if found.first() is not None:
+            return True
+    return await db.outbox.find_one({"_id": event_id}, projection={"_id": 1}) is not None
+
+
 async def relay_mongo(*, db: Database, bus: EventBus) -> int:
     """Publish the oldest unpublished MongoDB outbox documents, in order; returns how many."""
     documents = await db.outbox.find({"published": False}).sort("created_at", 1).to_list(BATCH)

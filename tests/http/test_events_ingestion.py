@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from api.cli import main
 from api.connections import Connections
+from api.errors import request_errors
 from api.settings import Settings
 from sources.events.changes import ChangeRejectedError
 from sources.events.deadletters import DeadLetterRecord, list_dead_letters
@@ -296,7 +297,9 @@ async def test_an_unsupported_content_type_is_415(
     headers = {"content-type": content_type} if content_type else {}
     response = await client.post("/events", content=b"{}", headers=PUBLISHER | headers)
     assert response.status_code == 415
-    assert "application/cloudevents+json" in response.json()["error"]
+    [error] = response.json()["errors"]
+    assert "application/cloudevents+json" in error["message"]
+    assert error["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
     assert response.headers["accept-post"] == (
         "application/cloudevents+json, application/cloudevents-batch+json, application/json"
     )
@@ -309,7 +312,12 @@ async def test_a_body_over_the_limit_is_413(
     response = await client.post("/events", content=too_big, headers=PUBLISHER | STRUCTURED)
     assert response.status_code == 413
     assert response.json() == {
-        "error": "The body is larger than 1048576 bytes; send fewer events per request."
+        "errors": [
+            {
+                "message": "The body is larger than 1048576 bytes; send fewer events per request.",
+                "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+            }
+        ]
     }
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -329,7 +337,12 @@ async def test_a_batch_over_the_limit_is_413(
     response = await client.post("/events", content=orjson.dumps(batch), headers=PUBLISHER | BATCH)
     assert response.status_code == 413
     assert response.json() == {
-        "error": "The batch holds 501 events; at most 500 are accepted per request."
+        "errors": [
+            {
+                "message": "The batch holds 501 events; at most 500 are accepted per request.",
+                "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+            }
+        ]
     }
     assert applier.applied == []
     full = await client.post("/events", content=orjson.dumps(batch[:-1]), headers=PUBLISHER | BATCH)
@@ -349,7 +362,8 @@ async def test_without_an_applier_events_are_not_taken(
     finally:
         app.state.event_applier = previous
     assert response.status_code == 503
-    assert response.json() == {"error": "event application is not available"}
+    assert response.json() == request_errors("Event application is not available.", 503)
+    assert response.json()["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
 
 
 async def test_a_failing_applier_answers_503_and_stops(
@@ -371,7 +385,7 @@ async def test_a_failing_applier_answers_503_and_stops(
     finally:
         app.state.event_applier = previous
     assert response.status_code == 503
-    assert response.json() == {"error": "applying the events failed; retry the request"}
+    assert response.json() == request_errors("Applying the events failed: retry the request.", 503)
     assert seen == [batch[0]["id"]]
 
 

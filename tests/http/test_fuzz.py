@@ -19,7 +19,6 @@ import base64
 import datetime as dt
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -43,17 +42,13 @@ from hypothesis import HealthCheck, event, given, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from api.app import create_app
 from api.errors import INTERNAL
 from api.principal import Role
 from api.settings import Settings
 from resolvers.schema import create_schema
 from sources.events.registry import SchemaRegistry
-from sources.mongo.client import create_client as create_mongo_client
-from sources.seed.loader import seed
-from sources.sql.engine import create_engine
 from tests.auth import AGENT, PUBLISHER, bearer
-from tests.conftest import migrated_database, serving
+from tests.conftest import served_over_own_stores
 
 _LONGER = int(os.environ.get("C360_TEST_FUZZ_EXAMPLES", "0"))
 CUSTOMERS = 5
@@ -77,29 +72,10 @@ async def server(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
     """c360 over stores of the fuzz's own, seeded, served on a local port, rate limits off."""
-    backend = settings.database_url.split(":", 1)[0].split("+", 1)[0]
-    async with migrated_database(backend, tmp_path_factory) as url:
-        own = settings.model_copy(
-            update={
-                "database_url": url,
-                "mongo_database": f"c360_fuzz_{uuid.uuid4().hex[:12]}",
-                "data_dir": tmp_path_factory.mktemp("fuzz"),
-                "rate_limit_enabled": False,
-            }
-        )
-        engine = create_engine(url)
-        mongo = create_mongo_client(own.mongo_url, timeout=30)
-        try:
-            # No vendor store: the simulator keeps the session's loyalty and shipment data.
-            db = mongo[own.mongo_database]
-            await seed(engine=engine, db=db, vendors=None, customers=CUSTOMERS, progress=False)
-            application = create_app(own)
-            async with application.router.lifespan_context(application), serving(application) as u:
-                yield u
-            await mongo.drop_database(own.mongo_database)
-        finally:
-            await mongo.close()
-            await engine.dispose()
+    async with served_over_own_stores(
+        settings, tmp_path_factory, name="fuzz", customers=CUSTOMERS, rate_limit_enabled=False
+    ) as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from graphql import OperationDefinitionNode, parse
 
 from api.answers import cacheable
 from api.connections import Connections
-from api.documents import add_document
 from api.execution import Executor
 from api.principal import Role
 from api.settings import Settings
@@ -29,6 +28,7 @@ from tests.builders import build_customer
 from tests.conftest import running_app
 from tests.http.test_access import AUDIT
 from tests.http.test_events_applied import CE, cloud_event
+from tests.http.test_guards import trust
 from tests.resolvers.test_merge import MERGE, UNMERGE
 from tests.services import own_redis, wait_for_redis
 from tests.ws.test_subscriptions import CONTACT
@@ -170,13 +170,7 @@ async def test_a_trusted_document_is_answered_from_the_cache_once_it_is_trusted(
                 "/graphql", json={"query": query, "variables": variables}, headers=me
             )
             assert refused.json()["errors"][0]["extensions"]["code"] == "DOCUMENT_NOT_TRUSTED"
-        sha = await add_document(
-            engine=app.state.connections.engine,
-            body=query,
-            name=f"me-{allow_list.mongo_database}",
-            schema=app.state.guard.admission.schema,
-        )
-        await asyncio.sleep(2.1)  # the unknown-hash memory lapses
+        sha = await trust(app, query, f"me-{allow_list.mongo_database}")
         by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}}}
         answers = [
             (await http.post("/graphql", json=by_hash | {"variables": variables}, headers=me))

@@ -10,13 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from api.app import create_app
 from api.connections import Connections
+from api.settings import Settings
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, PUBLISHER
 from tests.builders import build_customer
-from tests.conftest import Simulator
+from tests.conftest import Simulator, serving
 
 SUBSCRIBE = """subscription($id: ID!, $after: ID) {
   customerChanged(customerId: $id, after: $after) { eventId eventType customer { id email phone } }
@@ -107,15 +110,77 @@ async def test_subscribe_mutate_receive_then_resume_after_a_disconnect(
         )
 
 
-async def test_resuming_after_an_unknown_event_says_so(live_server: str) -> None:
-    async with graphql_ws(live_server) as ws:
-        await subscribe(ws, 1, after="no-such-event")
+async def _refused_after(base_url: str, cid: int, after: str) -> str:
+    """The code a subscription resuming after `after` ends with."""
+    async with graphql_ws(base_url) as ws:
+        await subscribe(ws, cid, after=after)
         message = await next_message(ws)
         # An error raised by a running subscription arrives as `next` with `errors`.
-        assert message["type"] == "next"
+        assert message["type"] == "next", message
         [error] = message["payload"]["errors"]
-        assert error["extensions"]["code"] == "EVENT_NOT_RETAINED"
         assert (await next_message(ws))["type"] == "complete"
+        code: str = error["extensions"]["code"]
+        return code
+
+
+async def test_resuming_after_an_id_never_issued_says_so(live_server: str) -> None:
+    assert await _refused_after(live_server, 1, "no-such-event") == "EVENT_UNKNOWN"
+
+
+async def _event_ids(base_url: str, cid: int, count: int) -> list[str]:
+    """Make `count` contact changes; their event ids, in order."""
+    ids = []
+    async with httpx.AsyncClient(base_url=base_url, headers=AGENT) as http:
+        for n in range(count):
+            answer = await http.post(
+                "/graphql",
+                json={
+                    "query": """mutation($input: UpdateCustomerContactInput!) {
+                      updateCustomerContact(input: $input) {
+                        ... on UpdateCustomerContactSuccess { eventId } } }""",
+                    "variables": {
+                        "input": {"customerId": str(cid), "email": f"n{n}.{time.time_ns()}@x.io"}
+                    },
+                },
+            )
+            ids.append(answer.json()["data"]["updateCustomerContact"]["eventId"])
+    return ids
+
+
+async def test_resuming_after_an_event_aged_out_says_so(
+    settings: Settings, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    brief = settings.model_copy(update={"events_retention_seconds": 0.5})
+    application = create_app(brief)
+    async with application.router.lifespan_context(application), serving(application) as url:
+        [old] = await _event_ids(url, cid, 1)
+        await asyncio.sleep(1.0)  # past the retention
+        assert await _refused_after(url, cid, old) == "EVENT_NOT_RETAINED"
+
+
+async def test_embedded_history_outlives_a_restart(
+    settings: Settings,
+    connections: Connections,
+    vendor_store: VendorStore,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # No Redis: the in-process bus, whose journal is in the data directory.
+    cid = await build_customer(connections, vendor_store)
+    embedded = settings.model_copy(
+        update={"redis_url": None, "data_dir": tmp_path_factory.mktemp("restart")}
+    )
+    first = create_app(embedded)
+    async with first.router.lifespan_context(first), serving(first) as url:
+        resumed_from, missed = await _event_ids(url, cid, 2)
+        await asyncio.sleep(1.0)  # published by the relay
+    again = create_app(embedded)
+    async with again.router.lifespan_context(again), serving(again) as url:
+        async with graphql_ws(url) as ws:
+            await subscribe(ws, cid, after=resumed_from)
+            message = await next_message(ws)
+            assert message["type"] == "next", message
+            assert message["payload"]["data"]["customerChanged"]["eventId"] == missed
 
 
 async def test_a_socket_that_never_says_hello_is_closed(live_server: str, settings: Any) -> None:
