@@ -33,7 +33,7 @@ $(DEV_INSTALLED): $(INSTALLED)
 # Node.js 20+ and npm the service runs all the same, and its GraphiQL page says how to build.
 $(GRAPHIQL): api/graphiql/package-lock.json api/graphiql/build.mjs api/graphiql/src/main.js
 	@if command -v npm >/dev/null 2>&1 && node -e \
-		'process.exit(Number(process.versions.node.split(".")[0]) < 20)' 2>/dev/null; then \
+		'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null; then \
 		$(MAKE) --no-print-directory graphiql; \
 	else echo "c360: GraphiQL not built (it needs Node.js 20+ and npm): run make graphiql later" >&2; fi
 
