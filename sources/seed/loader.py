@@ -89,7 +89,11 @@ async def seed(
     pending: asyncio.Future[Any] | None = None
     with tqdm(total=customers, unit="customer", disable=not progress, desc="seeding") as bar:
         for first in range(1, customers + 1, CHUNK):
-            chunk = generator.chunk(first, min(CHUNK, customers - first + 1))
+            # Generated in a thread: the event loop meanwhile keeps the writes of the chunk
+            # before moving (the embedded MongoDB is the bottleneck, and waited on the loop).
+            chunk = await asyncio.to_thread(
+                generator.chunk, first, min(CHUNK, customers - first + 1)
+            )
             if pending is not None:
                 await pending
             pending = asyncio.gather(_write_sql(engine, chunk), _write_mongo(db, chunk))
