@@ -13,6 +13,7 @@ import strawberry
 from graphql import GraphQLError
 
 from api.context import Context, Loaders
+from sources import money
 from sources.cache.entity import Stale
 from sources.dataloader import DataLoader
 from sources.events.changes import ChangeRejectedError
@@ -22,9 +23,6 @@ Info = strawberry.Info[Context, Any]
 K = TypeVar("K")
 V = TypeVar("V")
 E = TypeVar("E")
-
-# ISO 4217 minor-unit exponents that differ from the usual two decimals.
-_EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "TND": 3}
 
 
 async def load(info: Info, loader: DataLoader[K, V], key: K) -> V:
@@ -126,17 +124,7 @@ class Money:
 # across a page and across customers, and making each anew was a noticeable share of a page.
 @functools.lru_cache(maxsize=65_536)
 def _money(minor: int, currency: str) -> Money:
-    return Money(amount=decimal_amount(minor, _EXPONENTS.get(currency, 2)), currency=currency)
-
-
-def decimal_amount(minor: int, exponent: int) -> str:
-    """`minor` units as a decimal string with `exponent` decimals: what
-    `str(Decimal(minor).scaleb(-exponent))` gives, in integer arithmetic (a Decimal per amount
-    was a noticeable share of an order page)."""
-    if not exponent:
-        return str(minor)
-    whole, part = divmod(abs(minor), 10**exponent)
-    return f"{'-' if minor < 0 else ''}{whole}.{part:0{exponent}d}"
+    return Money(amount=money.to_decimal(minor, currency), currency=currency)
 
 
 @strawberry.type(description="Where a page of a connection sits in the whole list.")

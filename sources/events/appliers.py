@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bson import ObjectId
 
+from sources import money
 from sources.events import changes as c
 from sources.events.envelope import Event
 from sources.sql import writes
@@ -21,11 +21,11 @@ from sources.sql import writes
 Applier = Callable[[c.Changes, Event, int], Awaitable[Any]]
 
 
-def _minor(amount: str, field: str) -> int:
+def _minor(amount: str, currency: str, field: str) -> int:
     try:
-        return int((Decimal(amount) * 100).to_integral_value())
-    except InvalidOperation as error:
-        raise c.ChangeRejectedError("INVALID_AMOUNT", f"{field} is not a decimal", field) from error
+        return money.to_minor(amount, currency)
+    except money.AmountError as error:
+        raise c.ChangeRejectedError("INVALID_AMOUNT", f"{field}: {error}", field) from error
 
 
 async def _contact(changes: c.Changes, event: Event, customer_id: int) -> Any:
@@ -53,7 +53,7 @@ async def _order_placed(changes: c.Changes, event: Event, customer_id: int) -> A
         {
             "sku": line["sku"],
             "quantity": int(line["quantity"]),
-            "unit_price_minor": _minor(str(line["unit_price"]), "unit_price"),
+            "unit_price_minor": _minor(str(line["unit_price"]), data["currency"], "unit_price"),
         }
         for line in data["lines"]
     ]
@@ -64,7 +64,7 @@ async def _order_placed(changes: c.Changes, event: Event, customer_id: int) -> A
         number=data["number"],
         channel=data["channel"],
         currency=data["currency"],
-        total_minor=_minor(str(data["total"]), "total"),
+        total_minor=_minor(str(data["total"]), data["currency"], "total"),
         lines=lines,
         placed_at=dt.datetime.fromisoformat(data["placed_at"]),
         origin=event,
@@ -120,6 +120,11 @@ async def _interaction(changes: c.Changes, event: Event, customer_id: int) -> An
 
 async def _cart_abandoned(changes: c.Changes, event: Event, customer_id: int) -> Any:
     data = event.data
+    # Kept as the sender wrote it, once it is an amount of its currency.
+    _minor(str(data["value"]), data["currency"], "value")
+    for item in data["items"]:
+        if "unit_price" in item:
+            _minor(str(item["unit_price"]), data["currency"], "unit_price")
     return await c.record_interaction(
         changes,
         customer_id=customer_id,

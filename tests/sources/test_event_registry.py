@@ -261,9 +261,10 @@ INVALID: list[tuple[str, dict[str, Any] | list[Any], str]] = [
         "data.total: must be a string, not a number",
     ),
     (
-        "three decimals",
-        event("order.placed", data={**EXAMPLES["order.placed"], "total": "1.005"}),
-        'data.total: "1.005" is not valid: an amount as a decimal string',
+        # Finer than the currency's own unit (EUR's three decimals) is the applier's refusal.
+        "four decimals",
+        event("order.placed", data={**EXAMPLES["order.placed"], "total": "1.0005"}),
+        'data.total: "1.0005" is not valid: an amount as a decimal string',
     ),
     (
         "no lines",
