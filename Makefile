@@ -34,7 +34,8 @@ $(DEV_INSTALLED): $(INSTALLED)
 $(GRAPHIQL): api/graphiql/package-lock.json api/graphiql/build.mjs api/graphiql/src/main.js
 	@if command -v npm >/dev/null 2>&1 && node -e \
 		'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null; then \
-		$(MAKE) --no-print-directory graphiql; \
+		$(MAKE) --no-print-directory graphiql \
+		|| echo "c360: GraphiQL not built (npm failed; offline?): run make graphiql later" >&2; \
 	else echo "c360: GraphiQL not built (it needs Node.js 20+ and npm): run make graphiql later" >&2; fi
 
 graphiql:

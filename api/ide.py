@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from starlette.responses import PlainTextResponse
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.demo import demo_tokens
 from api.examples import AGENT_QUERY, CHANGES_SUBSCRIPTION, EXAMPLE_CUSTOMER, HISTORY_QUERY
@@ -75,6 +77,13 @@ def page(settings: Settings) -> str:
     return _PAGE.format(assets=ASSETS_PATH, config=embedded)
 
 
-def assets() -> StaticFiles:
-    """The built files (a 404 each until they are built)."""
-    return StaticFiles(directory=ASSETS, check_dir=False)
+def assets() -> ASGIApp:
+    """The built files; a 404 that says how to build them until they are."""
+    files = StaticFiles(directory=ASSETS, check_dir=False)
+    missing = PlainTextResponse(f"GraphiQL is not built: run {BUILD_COMMAND}.", 404)
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        # Checked per request: `make graphiql` may run while c360 serves.
+        await (files if ASSETS.is_dir() else missing)(scope, receive, send)
+
+    return serve

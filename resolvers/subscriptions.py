@@ -25,6 +25,7 @@ from resolvers.order import Order
 from sources.events.bus import Delivery, NotRetainedError
 from sources.events.hub import SlowConsumerError
 from sources.events.outbox import was_issued
+from sources.loader import outages_as_source_errors
 
 CUSTOMER_EVENTS = ("customer.", "consent.", "order.", "interaction.", "ticket.", "cart.")
 ORDER_EVENTS = ("order.",)
@@ -124,7 +125,11 @@ async def _deliveries(
                 last = delivery.event.id
                 yield number, delivery
     except NotRetainedError:
-        issued = await was_issued(engine=connections.engine, db=connections.db, event_id=str(after))
+        # An outbox that does not answer is the event history's outage: SOURCE_UNAVAILABLE.
+        with outages_as_source_errors("events", "looking up an event id"):
+            issued = await was_issued(
+                engine=connections.engine, db=connections.db, event_id=str(after)
+            )
         if not issued:
             raise _subscription_error(
                 "EVENT_UNKNOWN",

@@ -2,8 +2,9 @@
 // c360 at /graphiql/assets/). Run by `make install` after `npm ci`; `node build.mjs`.
 import * as esbuild from 'esbuild';
 import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
-const outdir = new URL('./dist/', import.meta.url).pathname;
+const outdir = fileURLToPath(new URL('./dist/', import.meta.url));
 rmSync(outdir, { recursive: true, force: true });
 
 const common = {

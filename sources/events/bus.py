@@ -17,13 +17,14 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
 
 from sources.errors import SourceUnavailableError
 from sources.events.envelope import Event
+from sources.events.journal import Journal
 from sources.outage import REDIS_FAILURES
 
 
@@ -86,9 +87,8 @@ def _event(data: bytes) -> Event:
 class InProcessBus:
     """The bus of a single instance: a bounded log in memory, retained by length and age.
 
-    With a `journal` (a file; `c360 serve` keeps it in the data directory), what it retains
-    outlives a restart, as Redis's stream does: each event is appended as it is published,
-    and a new bus reads back those still within retention, so `after` resumes across a
+    With a `journal` (`sources.events.journal`; `c360 serve` keeps it in the data directory),
+    what it retains outlives a restart, as Redis's stream does, so `after` resumes across a
     restart. Positions are this process's own; subscribers resume by event id.
     """
 
@@ -101,31 +101,13 @@ class InProcessBus:
         self._max_length = max_length
         self._retention = retention_seconds
         self._changed = asyncio.Condition()
-        self._journal: TextIO | None = None
+        self._journal: Journal | None = None
         if journal is not None:
-            self._journal = self._reopen(journal)
-
-    def _reopen(self, journal: Path) -> TextIO:
-        """Read back the journal's retained events, then keep it to them and append."""
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        kept: list[tuple[float, Event]] = []
-        if journal.exists():
-            for line in journal.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = orjson.loads(line)
-                    kept.append((float(entry["at"]), Event.from_json(entry["event"])))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a crash: the rest stands
-        for at, event in kept:
-            self._append(event, at)
-        self._trim()
-        # Rewritten with what is retained, so the file is no longer than the log.
-        temporary = journal.with_suffix(".tmp")
-        temporary.write_text(
-            "".join(_journal_line(at, event) for _, at, event in self._log), encoding="utf-8"
-        )
-        temporary.replace(journal)
-        return journal.open("a", encoding="utf-8")
+            self._journal = Journal(
+                journal, max_length=max_length, retention_seconds=retention_seconds
+            )
+            for at, event in self._journal.restore():
+                self._append(event, at)
 
     def _append(self, event: Event, at: float) -> int:
         number = self._next
@@ -146,10 +128,7 @@ class InProcessBus:
         for event in events:
             positions.append(f"{self._append(event, at):020d}")
         if self._journal is not None:
-            # A write to the page cache, not a disk flush: a restart keeps it, a power cut
-            # may not (the outboxes keep every event regardless).
-            self._journal.write("".join(_journal_line(at, event) for event in events))
-            self._journal.flush()
+            self._journal.append(at, events)
         self._trim()
         async with self._changed:
             self._changed.notify_all()
@@ -190,13 +169,6 @@ class InProcessBus:
 
     async def close(self) -> None:
         self._log.clear()
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-
-
-def _journal_line(at: float, event: Event) -> str:
-    return orjson.dumps({"at": at, "event": event.to_json()}).decode() + "\n"
 
 
 class RedisStreamBus:

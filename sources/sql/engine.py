@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -98,33 +98,39 @@ def create_engine(
 
 
 SQLITE_BUSY_SECONDS = 30.0
-_turns: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
-_holding: ContextVar[tuple[Engine, ...]] = ContextVar("c360_sql_write_turns", default=())
+# The turns of each event loop, by database: engines differ (the relay and the audit log have
+# their own) where the database, and SQLite's one writer, is the same.
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+_holding: ContextVar[tuple[str, ...]] = ContextVar("c360_sql_write_turns", default=())
 
 
 @contextlib.asynccontextmanager
 async def one_writer(engine: AsyncEngine) -> AsyncIterator[None]:
     """The database's write turn while the block runs: on SQLite, one write transaction of
-    this process at a time, queued in order on the event loop; nothing on PostgreSQL, whose
-    row locks let writers run side by side.
+    this process at a time, whichever engine it goes through, queued in order on the event
+    loop; nothing on PostgreSQL, whose row locks let writers run side by side.
 
     SQLite has one writer per database, and a writer waiting for it polls in the driver's
     thread: under load, with the audit flush, the outbox relay and other changes taking the
     lock in between, a change waited past the busy timeout and failed with "database is
     locked" (a third of agent360-churn's changes did).
     """
-    sync = engine.sync_engine
-    if sync.dialect.name != "sqlite":
+    url = engine.sync_engine.url
+    if url.get_backend_name() != "sqlite":
         yield
         return
-    if sync in _holding.get():
+    database = url.database or ":memory:"
+    if database in _holding.get():
         # It would wait for the turn its own caller holds.
         raise RuntimeError("a write transaction inside another on the same SQLite database")
-    turn = _turns.get(sync)
+    turns = _turns.setdefault(asyncio.get_running_loop(), {})
+    turn = turns.get(database)
     if turn is None:
-        turn = _turns[sync] = asyncio.Lock()
+        turn = turns[database] = asyncio.Lock()
     async with turn:
-        token = _holding.set((*_holding.get(), sync))
+        token = _holding.set((*_holding.get(), database))
         try:
             yield
         finally:

@@ -7,8 +7,11 @@ import json
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from api import ide
 from api.examples import AGENT_QUERY
@@ -46,10 +49,16 @@ def test_the_ready_tabs_and_the_demo_analyst_token_in_development(settings: Sett
     assert "headers" not in _config(ide.page(secret))
 
 
-def test_without_its_assets_the_page_says_what_to_run(
+async def test_without_its_assets_the_page_says_what_to_run(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(ide, "ASSETS", tmp_path)
+    monkeypatch.setattr(ide, "ASSETS", tmp_path / "dist")
     page = ide.page(settings)
     assert "make graphiql" in page and "Node.js" in page
     assert "<script" not in page
+    app = Starlette(routes=[Mount(ide.ASSETS_PATH, ide.assets())])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://x"
+    ) as http:
+        missing = await http.get(f"{ide.ASSETS_PATH}/graphiql.js")
+    assert missing.status_code == 404 and "make graphiql" in missing.text

@@ -32,9 +32,11 @@ async def test_the_check_passes_a_sound_cache_and_catches_a_kept_stale_answer(
             return None if kept is None else Reads((), kept.ttl)
 
         monkeypatch.setattr(ResponseCache, "reads", untagged)
-        broken = await run_churn(http, ids, rate=3, seconds=2.0)
-    assert sound.changes == 6 and sound.checks == 12 and sound.stale == 0, sound
+        broken = await run_churn(http, ids, rate=3, seconds=4.0)
+    # Six ticks; a customer still being checked when its turn comes round is skipped.
+    assert sound.changes + sound.skipped == 6 and sound.changes >= 3, sound
+    assert sound.checks == 2 * sound.changes and sound.stale == 0, sound
     assert not sound.failures and sound.example is None
-    # Each customer changed twice: the second change finds the first one's answer kept.
+    # Each customer changed again: a later change finds an earlier one's answer kept.
     assert broken.stale > 0, broken
     assert broken.example is not None and "is not the executed one" in broken.example

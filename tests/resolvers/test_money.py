@@ -78,9 +78,7 @@ async def test_an_order_placed_upstream_keeps_its_currencys_amounts(
         order(3, "EUR", "129.9", "129.9"),
         order(4, "JPY", "1500.5", "1500.5"),  # no yen has a decimal
     ]
-    answer = await client.post(
-        "/events", json=events, headers=PUBLISHER | {"content-type": BATCH}
-    )
+    answer = await client.post("/events", json=events, headers=PUBLISHER | {"content-type": BATCH})
     assert answer.status_code == 400, answer.text
     statuses = [r["status"] for r in answer.json()["results"]]
     assert statuses == ["accepted", "accepted", "accepted", "rejected"]

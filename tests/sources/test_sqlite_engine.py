@@ -46,19 +46,24 @@ async def test_writers_taking_turns_all_commit(
 ) -> None:
     # A busy timeout far shorter than the wait for the lock: writers that poll for it fail.
     monkeypatch.setattr(sql_engine, "SQLITE_BUSY_SECONDS", 0.005)
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/turns.sqlite")
+    # Two engines on one database, as the requests' and the relay's are: the turn is the
+    # database's.
+    url = f"sqlite+aiosqlite:///{tmp_path}/turns.sqlite"
+    engine, other = create_engine(url), create_engine(url)
     try:
         async with engine.begin() as connection:
             await connection.execute(text("CREATE TABLE counter (n INTEGER)"))
             await connection.execute(text("INSERT INTO counter VALUES (0)"))
         outcomes = await asyncio.gather(
-            *(_slow_write(engine, turns=turns) for _ in range(10)), return_exceptions=True
+            *(_slow_write(engine if n % 2 else other, turns=turns) for n in range(10)),
+            return_exceptions=True,
         )
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         async with engine.connect() as connection:
             count = (await connection.execute(text("SELECT n FROM counter"))).scalar()
     finally:
         await engine.dispose()
+        await other.dispose()
     if turns:
         assert failed == [] and count == 20
     else:  # what the turns are for

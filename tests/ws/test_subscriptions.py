@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 
 from api.app import create_app
 from api.connections import Connections
 from api.settings import Settings
+from sources.events.bus import NotRetainedError
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, PUBLISHER
 from tests.builders import build_customer
@@ -159,11 +161,24 @@ async def test_resuming_after_an_event_aged_out_says_so(
         assert await _refused_after(url, cid, old) == "EVENT_NOT_RETAINED"
 
 
+async def _published(app: Starlette, event_id: str) -> None:
+    """Wait until the app's relay has put `event_id` on its bus."""
+    bus = app.state.connections.bus
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                await bus.position_of(event_id)
+                return
+            except NotRetainedError:
+                await asyncio.sleep(0.05)
+
+
 async def test_embedded_history_outlives_a_restart(
     settings: Settings,
     connections: Connections,
     vendor_store: VendorStore,
     tmp_path_factory: pytest.TempPathFactory,
+    only_these_processes_relay: None,
 ) -> None:
     # No Redis: the in-process bus, whose journal is in the data directory.
     cid = await build_customer(connections, vendor_store)
@@ -173,7 +188,7 @@ async def test_embedded_history_outlives_a_restart(
     first = create_app(embedded)
     async with first.router.lifespan_context(first), serving(first) as url:
         resumed_from, missed = await _event_ids(url, cid, 2)
-        await asyncio.sleep(1.0)  # published by the relay
+        await _published(first, missed)
     again = create_app(embedded)
     async with again.router.lifespan_context(again), serving(again) as url:
         async with graphql_ws(url) as ws:
