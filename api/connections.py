@@ -21,6 +21,7 @@ from sources.events.changes import Changes
 from sources.events.hub import Hub
 from sources.events.merges import StalledMerges
 from sources.events.outbox import Relay
+from sources.events.retention import Retention, Windows
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
@@ -167,10 +168,20 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         engine=relay_engine, db=relay_mongo[settings.mongo_database], cache=cache, relay=relay
     )
     stalled = StalledMerges(background, every_seconds=STALLED_MERGES_SECONDS)
+    retention = Retention(
+        engine=relay_engine,
+        db=relay_mongo[settings.mongo_database],
+        windows=Windows(
+            outbox_seconds=settings.retention_outbox_seconds,
+            dead_letters_seconds=settings.retention_dead_letters_seconds,
+        ),
+        every_seconds=settings.retention_every_seconds,
+    )
     await hub.start()
     if settings.relay_enabled:
         relay.start()
         stalled.start()
+        retention.start()
     audit.start()
     try:
         yield Connections(
@@ -196,6 +207,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         )
     finally:
         await audit.stop()
+        await retention.stop()
         await stalled.stop()
         await relay.stop()
         await hub.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, PositiveFloat, SecretStr, field_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     )
     events_retention_seconds: PositiveFloat = Field(
         default=86_400.0, description="How long events stay replayable (`after`)."
+    )
+    retention_outbox_seconds: PositiveFloat = Field(
+        default=7 * 86_400.0,
+        description="How long published outbox events are kept: the deduplication window of "
+        "POST /events (at least events_retention_seconds).",
+    )
+    retention_dead_letters_seconds: PositiveFloat = Field(
+        default=30 * 86_400.0, description="How long dead letters are kept."
+    )
+    retention_every_seconds: PositiveFloat = Field(
+        default=3_600.0, description="How often the retention task prunes (relay instances)."
     )
     relay_enabled: bool = Field(
         default=True,
@@ -265,6 +276,16 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _outbox_outlives_the_history(self) -> Settings:
+        # The outboxes tell an aged-out event id from one never issued (`after:`): they must
+        # keep an event at least as long as the bus does.
+        if self.retention_outbox_seconds < self.events_retention_seconds:
+            raise ValueError(
+                "C360_RETENTION_OUTBOX_SECONDS must be at least C360_EVENTS_RETENTION_SECONDS"
+            )
+        return self
 
     def resolved_database_url(self) -> str:
         """The SQL URL in force: the configured one, or the SQLite file under data_dir."""

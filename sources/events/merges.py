@@ -39,8 +39,6 @@ ALREADY_UNMERGED.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -56,7 +54,8 @@ from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
 from sources.mongo import loaders as mongo_loaders
 from sources.mongo import merges as mongo_merges
-from sources.outage import STORE_FAILURES, Outage, stopping
+from sources.outage import STORE_FAILURES, Outage
+from sources.periodic import Periodic
 from sources.sql import loaders as sql_loaders
 from sources.sql import merges as sql_merges
 from sources.sql import writes
@@ -189,43 +188,22 @@ async def finish_stalled(changes: Changes, *, older_than: dt.timedelta) -> int:
     return finished
 
 
-class StalledMerges:
+class StalledMerges(Periodic):
     """Each instance's background task that finishes merges a failure cut short."""
 
     def __init__(self, changes: Changes, *, every_seconds: float) -> None:
-        self._changes = changes
-        self._every = every_seconds
-        self._task: asyncio.Task[None] | None = None
-        self._outage = Outage("finishing stalled merges: a store", log)
+        async def finish() -> None:
+            # As old as one wait: a merge between its steps right now is its caller's.
+            finished = await finish_stalled(changes, older_than=dt.timedelta(seconds=every_seconds))
+            if finished:
+                log.info("finished %d merges a failure had cut short", finished)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)
-            try:
-                # As old as one wait: a merge between its steps right now is its caller's.
-                finished = await finish_stalled(
-                    self._changes, older_than=dt.timedelta(seconds=self._every)
-                )
-                if finished:
-                    log.info("finished %d merges a failure had cut short", finished)
-            except Exception as error:
-                if stopping():  # the stop, turned into a store's error by its client
-                    raise asyncio.CancelledError from error
-                # Whatever went wrong, the task must live to try again.
-                self._outage.failed(error)
-            else:
-                if stopping():  # the stop, swallowed by a client that retried and succeeded
-                    raise asyncio.CancelledError
-                self._outage.succeeded()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="stalled-merges")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        super().__init__(
+            "stalled-merges",
+            every_seconds,
+            finish,
+            Outage("finishing stalled merges: a store", log),
+        )
 
 
 async def _finish_or_later(changes: Changes, merge_id: int) -> tuple[MergeRecord, list[Event]]:
