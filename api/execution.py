@@ -193,6 +193,10 @@ class Executor:
         first = _Capture(context, recording_loaders(context.request_loaders, recording), True)
         # Each run gets its own copy of the variables, as each request parses its own.
         result = await self._run(plan, first.context, _copy(variables), hide_suggestions)
+        if plan.reads_outside_loaders:
+            # Known only once the plan has run (object plans are made as they are reached):
+            # the first run of a document with such a field is answered alone too.
+            return result
         again = _Capture(context, replaying_loaders(context.request_loaders, recording), False)
         repeated = await self._run(plan, again.context, _copy(variables), hide_suggestions)
         core = _Capture(context, replaying_loaders(context.request_loaders, recording), False)

@@ -311,9 +311,15 @@ class OperationPlan:
 
     operation: OperationDefinitionNode
     root: ObjectPlan
-    # Whether a field reads a store other than through the loaders (its answer may change
-    # between two runs of one request: `reads_outside_loaders` in the field's metadata).
-    reads_outside_loaders: bool = False
+    # What compiled it, and goes on compiling the object plans it reaches as it runs.
+    compiler: _Compiler
+
+    @property
+    def reads_outside_loaders(self) -> bool:
+        """Whether a field planned so far reads a store other than through the loaders (its
+        answer may change between two runs of one request: `reads_outside_loaders` in the
+        field's metadata). Root fields are planned with the operation; others as reached."""
+        return self.compiler.reads_outside_loaders
 
 
 class _Compiler:
@@ -430,6 +436,5 @@ def compile_operation(
         raise UnsupportedError("directives")
     root = schema.query_type
     assert root is not None
-    return OperationPlan(
-        operation, _Compiler(schema, fragments, operation, strawberry_schema).root_plan(root)
-    )
+    compiler = _Compiler(schema, fragments, operation, strawberry_schema)
+    return OperationPlan(operation, compiler.root_plan(root), compiler)
