@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Annotated
 
@@ -46,6 +47,18 @@ class AuditEntryConnection:
     page_info: PageInfo = strawberry.field(description="Where this page sits.")
 
 
+async def _audit_page(
+    info: Info, customer_id: int, limit: int, before: str | None
+) -> list[AuditRecord]:
+    async with info.context.connections.engine.connect() as connection:
+        return await audit_entries(
+            connection=connection,
+            customer_id=customer_id,
+            limit=limit,
+            before_id=int(before) if before else None,
+        )
+
+
 @strawberry.type
 class AdminQuery:
     @strawberry.field(
@@ -68,13 +81,12 @@ class AdminQuery:
         ] = None,
     ) -> AuditEntryConnection | None:
         key = page_key(info, parse_id(customer_id) or 0, first, after, valid_id=is_record_id)
-        async with info.context.connections.engine.connect() as connection:
-            records = await audit_entries(
-                connection=connection,
-                customer_id=key.owner,
-                limit=key.first + 1,
-                before_id=int(key.after.id) if key.after else None,
-            )
+        # A task of its own: c360's engine resumes a resolver from the future it waited on,
+        # outside any task, and opening a new PostgreSQL connection (asyncpg's connect) needs
+        # one (`asyncio.timeout`). Loaders' batches run in tasks already.
+        records = await asyncio.ensure_future(
+            _audit_page(info, key.owner, key.first + 1, key.after.id if key.after else None)
+        )
         page = Page(
             items=records[: key.first],
             has_next=len(records) > key.first,
