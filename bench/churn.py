@@ -63,7 +63,7 @@ async def run_churn(
             f"{len(customer_ids)} customers at {rate:g} changes/s change one again within "
             f"{2 * LATER_SECONDS:g} s: fewer changes or more customers"
         )
-    run = run or ChurnRun()
+    run = run if run is not None else ChurnRun()
     # Open loop: each change starts on time whatever the server's latency, as a stream of
     # changes from upstream would; a customer whose last change is still being checked is
     # left out this time round (a change during its checks would fail them with no fault).

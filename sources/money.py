@@ -36,7 +36,7 @@ def to_minor(amount: str, currency: str) -> int:
     if minor != minor.to_integral_value():
         raise AmountError(
             f"{amount} has more decimals than {currency} has (its minor unit is "
-            f"{'1' if places == 0 else '0.' + '0' * (places - 1) + '1'})"
+            f"{to_decimal(1, currency)})"
         )
     return int(minor)
 
