@@ -28,8 +28,8 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
 from api.startup import refuse_production_without_auth, refuse_unsafe_production
+from domain.appliers import apply_event
 from resolvers.schema import create_schema
-from sources.events.appliers import apply_event
 from sources.events.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)

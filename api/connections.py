@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.audit import AuditLog
 from api.settings import Settings
+from domain.changes import Changes
+from domain.merges import StalledMerges
 from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sources.cache.entity import CachePolicy, EntityCache
 from sources.cache.responses import ResponseCache
 from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
-from sources.events.changes import Changes
 from sources.events.hub import Hub
-from sources.events.merges import StalledMerges
 from sources.events.outbox import Relay
 from sources.events.retention import Retention, Windows
 from sources.mongo.client import create_client as create_mongo_client

@@ -12,8 +12,8 @@ from starlette.websockets import WebSocket
 from api.connections import Connections
 from api.principal import ANONYMOUS, Principal
 from api.settings import Settings
+from domain.changes import Changes
 from sources.dataloader import DataLoader
-from sources.events.changes import Changes
 from sources.mongo.loaders import MongoLoaders
 from sources.sql.idempotency import Claim
 from sources.sql.loaders import SqlLoaders

@@ -41,7 +41,7 @@ from api.errors import request_errors
 from api.guard import CallerRefusedError, Guard
 from api.principal import Scope
 from api.settings import Settings
-from sources.events.changes import ChangeRejectedError
+from domain.errors import ChangeRejectedError
 from sources.events.cloudevents import (
     MEDIA_TYPES,
     CloudEventsRequestError,

@@ -15,10 +15,10 @@ from typing import Annotated
 import strawberry
 
 from api.principal import Scope
+from domain.customers import normalise_email
 from resolvers.access import staff_lookup
 from resolvers.common import Info, UserInputError, load_many, parse_id
 from resolvers.customer import Customer, surviving_customer
-from sources.events.changes import normalise_email
 from sources.sql.records import CustomerRecord
 
 

@@ -13,10 +13,10 @@ import strawberry
 from graphql import GraphQLError
 
 from api.context import Context, Loaders
+from domain.errors import ChangeRejectedError
 from sources import money
 from sources.cache.entity import Stale
 from sources.dataloader import DataLoader
-from sources.events.changes import ChangeRejectedError
 from sources.paging import CursorError, Page, PageKey, Position, decode_cursor, encode_cursor
 
 Info = strawberry.Info[Context, Any]

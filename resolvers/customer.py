@@ -9,6 +9,7 @@ import strawberry
 from bson import ObjectId
 
 from api.principal import Scope
+from domain.customers import normalise_email
 from resolvers.access import Pii, check_entity, check_readable, readable
 from resolvers.common import (
     Info,
@@ -24,7 +25,6 @@ from resolvers.enums import AddressKind, CustomerStatus, InteractionType, OrderS
 from resolvers.masking import mask_email, mask_phone, mask_street, withhold
 from resolvers.order import OrderConnection
 from resolvers.vendor import LoyaltyMembership
-from sources.events.changes import normalise_email
 from sources.mongo.records import ProfileRecord
 from sources.sql.records import AddressRecord, CustomerRecord
 from sources.thirdparty.records import LoyaltyRecord

@@ -10,11 +10,11 @@ import phonenumbers
 import strawberry
 
 from api.principal import Scope
+from domain.customers import normalise_email
 from resolvers.access import forbidden, reads_pii_in_clear, staff_lookup
 from resolvers.common import Info, PageInfo, UserInputError, load, page_size
 from resolvers.customer import Customer, surviving_customer
 from resolvers.enums import IdentityType
-from sources.events.changes import normalise_email
 from sources.paging import CursorError
 from sources.sql.queries import Contact
 from sources.sql.records import CustomerRecord

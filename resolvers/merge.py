@@ -1,4 +1,4 @@
-"""Merging two records of one person, and undoing it (`sources.events.merges`)."""
+"""Merging two records of one person, and undoing it (`domain.merges`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import strawberry
 
+import domain
+from domain.errors import ChangeRejectedError
 from resolvers.access import changeable
 from resolvers.common import Info, load, refused, target_id
 from resolvers.customer import Customer
-from sources.events import merges
-from sources.events.changes import ChangeRejectedError
 from sources.events.envelope import Event
 from sources.sql.merges import UNMERGED, MergeRecord
 
@@ -28,7 +28,7 @@ class MergeCounts:
 
     @classmethod
     def of(cls, moved: dict[str, Any]) -> MergeCounts:
-        return cls(**{name: len(moved.get(name, [])) for name in merges.MOVED})
+        return cls(**{name: len(moved.get(name, [])) for name in domain.MOVED})
 
 
 @strawberry.type(
@@ -176,7 +176,7 @@ class MergeMutations:
         ],
     ) -> MergeCustomersResult | None:
         try:
-            record, events = await merges.merge_customers(
+            record, events = await domain.merge_customers(
                 info.context.changes,
                 survivor_id=target_id(survivor_id),
                 merged_id=target_id(merged_id),
@@ -203,7 +203,7 @@ class MergeMutations:
         ],
     ) -> UnmergeCustomersResult | None:
         try:
-            record, events = await merges.unmerge_customers(
+            record, events = await domain.unmerge_customers(
                 info.context.changes,
                 merge_id=target_id(merge_id),
                 unmerged_by=info.context.principal.name,

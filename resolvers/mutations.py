@@ -1,6 +1,6 @@
 """Mutations: each returns its own `XSuccess | XError` union with a code enum.
 
-Every change goes through `sources.events.changes`, which writes it with its event in one
+Every change goes through the write model (`domain`), which writes it with its event in one
 transaction and invalidates the cache before the mutation answers: a read after a mutation
 sees it, and subscribers hear of it.
 """
@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import strawberry
 from bson import ObjectId
 
+import domain
 from resolvers.access import changeable
 from resolvers.common import Info, load, refused, target_id
 from resolvers.customer import Customer
@@ -27,7 +28,6 @@ from resolvers.enums import (
 )
 from resolvers.merge import MergeMutations
 from resolvers.order import Order
-from sources.events import changes
 from sources.sql.records import CustomerRecord
 
 
@@ -42,7 +42,7 @@ class UpdateCustomerContactErrorCode(Enum):
     NOTHING_TO_CHANGE = "NOTHING_TO_CHANGE"
 
 
-@strawberry.input(description="New contact details; give only what changes.")
+@strawberry.input(description="New contact details; give only what domain.")
 class UpdateCustomerContactInput:
     customer_id: strawberry.ID = strawberry.field(description="The customer to change.")
     email: str | None = strawberry.field(default=None, description="New email address.")
@@ -176,7 +176,7 @@ class ContactMutations:
         ],
     ) -> UpdateCustomerContactResult | None:
         try:
-            record, event = await changes.change_contact(
+            record, event = await domain.change_contact(
                 info.context.changes,
                 customer_id=target_id(input.customer_id),
                 email=input.email,
@@ -184,7 +184,7 @@ class ContactMutations:
                 first_name=input.first_name,
                 last_name=input.last_name,
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(UpdateCustomerContactError, UpdateCustomerContactErrorCode, error)
         return UpdateCustomerContactSuccess(
             customer=Customer.from_record(record), event_id=strawberry.ID(event.id)
@@ -197,13 +197,13 @@ class ContactMutations:
         input: Annotated[UpdateOrderStatusInput, strawberry.argument(description="The change.")],
     ) -> UpdateOrderStatusResult | None:
         try:
-            record, event = await changes.change_order_status(
+            record, event = await domain.change_order_status(
                 info.context.changes,
                 order_id=target_id(input.order_id),
                 status=input.status.value,
                 tracking_number=input.tracking_number,
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(UpdateOrderStatusError, UpdateOrderStatusErrorCode, error)
         return UpdateOrderStatusSuccess(
             order=Order.from_record(record), event_id=strawberry.ID(event.id)
@@ -222,13 +222,13 @@ class ContactMutations:
         customer_id = target_id(input.customer_id)
         before = await _customer_before(info, customer_id)
         try:
-            event = await changes.change_consent(
+            event = await domain.change_consent(
                 info.context.changes,
                 customer_id=customer_id,
                 channel=input.channel.value,
                 granted=input.granted,
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(SetConsentError, SetConsentErrorCode, error)
         return SetConsentSuccess(
             customer=await _customer_after(info, before, customer_id),
@@ -380,7 +380,7 @@ class Mutation(ContactMutations, MergeMutations):
         customer_id = target_id(input.customer_id)
         before = await _customer_before(info, customer_id)
         try:
-            event = await changes.change_address(
+            event = await domain.change_address(
                 info.context.changes,
                 customer_id=customer_id,
                 address={
@@ -393,7 +393,7 @@ class Mutation(ContactMutations, MergeMutations):
                     "country": input.country.upper(),
                 },
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
             customer=await _customer_after(info, before, customer_id),
@@ -412,10 +412,10 @@ class Mutation(ContactMutations, MergeMutations):
         number = target_id(customer_id)
         before = await _customer_before(info, number)
         try:
-            event = await changes.remove_address(
+            event = await domain.remove_address(
                 info.context.changes, customer_id=number, kind=kind.value
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(AddressError, AddressErrorCode, error)
         return AddressSuccess(
             customer=await _customer_after(info, before, number), event_id=strawberry.ID(event.id)
@@ -433,7 +433,7 @@ class Mutation(ContactMutations, MergeMutations):
     ) -> RecordInteractionResult | None:
         customer_id = target_id(input.customer_id)
         try:
-            event = await changes.record_interaction(
+            event = await domain.record_interaction(
                 info.context.changes,
                 customer_id=customer_id,
                 interaction={
@@ -445,7 +445,7 @@ class Mutation(ContactMutations, MergeMutations):
                     "attributes": {a.key: a.value for a in input.attributes},
                 },
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(RecordInteractionError, RecordInteractionErrorCode, error)
         return RecordInteractionSuccess(event_id=strawberry.ID(event.id))
 
@@ -458,14 +458,14 @@ class Mutation(ContactMutations, MergeMutations):
         input: Annotated[OpenTicketInput, strawberry.argument(description="The ticket.")],
     ) -> TicketResult | None:
         try:
-            ticket_id, event = await changes.open_ticket(
+            ticket_id, event = await domain.open_ticket(
                 info.context.changes,
                 customer_id=target_id(input.customer_id),
                 subject=input.subject,
                 priority=input.priority.value,
                 channel=input.channel.value,
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(TicketError, TicketErrorCode, error)
         return TicketSuccess(ticket_id=strawberry.ID(ticket_id), event_id=strawberry.ID(event.id))
 
@@ -479,7 +479,7 @@ class Mutation(ContactMutations, MergeMutations):
         input: Annotated[ChangeTicketStatusInput, strawberry.argument(description="The change.")],
     ) -> TicketResult | None:
         try:
-            event = await changes.change_ticket_status(
+            event = await domain.change_ticket_status(
                 info.context.changes,
                 customer_id=None,
                 ticket_id=str(input.ticket_id),
@@ -488,6 +488,6 @@ class Mutation(ContactMutations, MergeMutations):
                 eta=input.eta,
                 note=input.note,
             )
-        except changes.ChangeRejectedError as error:
+        except domain.ChangeRejectedError as error:
             return refused(TicketError, TicketErrorCode, error)
         return TicketSuccess(ticket_id=input.ticket_id, event_id=strawberry.ID(event.id))

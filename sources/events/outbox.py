@@ -36,7 +36,7 @@ BATCH = 200
 
 
 # Where `add_to_sql_outbox` leaves PostgreSQL's id of the transaction it wrote in (in the
-# connection's `info`), read back by the change that commits it (`sources.events.changes`).
+# connection's `info`), read back by the change that commits it (`domain.changes`).
 TRANSACTION_ID = "c360.transaction_id"
 
 

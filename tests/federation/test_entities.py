@@ -18,9 +18,9 @@ from api.connections import Connections
 from api.principal import Role, Scope
 from api.settings import Environment, Settings
 from api.tokens import mint_token
+from domain.merges import merge_customers
 from resolvers.federation import subgraph_sdl
 from resolvers.schema import create_schema
-from sources.events.merges import merge_customers
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, bearer
 from tests.builders import build_customer

@@ -17,7 +17,7 @@ from api.cli import main
 from api.connections import Connections
 from api.errors import request_errors
 from api.settings import Settings
-from sources.events.changes import ChangeRejectedError
+from domain.errors import ChangeRejectedError
 from sources.events.deadletters import DeadLetterRecord, list_dead_letters
 from sources.events.envelope import Event
 from tests.auth import PUBLISHER

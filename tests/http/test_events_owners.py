@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from api.connections import Connections
 from api.settings import Settings
+from domain import merges
+from domain.appliers import APPLIERS
 from sources.cache.entity import INVALIDATION, EntityCache
-from sources.events import merges
-from sources.events.appliers import APPLIERS
 from sources.events.registry import SchemaRegistry
 from sources.sql import models
 from sources.sql.queries import orders_by_ids
@@ -322,7 +322,7 @@ async def test_the_readmes_example_names_a_ticket_of_its_subject(connections: Co
 
 
 # The data fields of upstream event types that name an entity, and what c360 does about it. A
-# schema that gains such a field needs an owner check in `sources.events.changes` (and a test
+# schema that gains such a field needs an owner check in `domain` (and a test
 # here) before it joins this list.
 NAMED = {
     "order.placed": {"order_id", "number"},  # must be new, or the subject's own: ORDER_EXISTS

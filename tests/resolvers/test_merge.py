@@ -11,10 +11,10 @@ import pytest
 from bson import ObjectId
 from sqlalchemy import select
 
+import domain
 from api.connections import Connections
 from api.principal import Role
 from api.settings import Settings
-from sources.events import changes
 from sources.events.registry import SchemaRegistry
 from sources.sql import models
 from sources.thirdparty.simulator import VendorStore
@@ -152,7 +152,7 @@ async def test_merge_moves_everything_and_unmerge_restores_both(
 
     # Meanwhile the survivor gains an order, an interaction, a ticket and an identity.
     order_id = a * 1000 + 99
-    await changes.place_order(
+    await domain.place_order(
         connections.changes,
         customer_id=a,
         order_id=order_id,
@@ -164,7 +164,7 @@ async def test_merge_moves_everything_and_unmerge_restores_both(
         placed_at=dt.datetime.now(dt.UTC),
     )
     interaction = ObjectId()
-    await changes.record_interaction(
+    await domain.record_interaction(
         connections.changes,
         customer_id=a,
         interaction={
@@ -176,7 +176,7 @@ async def test_merge_moves_everything_and_unmerge_restores_both(
             "attributes": {},
         },
     )
-    ticket, _ = await changes.open_ticket(
+    ticket, _ = await domain.open_ticket(
         connections.changes, customer_id=a, subject="Merged twice?", priority="LOW", channel="PHONE"
     )
     await connections.db.profiles.update_one(

@@ -13,24 +13,26 @@ from typing import Any
 
 from bson import ObjectId
 
+from domain import customers, engagement, orders, tickets
+from domain.changes import Changes
+from domain.errors import ChangeRejectedError, DuplicateEventError
 from sources import money
-from sources.events import changes as c
 from sources.events.envelope import Event
 from sources.sql import writes
 
-Applier = Callable[[c.Changes, Event, int], Awaitable[Any]]
+Applier = Callable[[Changes, Event, int], Awaitable[Any]]
 
 
 def _minor(amount: str, currency: str, field: str) -> int:
     try:
         return money.to_minor(amount, currency)
     except money.AmountError as error:
-        raise c.ChangeRejectedError("INVALID_AMOUNT", f"{field}: {error}", field) from error
+        raise ChangeRejectedError("INVALID_AMOUNT", f"{field}: {error}", field) from error
 
 
-async def _contact(changes: c.Changes, event: Event, customer_id: int) -> Any:
+async def _contact(changes: Changes, event: Event, customer_id: int) -> Any:
     data = event.data
-    return await c.change_contact(
+    return await customers.change_contact(
         changes,
         customer_id=customer_id,
         email=data.get("email"),
@@ -41,13 +43,13 @@ async def _contact(changes: c.Changes, event: Event, customer_id: int) -> Any:
     )
 
 
-async def _address(changes: c.Changes, event: Event, customer_id: int) -> Any:
-    return await c.change_address(
+async def _address(changes: Changes, event: Event, customer_id: int) -> Any:
+    return await customers.change_address(
         changes, customer_id=customer_id, address=event.data, origin=event
     )
 
 
-async def _order_placed(changes: c.Changes, event: Event, customer_id: int) -> Any:
+async def _order_placed(changes: Changes, event: Event, customer_id: int) -> Any:
     data = event.data
     lines = [
         {
@@ -57,7 +59,7 @@ async def _order_placed(changes: c.Changes, event: Event, customer_id: int) -> A
         }
         for line in data["lines"]
     ]
-    return await c.place_order(
+    return await orders.place_order(
         changes,
         customer_id=customer_id,
         order_id=int(data["order_id"]),
@@ -71,7 +73,7 @@ async def _order_placed(changes: c.Changes, event: Event, customer_id: int) -> A
     )
 
 
-async def _order_status(changes: c.Changes, event: Event, customer_id: int) -> Any:
+async def _order_status(changes: Changes, event: Event, customer_id: int) -> Any:
     data = event.data
     order_id = int(data["order_id"]) if data.get("order_id") else None
     number = data.get("number")
@@ -81,17 +83,15 @@ async def _order_status(changes: c.Changes, event: Event, customer_id: int) -> A
         async with changes.engine.connect() as connection:
             numbered = await writes.order_id_by_number(connection=connection, number=number)
         if numbered is None:
-            raise c.ChangeRejectedError(
-                "ORDER_NOT_FOUND", f"no order has number {number}", "number"
-            )
+            raise ChangeRejectedError("ORDER_NOT_FOUND", f"no order has number {number}", "number")
         if order_id not in (None, numbered):
             # Two orders named: which one the sender meant is not for c360 to guess.
-            raise c.ChangeRejectedError(
+            raise ChangeRejectedError(
                 "ORDER_NUMBER_MISMATCH", f"order {order_id} does not have number {number}", "number"
             )
         order_id = numbered
     assert order_id is not None  # the schema requires an order_id or a number
-    return await c.change_order_status(
+    return await orders.change_order_status(
         changes,
         order_id=order_id,
         status=data["status"],
@@ -101,9 +101,9 @@ async def _order_status(changes: c.Changes, event: Event, customer_id: int) -> A
     )
 
 
-async def _interaction(changes: c.Changes, event: Event, customer_id: int) -> Any:
+async def _interaction(changes: Changes, event: Event, customer_id: int) -> Any:
     data = event.data
-    return await c.record_interaction(
+    return await engagement.record_interaction(
         changes,
         customer_id=customer_id,
         interaction={
@@ -118,14 +118,14 @@ async def _interaction(changes: c.Changes, event: Event, customer_id: int) -> An
     )
 
 
-async def _cart_abandoned(changes: c.Changes, event: Event, customer_id: int) -> Any:
+async def _cart_abandoned(changes: Changes, event: Event, customer_id: int) -> Any:
     data = event.data
     # Kept as the sender wrote it, once it is an amount of its currency.
     _minor(str(data["value"]), data["currency"], "value")
     for item in data["items"]:
         if "unit_price" in item:
             _minor(str(item["unit_price"]), data["currency"], "unit_price")
-    return await c.record_interaction(
+    return await engagement.record_interaction(
         changes,
         customer_id=customer_id,
         interaction={
@@ -144,10 +144,10 @@ async def _cart_abandoned(changes: c.Changes, event: Event, customer_id: int) ->
     )
 
 
-async def _ticket(changes: c.Changes, event: Event, customer_id: int) -> Any:
+async def _ticket(changes: Changes, event: Event, customer_id: int) -> Any:
     data = event.data
     eta = data.get("eta")
-    return await c.change_ticket_status(
+    return await tickets.change_ticket_status(
         changes,
         customer_id=customer_id,
         ticket_id=str(data["ticket_id"]),
@@ -159,8 +159,8 @@ async def _ticket(changes: c.Changes, event: Event, customer_id: int) -> Any:
     )
 
 
-async def _consent(changes: c.Changes, event: Event, customer_id: int) -> Any:
-    return await c.change_consent(
+async def _consent(changes: Changes, event: Event, customer_id: int) -> Any:
+    return await engagement.change_consent(
         changes,
         customer_id=customer_id,
         channel=event.data["channel"],
@@ -181,26 +181,26 @@ APPLIERS: dict[str, Applier] = {
 }
 
 
-async def apply_event(changes: c.Changes, event: Event) -> bool:
+async def apply_event(changes: Changes, event: Event) -> bool:
     """Apply one validated upstream event; False when it was applied before."""
     applier = APPLIERS.get(event.type)
     if applier is None:
-        raise c.ChangeRejectedError("UNKNOWN_TYPE", f"no applier for {event.type}", "type")
+        raise ChangeRejectedError("UNKNOWN_TYPE", f"no applier for {event.type}", "type")
     try:
         customer_id = int(event.subject)
     except ValueError as error:
-        raise c.ChangeRejectedError(
+        raise ChangeRejectedError(
             "INVALID_SUBJECT", "subject must be a customer id", "subject"
         ) from error
     try:
         try:
             await applier(changes, event, customer_id)
-        except c.ChangeRejectedError as error:
+        except ChangeRejectedError as error:
             if error.code != "CUSTOMER_MERGED":
                 raise
             # Merged between finding the customer and locking it: the second try finds the
             # survivor first (or is refused again, as a contact change about one is).
             await applier(changes, event, customer_id)
-    except c.DuplicateEventError:
+    except DuplicateEventError:
         return False
     return True

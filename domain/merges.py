@@ -26,7 +26,7 @@ by a crash; a finish only needs to be retried. Between steps 1 and 3 (a few mill
 until the finish after a failure), the survivor shows the merged orders but not yet the
 merged timeline.
 
-Writes naming a merged customer are refused or go to the survivor (`changes._lock_customer`).
+Writes naming a merged customer are refused or go to the survivor (`domain.changes.lock_customer`).
 One window stays: an interaction, ticket or consent written to the merged customer's MongoDB
 documents by a call that checked the customer just before step 1 and commits just after step
 2 listed what to move (milliseconds) stays with the merged record.
@@ -49,13 +49,15 @@ import pymongo
 from pymongo.errors import DuplicateKeyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sources.events.changes import ChangeRejectedError, Changes, _event, _sql_transaction
+from domain.changes import Changes, change_event, sql_transaction
+from domain.errors import ChangeRejectedError
 from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
 from sources.mongo import loaders as mongo_loaders
 from sources.mongo import merges as mongo_merges
 from sources.outage import STORE_FAILURES, Outage
 from sources.periodic import Periodic
+from sources.roundtrips import MONGO, SQL
 from sources.sql import loaders as sql_loaders
 from sources.sql import merges as sql_merges
 from sources.sql import writes
@@ -83,7 +85,7 @@ async def merge_customers(
         if (done.survivor_id, done.merged_id, done.state) == (survivor_id, merged_id, MERGED):
             return done, events
     at = dt.datetime.now(dt.UTC)
-    async with _sql_transaction(changes, None) as connection:
+    async with sql_transaction(changes, None) as connection:
         survivor, merged = await _lock_pair(connection, survivor_id, merged_id)
         for customer, field in ((merged, "mergedId"), (survivor, "survivorId")):
             if customer.status != "ACTIVE":
@@ -129,7 +131,7 @@ async def unmerge_customers(
         if done.id == merge_id and done.state == UNMERGED:
             return done, events
     at = dt.datetime.now(dt.UTC)
-    async with _sql_transaction(changes, None) as connection:
+    async with sql_transaction(changes, None) as connection:
         survivor, merged = await _lock_pair(connection, found.survivor_id, found.merged_id)
         record = await sql_merges.merge_by_id(connection=connection, merge_id=merge_id, lock=True)
         assert record is not None
@@ -260,7 +262,7 @@ async def _finish(changes: Changes, merge_id: int) -> tuple[MergeRecord, list[Ev
     async with changes.engine.connect() as connection:
         found = await sql_merges.merge_by_id(connection=connection, merge_id=merge_id)
     assert found is not None
-    async with _sql_transaction(changes, None) as connection:
+    async with sql_transaction(changes, None) as connection:
         # Held through the MongoDB step: no other step of these customers runs meanwhile.
         await _lock_pair(connection, found.survivor_id, found.merged_id)
         locked = await sql_merges.merge_by_id(connection=connection, merge_id=merge_id, lock=True)
@@ -311,12 +313,12 @@ async def _finish(changes: Changes, merge_id: int) -> tuple[MergeRecord, list[Ev
         at = dt.datetime.now(dt.UTC)
         # Both customers' subscribers hear of it: one event with each as the subject.
         events = [
-            _event(type, customer_id, data, at, None)
+            change_event(type, customer_id, data, at, None)
             for customer_id in (record.survivor_id, record.merged_id)
         ]
         await add_to_sql_outbox(connection=connection, events=events)
     await _invalidate(changes, record, [])
-    changes._published()
+    changes.published()
     return record, events
 
 
@@ -354,9 +356,9 @@ def _counts(moved: dict[str, Any]) -> dict[str, int]:
 async def _invalidate(changes: Changes, record: MergeRecord, orders: Sequence[int]) -> None:
     """Every cached view of either customer that a merge step changes."""
     both = [record.survivor_id, record.merged_id]
-    await changes._invalidate("sql", sql_loaders.CUSTOMER, keys=both)
-    await changes._invalidate("sql", sql_loaders.ORDER, keys=orders)
-    await changes._invalidate("sql", sql_loaders.ORDER_PAGE, owners=both)
-    await changes._invalidate("mongo", mongo_loaders.PROFILE, keys=both)
-    await changes._invalidate("mongo", mongo_loaders.TIMELINE_PAGE, owners=both)
-    await changes._invalidate("mongo", mongo_loaders.TICKETS, owners=both)
+    await changes.invalidate(SQL, sql_loaders.CUSTOMER, keys=both)
+    await changes.invalidate(SQL, sql_loaders.ORDER, keys=orders)
+    await changes.invalidate(SQL, sql_loaders.ORDER_PAGE, owners=both)
+    await changes.invalidate(MONGO, mongo_loaders.PROFILE, keys=both)
+    await changes.invalidate(MONGO, mongo_loaders.TIMELINE_PAGE, owners=both)
+    await changes.invalidate(MONGO, mongo_loaders.TICKETS, owners=both)

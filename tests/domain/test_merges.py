@@ -15,9 +15,11 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+import domain
 from api.connections import Connections
-from sources.events import changes, merges
-from sources.events.changes import ChangeRejectedError, Changes
+from domain import merges
+from domain.changes import Changes
+from domain.errors import ChangeRejectedError
 from sources.mongo import merges as mongo_merges
 from sources.net import free_port
 from sources.sql.merges import (
@@ -174,7 +176,7 @@ async def test_an_order_change_during_a_merge_lands_on_the_order_wherever_it_wen
     order_id = b * 1000  # build_customer's first order of b, SHIPPED
     merged, (_, event) = await asyncio.gather(
         merges.merge_customers(connections.changes, survivor_id=a, merged_id=b, merged_by="t"),
-        changes.change_order_status(connections.changes, order_id=order_id, status="DELIVERED"),
+        domain.change_order_status(connections.changes, order_id=order_id, status="DELIVERED"),
     )
     assert merged[0].state == MERGED and merged[0].moved["orders"] == [order_id]
     async with connections.engine.connect() as sql:
