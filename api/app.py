@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -28,7 +27,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
 from api.startup import refuse_production_without_auth, refuse_unsafe_production
-from domain.appliers import apply_event
+from domain.appliers import pipeline
 from resolvers.schema import create_schema
 from sources.events.registry import SchemaRegistry
 
@@ -41,6 +40,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
     `served`: the app is the process's reason to be (`c360 serve`), so its start-up may tune
     the process's garbage collector (`api.collector`)."""
     refuse_unsafe_production(settings)
+    registry = SchemaRegistry()
     if settings.access_log:
         enable_access_log()
     # WebSocket operations run through Strawberry: the admission checks join as extensions
@@ -68,12 +68,12 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
                 metrics.watch_cache(connections.cache)
             if connections.responses is not None:
                 metrics.watch_responses(connections.responses)
-            app.state.event_applier = functools.partial(apply_event, connections.changes)
+            app.state.ingestion = pipeline(connections.changes, registry)
             app.state.readiness = Readiness(connections)
             if served:
                 settle_after_startup(settings.gc_young_threshold)
             yield
-            app.state.event_applier = None
+            app.state.ingestion = None
             await app.state.readiness.close()
 
     async def graphql(request: Request) -> Response:
@@ -105,7 +105,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", GraphQLWebSocket(schema, settings)),
-            Route("/events", create_events_endpoint(SchemaRegistry(), settings), methods=["POST"]),
+            Route("/events", create_events_endpoint(settings), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
@@ -116,7 +116,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
     )
     app.state.endpoint = endpoint
     # POST /events answers 503 until the lifespan has opened the stores.
-    app.state.event_applier = None
+    app.state.ingestion = None
     return app
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,11 +25,13 @@ from sources.events.hub import Hub
 from sources.events.outbox import Relay
 from sources.events.retention import Retention, Windows
 from sources.mongo.client import create_client as create_mongo_client
-from sources.mongo.queries import Database
+from sources.mongo.queries import Database, ensure_indexes
 from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
 from sources.sql.engine import create_engine
 from sources.thirdparty.client import VendorClient
 from sources.thirdparty.client import create_client as create_vendor_client
+
+log = logging.getLogger(__name__)
 
 # How often each instance looks for merges a failure cut short (and how old they must be).
 STALLED_MERGES_SECONDS = 60.0
@@ -177,6 +181,11 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         ),
         every_seconds=settings.retention_every_seconds,
     )
+    # Idempotent: a store seeded before an index was added to `INDEXES` gets it here.
+    try:
+        await ensure_indexes(db=relay_mongo[settings.mongo_database])
+    except PyMongoError:
+        log.warning("could not ensure MongoDB's indexes; queries may scan", exc_info=True)
     await hub.start()
     if settings.relay_enabled:
         relay.start()

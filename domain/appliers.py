@@ -8,7 +8,8 @@ ticket that is not the subject's: see `changes`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bson import ObjectId
@@ -16,8 +17,10 @@ from bson import ObjectId
 from domain import customers, engagement, orders, tickets
 from domain.changes import Changes
 from domain.errors import ChangeRejectedError, DuplicateEventError
+from domain.ingestion import Grouped, Ingestion, keep_in_sql
 from sources import money
 from sources.events.envelope import Event
+from sources.events.registry import SchemaRegistry
 from sources.sql import writes
 
 Applier = Callable[[Changes, Event, int], Awaitable[Any]]
@@ -101,45 +104,49 @@ async def _order_status(changes: Changes, event: Event, customer_id: int) -> Any
     )
 
 
-async def _interaction(changes: Changes, event: Event, customer_id: int) -> Any:
+def _interaction_of(event: Event) -> dict[str, Any]:
     data = event.data
-    return await engagement.record_interaction(
-        changes,
-        customer_id=customer_id,
-        interaction={
-            "_id": ObjectId(),
-            "customer_id": customer_id,
-            "type": data["type"],
-            "channel": data["channel"],
-            "occurred_at": dt.datetime.fromisoformat(data["occurred_at"]),
-            "attributes": {k: str(v) for k, v in (data.get("attributes") or {}).items()},
-        },
-        origin=event,
-    )
+    return {
+        "_id": ObjectId(),
+        "type": data["type"],
+        "channel": data["channel"],
+        "occurred_at": dt.datetime.fromisoformat(data["occurred_at"]),
+        "attributes": {k: str(v) for k, v in (data.get("attributes") or {}).items()},
+    }
 
 
-async def _cart_abandoned(changes: Changes, event: Event, customer_id: int) -> Any:
+def _abandoned_cart_of(event: Event) -> dict[str, Any]:
     data = event.data
     # Kept as the sender wrote it, once it is an amount of its currency.
     _minor(str(data["value"]), data["currency"], "value")
     for item in data["items"]:
         if "unit_price" in item:
             _minor(str(item["unit_price"]), data["currency"], "unit_price")
+    return {
+        "_id": ObjectId(),
+        "type": "CART_ABANDONED",
+        "channel": "WEB",
+        "occurred_at": event.time,
+        "attributes": {
+            "cart_id": str(data["cart_id"]),
+            "items": str(len(data["items"])),
+            "value": f"{data['value']} {data['currency']}",
+        },
+    }
+
+
+# The event types that record an interaction on the timeline, and the interaction each makes.
+INTERACTIONS: dict[str, Callable[[Event], dict[str, Any]]] = {
+    "interaction.recorded": _interaction_of,
+    "cart.abandoned": _abandoned_cart_of,
+}
+
+
+async def _interaction(changes: Changes, event: Event, customer_id: int) -> Any:
     return await engagement.record_interaction(
         changes,
         customer_id=customer_id,
-        interaction={
-            "_id": ObjectId(),
-            "customer_id": customer_id,
-            "type": "CART_ABANDONED",
-            "channel": "WEB",
-            "occurred_at": event.time,
-            "attributes": {
-                "cart_id": str(data["cart_id"]),
-                "items": str(len(data["items"])),
-                "value": f"{data['value']} {data['currency']}",
-            },
-        },
+        interaction=INTERACTIONS[event.type](event),
         origin=event,
     )
 
@@ -174,7 +181,7 @@ APPLIERS: dict[str, Applier] = {
     "customer.address_changed": _address,
     "order.placed": _order_placed,
     "order.status_changed": _order_status,
-    "cart.abandoned": _cart_abandoned,
+    "cart.abandoned": _interaction,
     "interaction.recorded": _interaction,
     "ticket.status_changed": _ticket,
     "consent.changed": _consent,
@@ -204,3 +211,38 @@ async def apply_event(changes: Changes, event: Event) -> bool:
     except DuplicateEventError:
         return False
     return True
+
+
+async def apply_interactions(
+    changes: Changes, runs: Sequence[Sequence[Event]]
+) -> list[list[bool] | None]:
+    """Apply many subjects' runs of validated events that record interactions at once
+    (`engagement.record_interactions`): per run, per event True (applied) or False (applied
+    before), or None for a run to apply event by event with `apply_event` (which also
+    answers an event whose data cannot apply with its reason)."""
+    prepared: list[list[engagement.Recording]] = []
+    convertible: list[int] = []
+    for index, run in enumerate(runs):
+        try:
+            prepared.append([(event, INTERACTIONS[event.type](event)) for event in run])
+        except (ChangeRejectedError, KeyError, ValueError):
+            continue
+        convertible.append(index)
+    answers: list[list[bool] | None] = [None] * len(runs)
+    if prepared:
+        for index, answer in zip(
+            convertible, await engagement.record_interactions(changes, prepared), strict=True
+        ):
+            answers[index] = answer
+    return answers
+
+
+def pipeline(changes: Changes, registry: SchemaRegistry) -> Ingestion:
+    """The ingestion pipeline over `changes`' stores: events applied by `apply_event`, those
+    that record interactions many at once (`apply_interactions`), dead letters kept in SQL."""
+    return Ingestion(
+        registry,
+        apply=functools.partial(apply_event, changes),
+        keep=functools.partial(keep_in_sql, changes.engine),
+        grouped=Grouped(frozenset(INTERACTIONS), functools.partial(apply_interactions, changes)),
+    )

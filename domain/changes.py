@@ -219,6 +219,23 @@ async def read_customer(
     return customer
 
 
+async def survivors(
+    changes: Changes, customer_ids: Sequence[int]
+) -> dict[int, CustomerRecord | None]:
+    """The customer each id names, or the survivor its merges lead to (as `require_customer`
+    finds it for an upstream event), unlocked: one query for all of them, and one more per
+    merged one. None where no customer has the id."""
+    found: dict[int, CustomerRecord | None] = {}
+    with outages_as_source_errors("sql", "a change", SQL_ERRORS):
+        async with changes.engine.connect() as connection:
+            customers = await customers_by_ids(connection=connection, ids=customer_ids)
+            for customer_id, customer in zip(customer_ids, customers, strict=True):
+                if customer is not None and customer.merged_into is not None:
+                    customer = await read_customer(connection, customer_id, follow_merges=True)
+                found[customer_id] = customer
+    return found
+
+
 async def lock_customer(
     connection: AsyncConnection, customer_id: int, origin: Event | None = None
 ) -> CustomerRecord:

@@ -7,6 +7,7 @@ import logging
 import re
 from typing import Any
 
+from domain import vocabulary
 from domain.changes import (
     Changes,
     change_event,
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-ADDRESS_KINDS = frozenset({"HOME", "BILLING", "SHIPPING"})
+ADDRESS_KINDS = frozenset(vocabulary.ADDRESS_KINDS)
 
 
 def normalise_email(email: str) -> str:

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
+from domain import vocabulary
 from domain.changes import (
     Changes,
     change_event,
     mongo_transaction,
     require_customer,
+    survivors,
 )
 from domain.errors import (
     ChangeRejectedError,
 )
 from sources.events.envelope import Event
+from sources.events.outbox import add_to_mongo_outbox, in_mongo_outbox
 from sources.mongo import loaders as mongo_loaders
 from sources.roundtrips import MONGO
 
 log = logging.getLogger(__name__)
 
 
-CONSENT_CHANNELS = frozenset({"EMAIL", "SMS", "PHONE", "PUSH", "POST"})
+CONSENT_CHANNELS = frozenset(vocabulary.CONSENT_CHANNELS)
 
 
 async def change_consent(
@@ -58,15 +64,10 @@ async def change_consent(
     return event
 
 
-async def record_interaction(
-    changes: Changes,
-    *,
-    customer_id: int,
-    interaction: dict[str, Any],
-    origin: Event | None = None,
-) -> Event:
-    """Append an interaction to the customer's timeline."""
-    customer_id = (await require_customer(changes, customer_id, origin)).id
+def _recorded(
+    interaction: dict[str, Any], customer_id: int, origin: Event | None
+) -> tuple[dict[str, Any], Event]:
+    """The interaction as kept on the customer's timeline, and its change event."""
     interaction = {**interaction, "customer_id": customer_id}
     data = {
         "type": interaction["type"],
@@ -76,6 +77,19 @@ async def record_interaction(
     event = change_event(
         "interaction.recorded", customer_id, data, interaction["occurred_at"], origin
     )
+    return interaction, event
+
+
+async def record_interaction(
+    changes: Changes,
+    *,
+    customer_id: int,
+    interaction: dict[str, Any],
+    origin: Event | None = None,
+) -> Event:
+    """Append an interaction to the customer's timeline."""
+    customer_id = (await require_customer(changes, customer_id, origin)).id
+    interaction, event = _recorded(interaction, customer_id, origin)
     db = changes.db
 
     async def write(session: Any) -> None:
@@ -85,3 +99,72 @@ async def record_interaction(
     await changes.invalidate(MONGO, mongo_loaders.TIMELINE_PAGE, owners=[customer_id])
     changes.published()
     return event
+
+
+# One upstream event and the interaction it records (its `customer_id` still to be found).
+Recording = tuple[Event, dict[str, Any]]
+
+
+async def record_interactions(
+    changes: Changes, runs: Sequence[Sequence[Recording]]
+) -> list[list[bool] | None]:
+    """Append the interactions of many upstream events, each run one subject's events in
+    order, in one MongoDB transaction with all their outbox documents (and one SQL query to
+    find the customers), where `record_interaction` takes a transaction per event.
+
+    Answers per run: per event True (recorded) or False (its id was applied before, or
+    earlier in these runs), or None for a run left to `record_interaction`, event by event:
+    its subject is not a customer that takes changes (that call refuses it with the reason),
+    or the transaction failed (a concurrent delivery of the same id, say), in which case
+    every run is left. So a run is recorded whole or not at all, and one subject's events
+    keep their order either way.
+    """
+    subjects = {int(event.subject) for run in runs for event, _ in run}
+    customers = await survivors(changes, sorted(subjects))
+    ids = [event.id for run in runs for event, _ in run]
+    db = changes.db
+    try:
+        applied = await in_mongo_outbox(db=db, event_ids=ids)
+    except PyMongoError:
+        log.warning("could not look for applied event ids: recording one by one", exc_info=True)
+        return [None] * len(runs)
+    answers: list[list[bool] | None] = []
+    interactions: list[dict[str, Any]] = []
+    events: list[Event] = []
+    for run in runs:
+        customer = customers.get(int(run[0][0].subject))
+        if customer is None or customer.merged_into is not None:
+            answers.append(None)
+            continue
+        fates: list[bool] = []
+        for origin, interaction in run:
+            fresh = origin.id not in applied
+            fates.append(fresh)
+            if fresh:
+                applied.add(origin.id)
+                recorded, event = _recorded(interaction, customer.id, origin)
+                interactions.append(recorded)
+                events.append(event)
+        answers.append(fates)
+    if not events:
+        return answers
+
+    async def write(session: Any) -> None:
+        await db.interactions.insert_many(interactions, session=session)
+        await add_to_mongo_outbox(db=db, session=session, events=events)
+
+    try:
+        async with db.client.start_session() as session:
+            # with_transaction runs `write` again on a transient conflict.
+            await session.with_transaction(write)
+    except PyMongoError:
+        log.warning(
+            "recording %d interactions at once failed: recording them one by one",
+            len(events),
+            exc_info=True,
+        )
+        return [None] * len(runs)
+    owners = sorted({int(event.subject) for event in events})
+    await changes.invalidate(MONGO, mongo_loaders.TIMELINE_PAGE, owners=owners)
+    changes.published()
+    return answers

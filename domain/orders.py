@@ -21,6 +21,7 @@ from domain.errors import (
     DuplicateEventError,
     not_the_subjects,
 )
+from domain.vocabulary import ORDER_TRANSITIONS
 from sources.events.envelope import Event
 from sources.events.outbox import (
     add_to_sql_outbox,
@@ -33,18 +34,6 @@ from sources.sql.queries import orders_by_ids
 from sources.sql.records import OrderRecord
 
 log = logging.getLogger(__name__)
-
-
-# Where an order may go from each status.
-ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
-    "PLACED": frozenset({"PAID", "CANCELLED"}),
-    "PAID": frozenset({"FULFILLING", "CANCELLED"}),
-    "FULFILLING": frozenset({"SHIPPED", "CANCELLED"}),
-    "SHIPPED": frozenset({"DELIVERED", "RETURNED"}),
-    "DELIVERED": frozenset({"RETURNED"}),
-    "CANCELLED": frozenset(),
-    "RETURNED": frozenset(),
-}
 
 
 async def _lock_order(connection: AsyncConnection, order_id: int) -> OrderRecord:

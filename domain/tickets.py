@@ -9,6 +9,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from domain import vocabulary
 from domain.changes import (
     Changes,
     change_event,
@@ -27,7 +28,7 @@ from sources.roundtrips import MONGO
 log = logging.getLogger(__name__)
 
 
-TICKET_STATUSES = frozenset({"OPEN", "PENDING", "RESOLVED"})
+TICKET_STATUSES = frozenset(vocabulary.TICKET_STATUSES)
 
 
 async def change_ticket_status(

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import strawberry
 
+from domain import vocabulary
 from resolvers.access import MarketingData, Pii
 from resolvers.common import Money, PageInfo
 from resolvers.enums import Channel, IdentityType, InteractionType, TicketPriority, TicketStatus
@@ -55,7 +56,7 @@ class Identity:
 # withdrawn. Every other segment, and every trait, exists to target marketing.
 SERVICE_SEGMENTS = frozenset({"vip-service"})
 # Consent over any of these channels is consent to marketing contact.
-MARKETING_CHANNELS = frozenset({"EMAIL", "SMS", "PHONE", "PUSH", "POST"})
+MARKETING_CHANNELS = frozenset(vocabulary.CONSENT_CHANNELS)
 
 
 @strawberry.type(description="The customer's engagement profile (CDP document).")

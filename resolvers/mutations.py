@@ -42,7 +42,7 @@ class UpdateCustomerContactErrorCode(Enum):
     NOTHING_TO_CHANGE = "NOTHING_TO_CHANGE"
 
 
-@strawberry.input(description="New contact details; give only what domain.")
+@strawberry.input(description="New contact details; give only what changes.")
 class UpdateCustomerContactInput:
     customer_id: strawberry.ID = strawberry.field(description="The customer to change.")
     email: str | None = strawberry.field(default=None, description="New email address.")

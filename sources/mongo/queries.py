@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
@@ -14,24 +15,44 @@ from sources.paging import Page, PageKey, PageRow, Position, group_pages
 
 Database = AsyncDatabase[dict[str, Any]]
 
-INDEXES: dict[str, list[list[tuple[str, int]]]] = {
+
+@dataclass(frozen=True)
+class Index:
+    keys: list[tuple[str, int]]
+    # Unique over the documents that have the field (sparse: documents without it are not in
+    # the index at all, so they do not collide as nulls).
+    unique: bool = False
+
+
+INDEXES: dict[str, list[Index]] = {
     # The timeline is read newest first per customer, optionally by type.
     "interactions": [
-        [("customer_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)]
+        Index([("customer_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)])
     ],
-    "tickets": [[("customer_id", ASCENDING), ("status", ASCENDING)]],
+    "tickets": [Index([("customer_id", ASCENDING), ("status", ASCENDING)])],
     # Lookups by identity (loyalty number, device id, ...) land on the profile.
-    "profiles": [[("identities.type", ASCENDING), ("identities.value", ASCENDING)]],
+    "profiles": [Index([("identities.type", ASCENDING), ("identities.value", ASCENDING)])],
     # Expired idempotency markers are found by their expiry (`sources.mongo.idempotency`).
-    "idempotency": [[("expires_at", ASCENDING)]],
+    "idempotency": [Index([("expires_at", ASCENDING)])],
+    # The relay reads the unpublished documents oldest first, and retention the published
+    # ones older than its window (`sources.events`): without this index each pass of either
+    # scans every event the dedup window keeps.
+    "outbox": [
+        Index([("published", ASCENDING), ("created_at", ASCENDING)]),
+        # An event id is applied once (`sources.events.outbox.add_to_mongo_outbox`).
+        Index([("event_ids", ASCENDING)], unique=True),
+    ],
 }
 
 
 async def ensure_indexes(*, db: Database) -> None:
     """Create the indexes the queries below rely on (idempotent)."""
     for collection, indexes in INDEXES.items():
-        for keys in indexes:
-            await db[collection].create_index(keys)
+        for index in indexes:
+            if index.unique:
+                await db[collection].create_index(index.keys, unique=True, sparse=True)
+            else:
+                await db[collection].create_index(index.keys)
 
 
 async def profiles_by_customer_ids(

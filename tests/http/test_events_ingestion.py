@@ -45,10 +45,11 @@ class RecordingApplier:
 
 @pytest.fixture
 def applier(app: Starlette) -> Iterator[RecordingApplier]:
-    previous = app.state.event_applier
-    app.state.event_applier = recorder = RecordingApplier()
+    previous = app.state.ingestion
+    recorder = RecordingApplier()
+    app.state.ingestion = previous.applying(recorder)
     yield recorder
-    app.state.event_applier = previous
+    app.state.ingestion = previous
 
 
 def consent_event(**attributes: Any) -> dict[str, Any]:
@@ -353,14 +354,14 @@ async def test_a_batch_over_the_limit_is_413(
 async def test_without_an_applier_events_are_not_taken(
     app: Starlette, client: httpx.AsyncClient
 ) -> None:
-    previous = app.state.event_applier
-    app.state.event_applier = None
+    previous = app.state.ingestion
+    app.state.ingestion = None
     try:
         response = await client.post(
             "/events", content=orjson.dumps(consent_event()), headers=STRUCTURED
         )
     finally:
-        app.state.event_applier = previous
+        app.state.ingestion = previous
     assert response.status_code == 503
     assert response.json() == request_errors("Event application is not available.", 503)
     assert response.json()["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
@@ -375,15 +376,15 @@ async def test_a_failing_applier_answers_503_and_stops(
         seen.append(event.id)
         raise ConnectionError("the store is down")
 
-    previous = app.state.event_applier
-    app.state.event_applier = failing
+    previous = app.state.ingestion
+    app.state.ingestion = previous.applying(failing)
     try:
         batch = [consent_event(), consent_event()]
         response = await client.post(
             "/events", content=orjson.dumps(batch), headers=PUBLISHER | BATCH
         )
     finally:
-        app.state.event_applier = previous
+        app.state.ingestion = previous
     assert response.status_code == 503
     assert response.json() == request_errors("Applying the events failed: retry the request.", 503)
     assert seen == [batch[0]["id"]]

@@ -1,0 +1,193 @@
+"""The ingestion pipeline: interactions of many customers written together, with the
+guarantees of one event at a time (per-customer order, one application per event id, dead
+letters with their reasons)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from api.connections import Connections
+from domain.errors import ChangeRejectedError
+from domain.ingestion import Grouped, Ingestion
+from sources.events.envelope import Event
+from sources.events.outbox import in_mongo_outbox, was_issued
+from sources.events.registry import SchemaRegistry
+from sources.thirdparty.simulator import VendorStore
+from tests.auth import PUBLISHER
+from tests.builders import build_customer
+from tests.http.test_events_applied import BATCH, cloud_event, view
+
+
+def interaction(subject: int | str, kind: str = "CALL", **extra: Any) -> dict[str, Any]:
+    return cloud_event(
+        "interaction.recorded",
+        int(subject),
+        {"type": kind, "channel": "CONTACT_CENTER", "occurred_at": "2026-11-20T10:00:00Z"},
+        **extra,
+    )
+
+
+async def post(client: httpx.AsyncClient, events: list[dict[str, Any]]) -> dict[str, Any]:
+    response = await client.post(
+        "/events", json=events, headers=PUBLISHER | {"content-type": BATCH}
+    )
+    assert response.status_code in (202, 400), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_many_customers_interactions_take_one_transaction_per_store(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    customers = [await build_customer(connections, vendor_store) for _ in range(4)]
+    events = [interaction(cid, kind) for kind in ("CALL", "CHAT", "EMAIL") for cid in customers]
+    before = connections.round_trips.snapshot()
+    body = await post(client, events)
+    spent = connections.round_trips.since(before)
+
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (12, 0, 0)
+    # SQL: the customers, in one query. MongoDB: the ids applied before (two queries), the
+    # interactions, their outbox document, the commit. One at a time it was 12 and 36.
+    assert (spent["sql"], spent["mongo"]) == (1, 5)
+    [document] = await connections.db.outbox.find(
+        {"event_ids": events[0]["id"]}, {"event_ids": 1}
+    ).to_list(None)
+    # Each customer's run in its order, the customers as they first appear.
+    runs = [e["id"] for cid in customers for e in events if e["subject"] == str(cid)]
+    assert document["event_ids"] == runs
+    for cid in customers:
+        customer = await view(
+            client,
+            cid,
+            "timeline(first: 3, types: [CALL, CHAT, EMAIL]) { edges { node { type } } }",
+        )
+        kinds = {edge["node"]["type"] for edge in customer["timeline"]["edges"]}
+        assert kinds == {"CALL", "CHAT", "EMAIL"}
+
+
+async def test_an_id_is_applied_once_within_a_batch_across_batches_and_paths(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    other = await build_customer(connections, vendor_store)
+    first = [interaction(cid), interaction(other)]
+    assert (await post(client, first))["accepted"] == 2
+    single = interaction(cid, "CHAT")
+    # Applied on its own (one event: one document with the id as its own).
+    assert (await post(client, [single]))["accepted"] == 1
+
+    repeat = interaction(other, "EMAIL")
+    body = await post(
+        client, [first[0], interaction(cid, "APP_OPEN"), repeat, single, repeat, first[1]]
+    )
+    assert [r["status"] for r in body["results"]] == [
+        "duplicate",
+        "accepted",
+        "accepted",
+        "duplicate",
+        "duplicate",
+        "duplicate",
+    ]
+    assert await in_mongo_outbox(db=connections.db, event_ids=[repeat["id"], single["id"]]) == {
+        repeat["id"],
+        single["id"],
+    }
+    assert await was_issued(engine=connections.engine, db=connections.db, event_id=repeat["id"])
+    customer = await view(client, other, "timeline(first: 50, types: [EMAIL]) { edges { cursor } }")
+    assert len(customer["timeline"]["edges"]) == 1
+
+
+async def test_a_concurrent_delivery_of_the_same_batch_applies_each_event_once(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    customers = [await build_customer(connections, vendor_store) for _ in range(3)]
+    events = [interaction(cid, "STORE_VISIT") for cid in customers]
+    bodies = await asyncio.gather(*(post(client, events) for _ in range(3)))
+    assert sum(body["accepted"] for body in bodies) == 3
+    assert sum(body["duplicates"] for body in bodies) == 6
+    for cid in customers:
+        customer = await view(
+            client, cid, "timeline(first: 50, types: [STORE_VISIT]) { edges { cursor } }"
+        )
+        assert len(customer["timeline"]["edges"]) == 1
+
+
+async def test_a_customer_that_cannot_take_the_change_is_dead_lettered_beside_the_group(
+    client: httpx.AsyncClient, connections: Connections, vendor_store: VendorStore
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    body = await post(client, [interaction(987654321), interaction(cid), interaction("0")])
+    assert [r["status"] for r in body["results"]] == ["rejected", "accepted", "rejected"]
+    assert body["results"][0]["reasons"] == [
+        "cannot be applied: no customer has id 987654321 (CUSTOMER_NOT_FOUND)"
+    ]
+
+
+class Recorder:
+    """Stands in for the appliers (not for a store) to see what the pipeline asks and when."""
+
+    def __init__(self) -> None:
+        self.log: list[Any] = []
+
+    async def one(self, event: Event) -> bool:
+        await asyncio.sleep(0)
+        self.log.append(event.id)
+        if event.subject == "404":
+            raise ChangeRejectedError("CUSTOMER_NOT_FOUND", "no customer has id 404")
+        return True
+
+    async def runs(self, runs: Sequence[Sequence[Event]]) -> list[list[bool] | None]:
+        self.log.append([[event.id for event in run] for run in runs])
+        await asyncio.sleep(0)
+        return [None if run[0].subject == "9" else [True] * len(run) for run in runs]
+
+
+async def test_each_subject_keeps_its_order_and_runs_meet_in_as_few_writes_as_it_allows() -> None:
+    recorder = Recorder()
+
+    async def keep(rejections: Sequence[Any]) -> None:
+        recorder.log.append(("dead letters", len(rejections)))
+
+    pipeline = Ingestion(
+        SchemaRegistry(),
+        apply=recorder.one,
+        keep=keep,
+        grouped=Grouped(frozenset({"interaction.recorded"}), recorder.runs),
+    )
+    contact = {"email": "order@example.com"}
+    items = [
+        interaction(1, id="a1"),
+        cloud_event("customer.contact_changed", 1, contact, id="a2"),
+        interaction(1, id="a3"),
+        interaction(1, id="a4"),
+        interaction(2, id="b1"),
+        cloud_event("customer.contact_changed", 3, contact, id="c1"),
+        interaction(3, id="c2"),
+        interaction(9, id="d1"),
+        interaction(9, id="d2"),
+        cloud_event("customer.contact_changed", 404, contact, id="e1"),
+    ]
+    results = await pipeline.ingest(items)
+
+    assert [r.status for r in results] == ["accepted"] * 9 + ["rejected"]
+    groups = [entry for entry in recorder.log if isinstance(entry, list)]
+    # Subjects 1, 2 and 9 start with interactions: one write. Then 1 and 3 each reach a run
+    # after their contact change: together when their changes end in the same turn of the
+    # loop. Subject 9's run went one by one.
+    assert groups[0] == [["a1"], ["b1"], ["d1", "d2"]]
+    assert sorted(run for group in groups[1:] for run in group) == [["a3", "a4"], ["c2"]]
+    # What was applied, in order: the runs a write took, and the events applied one by one.
+    applied: list[str] = []
+    for entry in recorder.log:
+        if isinstance(entry, str):
+            applied.append(entry)
+        elif isinstance(entry, list):
+            applied += [i for run in entry if not run[0].startswith("d") for i in run]
+    for subject in ("a", "c", "d"):
+        mine = [i for i in applied if i.startswith(subject)]
+        assert mine == sorted(mine) and len(mine) == len(set(mine)), mine
+    assert recorder.log[-1] == ("dead letters", 1)
