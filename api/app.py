@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
             app.state.connections = connections
             app.state.guard = guard
             metrics.watch_round_trips(connections.round_trips)
+            metrics.watch_hub(connections.hub)
             if connections.cache is not None:
                 metrics.watch_cache(connections.cache)
             if connections.responses is not None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import SecretStr
 from starlette.requests import Request
@@ -23,6 +23,7 @@ from api.access import request_id as new_request_id
 from api.access import write_line
 from sources.cache.entity import EntityCache
 from sources.cache.responses import ResponseCache
+from sources.events.hub import Hub
 from sources.roundtrips import SOURCES, RoundTrips
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -84,6 +85,18 @@ class _ResponseCacheCollector(Collector):
         yield stored
 
 
+class _HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterable[Metric]:
+        live = GaugeMetricFamily(
+            "c360_subscriptions", "Subscriptions this process is delivering events to now."
+        )
+        live.add_metric([], self._hub.subscribers)
+        yield live
+
+
 class Metrics:
     """The registry of one app and the instruments the middleware feeds."""
 
@@ -112,6 +125,10 @@ class Metrics:
     def watch_cache(self, cache: EntityCache) -> None:
         """Expose the entity cache's counters."""
         self.registry.register(_CacheCollector(cache))
+
+    def watch_hub(self, hub: Hub) -> None:
+        """Expose how many subscriptions the hub is serving."""
+        self.registry.register(_HubCollector(hub))
 
     def watch_responses(self, responses: ResponseCache) -> None:
         """Expose the response cache's counters."""

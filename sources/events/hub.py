@@ -96,6 +96,10 @@ class Hub:
     def subscribers(self) -> int:
         return sum(len(s) for s in self._by_subject.values())
 
+    def subscriptions_to(self, subject: str) -> int:
+        """How many subscriptions to `subject` this hub delivers to now."""
+        return len(self._by_subject.get(subject, ()))
+
     @contextlib.asynccontextmanager
     async def subscribe(
         self, subject: str, wants: Callable[[Delivery], bool], *, after_event: str | None = None

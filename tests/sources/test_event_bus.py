@@ -20,6 +20,7 @@ from sources.events.envelope import Event, new_event
 from sources.events.hub import Hub, SlowConsumerError
 from sources.net import free_port
 from tests.services import own_redis, wait_for_redis
+from tests.waits import until
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -84,7 +85,8 @@ async def test_hub_replays_after_an_event_then_goes_live_without_gap_or_duplicat
     try:
         history = [change("7", n) for n in range(3)] + [change("8", 9)]
         await bus.publish(history)
-        await asyncio.sleep(0.2)  # the hub has read them (position moved past them)
+        latest = await bus.latest()
+        await until(lambda: hub.position == latest, what="the hub to read the history")
         async with hub.subscribe("7", lambda d: True, after_event=history[0].id) as feed:
             live = change("7", 3)
             await bus.publish([live])
@@ -106,7 +108,8 @@ async def test_a_slow_subscriber_is_closed_not_buffered_forever() -> None:
     try:
         async with hub.subscribe("9", lambda d: True) as feed:
             await bus.publish([change("9", n) for n in range(5)])
-            await asyncio.sleep(0.2)
+            latest = await bus.latest()
+            await until(lambda: hub.position == latest, what="the hub to offer all five")
             with pytest.raises(SlowConsumerError):
                 async for _ in feed:
                     pass

@@ -22,6 +22,7 @@ from sources.net import free_port, stop_process
 from sources.sql.models import OutboxEvent
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
+from tests.waits import until
 from tests.ws.test_subscriptions import change_email, graphql_ws, next_message, subscribe
 
 
@@ -83,6 +84,16 @@ async def ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} never became ready")
 
 
+async def serving_subscriptions(url: str) -> bool:
+    """Whether the server at `url` serves a subscription (its /metrics gauge)."""
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{url}/metrics")).text
+    return any(
+        line.startswith("c360_subscriptions ") and float(line.split()[1]) >= 1
+        for line in metrics.splitlines()
+    )
+
+
 @pytest.mark.usefixtures("only_these_processes_relay")
 async def test_a_change_on_one_instance_reaches_a_subscriber_on_the_other(
     shared_env: dict[str, str],
@@ -99,7 +110,7 @@ async def test_a_change_on_one_instance_reaches_a_subscriber_on_the_other(
         await ready(b, pb)
         async with graphql_ws(b) as ws:
             await subscribe(ws, cid)
-            await asyncio.sleep(0.3)
+            await until(lambda: serving_subscriptions(b), what="the subscription on b")
             await change_email(a, cid, f"cross.{cid}@example.com")
             message = await next_message(ws)
             change = message["payload"]["data"]["customerChanged"]

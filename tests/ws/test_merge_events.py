@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -13,6 +12,7 @@ from api.connections import Connections
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT
 from tests.builders import build_customer
+from tests.waits import subscribed
 from tests.ws.test_subscriptions import graphql_ws, next_message
 
 SUBSCRIBE = """subscription($id: ID!) { customerChanged(customerId: $id) {
@@ -50,7 +50,8 @@ async def test_both_customers_subscribers_hear_of_a_merge_and_an_unmerge(
     async with graphql_ws(live_server) as on_a, graphql_ws(live_server) as on_b:
         await _subscribe(on_a, a)
         await _subscribe(on_b, b)
-        await asyncio.sleep(0.2)  # subscribed before the change
+        await subscribed(connections.hub, a)
+        await subscribed(connections.hub, b)
         async with httpx.AsyncClient(base_url=live_server, headers=AGENT) as http:
             response = await http.post(
                 "/graphql",

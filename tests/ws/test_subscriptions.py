@@ -18,10 +18,12 @@ from api.app import create_app
 from api.connections import Connections
 from api.settings import Settings
 from sources.events.bus import NotRetainedError
+from sources.events.hub import Hub
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, PUBLISHER
 from tests.builders import build_customer
 from tests.conftest import Simulator, serving
+from tests.waits import relayed, subscribed
 
 SUBSCRIBE = """subscription($id: ID!, $after: ID) {
   customerChanged(customerId: $id, after: $after) { eventId eventType customer { id email phone } }
@@ -81,7 +83,7 @@ async def test_subscribe_mutate_receive_then_resume_after_a_disconnect(
     cid = await build_customer(connections, vendor_store)
     async with graphql_ws(live_server) as ws:
         await subscribe(ws, cid)
-        await asyncio.sleep(0.2)  # subscribed before the change
+        await subscribed(connections.hub, cid)
         await change_email(live_server, cid, f"first.{cid}@example.com")
         message = await next_message(ws)
         assert message["type"] == "next", message
@@ -93,7 +95,7 @@ async def test_subscribe_mutate_receive_then_resume_after_a_disconnect(
     # Disconnected: two changes happen meanwhile.
     await change_email(live_server, cid, f"second.{cid}@example.com")
     await change_email(live_server, cid, f"third.{cid}@example.com")
-    await asyncio.sleep(1.0)  # published by the relay
+    await relayed(connections)
 
     async with graphql_ws(live_server) as ws:
         await subscribe(ws, cid, after=seen)
@@ -229,7 +231,7 @@ async def test_an_ingested_upstream_event_reaches_the_subscriber(
     }
     async with graphql_ws(live_server) as ws:
         await subscribe(ws, cid)
-        await asyncio.sleep(0.2)
+        await subscribed(connections.hub, cid)
         async with httpx.AsyncClient(base_url=live_server, headers=AGENT) as http:
             response = await http.post(
                 "/events",
@@ -242,7 +244,7 @@ async def test_an_ingested_upstream_event_reaches_the_subscriber(
         assert (change["eventId"], change["eventType"]) == (event["id"], "ticket.status_changed")
 
 
-async def start(ws: ClientConnection, query: str, cid: int) -> None:
+async def start(ws: ClientConnection, query: str, cid: int, hub: Hub) -> None:
     await ws.send(
         json.dumps(
             {
@@ -252,7 +254,7 @@ async def start(ws: ClientConnection, query: str, cid: int) -> None:
             }
         )
     )
-    await asyncio.sleep(0.2)  # subscribed before the change
+    await subscribed(hub, cid)
 
 
 async def test_order_changes_arrive_with_the_order_after_them(
@@ -264,7 +266,7 @@ async def test_order_changes_arrive_with_the_order_after_them(
     mutation = """mutation($input: UpdateOrderStatusInput!) { updateOrderStatus(input: $input) {
         __typename } }"""
     async with graphql_ws(live_server) as ws:
-        await start(ws, query, cid)
+        await start(ws, query, cid, connections.hub)
         async with httpx.AsyncClient(base_url=live_server, headers=AGENT) as http:
             await http.post(
                 "/graphql",
@@ -311,7 +313,7 @@ async def test_customer_activity_shows_interactions_and_ticket_changes(
         },
     ]
     async with graphql_ws(live_server) as ws:
-        await start(ws, query, cid)
+        await start(ws, query, cid, connections.hub)
         async with httpx.AsyncClient(base_url=live_server, headers=AGENT) as http:
             response = await http.post(
                 "/events",
@@ -365,7 +367,6 @@ async def test_a_source_failing_under_a_subscription_is_a_coded_error(
         customer { email loyalty { tier } } } }"""
     vendor_faults.set_faults("loyalty", failure_rate=1.0)
     async with graphql_ws(live_server) as ws:
-        subscribed = connections.hub.subscribers
         await ws.send(
             json.dumps(
                 {
@@ -375,7 +376,7 @@ async def test_a_source_failing_under_a_subscription_is_a_coded_error(
                 }
             )
         )
-        await until_subscribed(connections, subscribed + 1)
+        await subscribed(connections.hub, cid)
         await change_email(live_server, cid, f"coded.{cid}@example.com")
         message = await next_message(ws)
     assert message["type"] == "next", message
@@ -396,11 +397,3 @@ async def test_a_document_refused_before_it_runs_is_a_coded_error(live_server: s
     assert message["type"] == "error"
     [error] = message["payload"]
     assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
-
-
-async def until_subscribed(connections: Connections, count: int) -> None:
-    """Wait until the hub has `count` subscribers (a subscription is live once it has)."""
-    deadline = time.monotonic() + 10
-    while connections.hub.subscribers < count:
-        assert time.monotonic() < deadline, "the subscription never started"
-        await asyncio.sleep(0.02)
