@@ -44,7 +44,6 @@ from graphql.validation import (
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-from api.errors import VALIDATION_FAILED, with_code
 from api.inputs import nul_error
 from api.limits import (
     INTROSPECTION_FIELDS,
@@ -53,8 +52,9 @@ from api.limits import (
     check_shape,
     merge_rule,
 )
-from api.principal import Principal, Role
 from api.settings import Environment, Settings
+from domain.principal import Principal, Role
+from resolvers.errors import VALIDATION_FAILED, with_code
 
 # Federation's `_service { sdl }` tells what introspection does (the subgraph SDL): it is open
 # where introspection is, so a gateway or `rover` can fetch it like GraphiQL introspects.

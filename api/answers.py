@@ -31,8 +31,8 @@ from graphql import (
 )
 
 from api.connections import Connections
-from api.context import Context
-from api.principal import Principal
+from domain.principal import Principal
+from resolvers.context import Context
 from sources.cache.responses import Answer, ResponseCache
 
 # Root fields whose answers come from the entity cache's loaders only: an event that changes

@@ -15,9 +15,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.keys import KEY_PREFIX, KeyVerifier
-from api.principal import ANONYMOUS, AuthenticationError, Principal
 from api.settings import Settings
 from api.tokens import TokenVerifier
+from domain.principal import ANONYMOUS, AuthenticationError, Principal
 
 
 def jwt_configured(settings: Settings) -> bool:

@@ -13,8 +13,8 @@ from pymongo.errors import PyMongoError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.audit import AuditLog
 from api.settings import Settings
+from domain.audit import AuditLog
 from domain.changes import Changes
 from domain.merges import StalledMerges
 from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend

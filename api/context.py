@@ -1,98 +1,16 @@
-"""The per-request context every resolver receives: who asks, settings, connections, loaders."""
+"""Building a request's context (`resolvers.context.Context`) from the process's connections."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any
-
-from starlette.websockets import WebSocket
+import functools
 
 from api.connections import Connections
-from api.principal import ANONYMOUS, Principal
-from api.settings import Settings
-from domain.changes import Changes
-from sources.dataloader import DataLoader
+from api.subscriptions import live_subscription
+from domain.principal import ANONYMOUS, Principal
+from resolvers.context import Context, Loaders
 from sources.mongo.loaders import MongoLoaders
-from sources.sql.idempotency import Claim
 from sources.sql.loaders import SqlLoaders
 from sources.thirdparty.loaders import VendorLoaders
-
-
-@dataclass(frozen=True, slots=True)
-class Loaders:
-    """Every loader of one request; built fresh so nothing is cached across requests."""
-
-    sql: SqlLoaders
-    mongo: MongoLoaders
-    vendor: VendorLoaders
-
-    def made(self) -> Iterator[DataLoader[Any, Any]]:
-        """The loaders this request has used (each is made on first use)."""
-        for group in (self.sql, self.mongo, self.vendor):
-            for value in vars(group).values():
-                if isinstance(value, DataLoader):
-                    yield value
-
-
-# A WebSocket's context lives as long as the connection, but loaders must not outlive one
-# result: a subscription sets fresh ones here for each event it delivers (each operation runs
-# in its own task, so the value is the operation's own).
-_operation_loaders: ContextVar[Loaders | None] = ContextVar("operation_loaders", default=None)
-
-
-def use_fresh_loaders(connections: Connections) -> None:
-    """Give the current operation new, empty loaders (a subscription does, per event)."""
-    _operation_loaders.set(create_loaders(connections))
-
-
-@dataclass(slots=True)
-class Context:
-    settings: Settings
-    connections: Connections
-    request_loaders: Loaders
-    # Set once the request is authenticated; on a WebSocket, by its connection_init.
-    principal: Principal = ANONYMOUS
-    # Names this request (or WebSocket operation) in the audit log and in the logs.
-    request_id: str = ""
-    # The connection_init payload of a WebSocket (where its credentials come from).
-    connection_params: dict[str, Any] | None = None
-    # The WebSocket this context belongs to; None over HTTP.
-    websocket: WebSocket | None = None
-    # Values served stale from the cache because their source failed: reported in the
-    # response's `extensions.stale` as {"path": [...], "ageSeconds": N}.
-    stale: list[dict[str, Any]] = field(default_factory=list)
-    # The subscriptions running on this context's WebSocket (its context lives as long).
-    subscriptions: set[object] = field(default_factory=set)
-    # The clear-text PII reads this request recorded, (customer id, "Type.field"): what an
-    # answer kept by the response cache records again each time it is served.
-    audit_reads: list[tuple[int, str]] = field(default_factory=list)
-    # The Idempotency-Key this request (a mutation) holds, if it sent one.
-    idempotency: Claim | None = None
-    # Set by a mutation whose answer asks the client to retry (MERGE_IN_PROGRESS): that answer
-    # is not kept for the key, whose retry runs again.
-    retry_invited: bool = False
-
-    @property
-    def loaders(self) -> Loaders:
-        return _operation_loaders.get() or self.request_loaders
-
-    @property
-    def changes(self) -> Changes:
-        """What a mutation changes data through: under the request's idempotency key."""
-        return self.connections.changes.holding(self.idempotency)
-
-    def audit_read(self, customer_id: int, type_name: str, field_name: str) -> None:
-        """Record that this request read one PII field of a customer in clear."""
-        name = f"{type_name}.{field_name}"
-        self.audit_reads.append((customer_id, name))
-        self.connections.audit.record(
-            request_id=self.request_id,
-            principal=self.principal,
-            customer_id=customer_id,
-            field_name=name,
-        )
 
 
 def create_loaders(connections: Connections) -> Loaders:
@@ -113,13 +31,19 @@ def create_loaders(connections: Connections) -> Loaders:
 
 
 def create_context(
-    connections: Connections, *, principal: Principal = ANONYMOUS, request_id: str = ""
+    connections: Connections,
+    *,
+    principal: Principal = ANONYMOUS,
+    request_id: str = "",
+    loaders: Loaders | None = None,
 ) -> Context:
-    """The context of one GraphQL operation."""
+    """The context of one GraphQL operation (on `loaders`, or new ones)."""
     return Context(
         settings=connections.settings,
         connections=connections,
-        request_loaders=create_loaders(connections),
+        request_loaders=loaders or create_loaders(connections),
+        new_loaders=functools.partial(create_loaders, connections),
+        admission=live_subscription,
         principal=principal,
         request_id=request_id,
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import TextIO
 
-from api.principal import Role, Scope
 from api.settings import DEVELOPMENT_JWT_SECRET, Environment, Settings
 from api.tokens import mint_token
+from domain.principal import Role, Scope
 
 # A seeded customer (the demo data's ids start at 1) for the `customer` role.
 DEMO_CUSTOMER = "1"

@@ -32,9 +32,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.errors import request_errors
 from api.guard import CallerRefusedError, Guard
-from api.principal import Scope
 from api.settings import Settings
 from domain.ingestion import (
     ACCEPTED,
@@ -45,6 +43,8 @@ from domain.ingestion import (
     Ingestion,
     Result,
 )
+from domain.principal import Scope
+from resolvers.errors import request_errors
 from sources.events.cloudevents import MEDIA_TYPES, CloudEventsRequestError, read_events
 
 log = logging.getLogger(__name__)

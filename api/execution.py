@@ -21,11 +21,11 @@ from graphql.execution.executor import Executor as ExecutionContext
 from graphql.execution.values import get_variable_values
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
-from api.context import Context
 from api.engine.plan import OperationPlan, UnsupportedError, compile_operation
 from api.engine.replay import Recording, recording_loaders, replaying_loaders
 from api.engine.run import Run
 from api.settings import Engine
+from resolvers.context import Context
 
 log = logging.getLogger(__name__)
 

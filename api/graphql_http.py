@@ -10,7 +10,10 @@ GraphQL request error (parsing, validation, operation selection, variable coerci
 decides: `application/graphql-response+json` gets 400, `application/json` gets 200 with `errors`,
 since a client cannot tell a 4xx `application/json` body from an intermediary's. The
 graphql-http audit (tests/http/test_graphql_http_audit.py) holds the endpoint to this.
-"""
+
+Over 400 lines: the endpoint is one request's way through the spec (method, media types,
+parameters, the document cache, admission, the response cache, execution, status codes); each
+step is a short function and they are read in order."""
 
 from __future__ import annotations
 
@@ -38,14 +41,15 @@ from api.access import request_id
 from api.admission import Refusal, may_explore
 from api.at_once import Done, started
 from api.connections import Connections
-from api.context import Context, create_context
+from api.context import create_context
 from api.documents import document_hash
-from api.errors import PARSE_FAILED, format_error, request_errors, with_code
 from api.execution import Executor
 from api.guard import CallerRefusedError, Guard
 from api.limits import QUERY_TOO_COMPLEX, too_many_tokens
-from api.principal import Principal
 from api.settings import Settings
+from domain.principal import Principal
+from resolvers.context import Context
+from resolvers.errors import PARSE_FAILED, format_error, request_errors, with_code
 from sources.sql.idempotency import Claim, Replay
 
 log = logging.getLogger(__name__)

@@ -42,11 +42,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types.unset import UnsetType
 
 from api.connections import Connections
-from api.context import Context, create_context
+from api.context import create_context
 from api.graphql_http import GraphQLRequest, resolve_query, select_operation
 from api.guard import CallerRefusedError, Guard
 from api.settings import Settings
 from api.subscriptions import TOO_MANY
+from resolvers.context import Context
 
 log = logging.getLogger(__name__)
 # graphql-transport-ws's "Forbidden": a refused origin or credential, or one that expired on an

@@ -14,10 +14,10 @@ from api.admission import Admission
 from api.auth import Authenticator
 from api.documents import TrustedDocuments
 from api.persisted import PersistedQueries
-from api.principal import AuthenticationError, Principal
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.subscriptions import PrincipalSubscriptions
+from domain.principal import AuthenticationError, Principal
 
 
 class CallerRefusedError(Exception):

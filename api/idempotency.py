@@ -17,7 +17,7 @@ import orjson
 from starlette.datastructures import Headers
 
 from api.connections import Connections
-from api.principal import Principal
+from domain.principal import Principal
 from sources.errors import SourceError
 from sources.loader import outages_as_source_errors
 from sources.sql import idempotency

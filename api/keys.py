@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.principal import AuthenticationError, Principal, Role, Scope
+from domain.principal import AuthenticationError, Principal, Role, Scope
 from sources.sql.engine import begin_write
 from sources.sql.models import ApiKey, table
 

@@ -38,7 +38,10 @@ comparisons, `measured` is where the check stopped, not what finishing it would 
   matched between two selections); a document selecting a field once spends none.
 - Fields under `__schema` and `__type` do not count toward depth or cost, so GraphiQL's
   introspection query passes even the anonymous budget (they do count as selections).
-"""
+
+Over 400 lines: every admission limit on a document (tokens, shape, overlapping fields, cost)
+shares one walk of the document and one table of costs; they are checked in one place so that
+their order (cheap first) stays visible."""
 
 from __future__ import annotations
 

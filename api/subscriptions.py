@@ -33,7 +33,7 @@ from sources.optional_redis import redis_client
 from sources.outage import Breaker, Outage, UnavailableError
 
 if TYPE_CHECKING:
-    from api.context import Context
+    from resolvers.context import Context
 
 log = logging.getLogger(__name__)
 

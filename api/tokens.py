@@ -23,8 +23,8 @@ import httpx
 import jwt
 from jwt.exceptions import InvalidSubjectError
 
-from api.principal import AuthenticationError, Principal, Role
 from api.settings import Settings
+from domain.principal import AuthenticationError, Principal, Role
 
 log = logging.getLogger(__name__)
 

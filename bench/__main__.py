@@ -1,4 +1,8 @@
-"""`python -m bench`: prepare the dataset, start c360, run the workloads, write the report."""
+"""`python -m bench`: prepare the dataset, start c360, run the workloads, write the report.
+
+Over 400 lines: a bench run's orchestration (dataset, floors, the service, each workload, the
+peer, the report) is one story told in order; the pieces it drives live in the other bench
+modules."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.principal import Principal, Role, Scope
 from api.settings import Settings
 from api.tokens import mint_token
+from domain.principal import Principal, Role, Scope
 
 # An agent (every field in clear, so the PII audit path is exercised) that may also publish
 # events (the ingest workload).

@@ -20,7 +20,7 @@ from typing import Any
 from graphql import parse
 
 from api.connections import open_connections
-from api.context import Context, create_loaders
+from api.context import create_context, create_loaders
 from api.embedded import embedded_stores
 from api.engine.replay import Recording, recording_loaders, replaying_loaders
 from api.execution import Executor
@@ -73,7 +73,7 @@ async def measure_floor(
             template = create_loaders(connections)
             for variables in variable_sets:
                 loaders = recording_loaders(create_loaders(connections), memory)
-                context = Context(resolved, connections, loaders, principal=PRINCIPAL)
+                context = create_context(connections, principal=PRINCIPAL, loaders=loaders)
                 async with _bounded(workload.name, "recording"):
                     result = await executor.execute(
                         document, context, variables=copy.deepcopy(variables)
@@ -85,11 +85,10 @@ async def measure_floor(
             started = time.perf_counter()
             while time.perf_counter() < deadline:
                 for variables in variable_sets:
-                    context = Context(
-                        resolved,
+                    context = create_context(
                         connections,
-                        replaying_loaders(template, memory),
                         principal=PRINCIPAL,
+                        loaders=replaying_loaders(template, memory),
                     )
                     # A copy, as a request parses its own: Strawberry's `_entities` takes
                     # `__typename` out of each representation it is given.

@@ -29,7 +29,7 @@ from graphql import GraphQLError
 from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 
-from api.principal import Principal, Role, Scope
+from domain.principal import Principal, Role, Scope
 from resolvers.masking import Mask
 
 CustomerArgument = Callable[[dict[str, Any]], object]

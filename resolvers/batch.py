@@ -14,8 +14,8 @@ from typing import Annotated
 
 import strawberry
 
-from api.principal import Scope
 from domain.customers import normalise_email
+from domain.principal import Scope
 from resolvers.access import staff_lookup
 from resolvers.common import Info, UserInputError, load_many, parse_id
 from resolvers.customer import Customer, surviving_customer

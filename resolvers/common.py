@@ -12,8 +12,8 @@ from typing import Any, TypeVar, cast
 import strawberry
 from graphql import GraphQLError
 
-from api.context import Context, Loaders
 from domain.errors import ChangeRejectedError
+from resolvers.context import Context, Loaders
 from sources import money
 from sources.cache.entity import Stale
 from sources.dataloader import DataLoader

@@ -8,8 +8,8 @@ from typing import Annotated
 import strawberry
 from bson import ObjectId
 
-from api.principal import Scope
 from domain.customers import normalise_email
+from domain.principal import Scope
 from resolvers.access import Pii, check_entity, check_readable, readable
 from resolvers.common import (
     Info,

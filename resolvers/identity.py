@@ -9,8 +9,8 @@ from typing import Annotated
 import phonenumbers
 import strawberry
 
-from api.principal import Scope
 from domain.customers import normalise_email
+from domain.principal import Scope
 from resolvers.access import forbidden, reads_pii_in_clear, staff_lookup
 from resolvers.common import Info, PageInfo, UserInputError, load, page_size
 from resolvers.customer import Customer, surviving_customer

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from api.principal import Scope
+from domain.principal import Scope
 from resolvers.access import check_entity, check_readable, readable
 from resolvers.common import Info, Money, PageInfo, load, loaded, parse_id
 from resolvers.enums import Channel, OrderStatus

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.extensions import SchemaExtension
 
-from api.errors import CodedErrors
-from api.principal import Scope
+from domain.principal import Scope
 from resolvers.access import own_customer
 from resolvers.admin import AdminQuery
 from resolvers.batch import BatchQuery
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer, surviving_customer
+from resolvers.errors import CodedErrors
 from resolvers.federation import FEDERATION_VERSION, Subgraph, price_entities
 from resolvers.identity import IdentityQuery
 from resolvers.mutations import Mutation
@@ -51,7 +51,7 @@ def create_schema(
     SDL as schema.graphql, `--federation` its subgraph SDL (`resolvers.federation`).
 
     CodedErrors covers what runs through Strawberry's own execution (subscriptions over
-    WebSocket); the HTTP endpoint formats with `api.errors.format_error`, by the same rule.
+    WebSocket); the HTTP endpoint formats with `resolvers.errors.format_error`, by the same rule.
     """
     schema = Subgraph(
         query=Query,

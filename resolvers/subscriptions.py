@@ -13,9 +13,7 @@ from typing import Annotated, Any
 import strawberry
 from graphql import GraphQLError
 
-from api.context import use_fresh_loaders
-from api.principal import Scope
-from api.subscriptions import live_subscription
+from domain.principal import Scope
 from resolvers.access import own_customer, readable
 from resolvers.common import Info, load, parse_id
 from resolvers.customer import Customer
@@ -117,11 +115,11 @@ async def _deliveries(
     last: str | None = after
     try:
         async with (
-            live_subscription(info.context),
+            info.context.admitted(),
             connections.hub.subscribe(str(number), wants, after_event=after) as feed,
         ):
             async for delivery in feed:
-                use_fresh_loaders(connections)
+                info.context.use_fresh_loaders()
                 last = delivery.event.id
                 yield number, delivery
     except NotRetainedError:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from api.principal import Role
 from api.settings import Settings
 from api.tokens import mint_token
+from domain.principal import Role
 
 
 def token(

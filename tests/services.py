@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,14 +165,3 @@ async def stalling_proxy(host: str, port: int, marker: bytes) -> AsyncIterator[S
             pump.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
         await listener.wait_closed()
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], what: str, within: float) -> None:
-    """Wait for `condition`, failing the test after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = condition()
-        if outcome if isinstance(outcome, bool) else await outcome:
-            return
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        await asyncio.sleep(0.02)

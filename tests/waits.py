@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from sqlalchemy import func, select
 
@@ -17,10 +17,9 @@ from sources.sql import models
 PATIENCE = 15.0
 
 
-async def until(
-    holds: Callable[[], bool | Awaitable[bool]], *, what: str, patience: float = PATIENCE
-) -> None:
-    """Return once `holds()` is true (checked every 10 ms); fail naming `what` otherwise."""
+async def until(holds: Callable[[], object], what: str, patience: float = PATIENCE) -> None:
+    """Return once `holds()` (a function or a coroutine function) gives a true value, checked
+    every 10 ms; fail naming `what` after `patience` seconds."""
     try:
         async with asyncio.timeout(patience):
             while True:

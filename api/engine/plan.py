@@ -7,7 +7,9 @@ arguments, under which rules, and how to complete it (`Completion`). Nothing in 
 on the caller: the rules it carries are applied at run time to the request's principal.
 
 `compile_operation` raises `UnsupportedError` for what the engine leaves to graphql-core.
-"""
+
+Over 400 lines: one compiler: collecting fields, choosing each field's way to its value and
+completion, and carrying its rules are steps of one walk over the document and the schema."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from api.context import Loaders
+from resolvers.context import Loaders
 from sources.dataloader import MISSING, DataLoader
 
 GROUPS = ("sql", "mongo", "vendor")

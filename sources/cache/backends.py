@@ -12,7 +12,10 @@ the response cache's answers (`sources.cache.responses`). `get_blob` also says w
 on the store's clock (Redis's `TIME`, shared by every instance); a blob put with that time is
 not kept when one of its tags was invalidated since (a request runs for less than `hold`),
 and is kept when the invalidations all came before it, its own tombstone notwithstanding.
-"""
+
+Over 400 lines: the Redis and in-process backends keep one contract (tombstones, tags, blobs,
+the replay of invalidations after an outage); side by side, a change to one is made to the
+other."""
 
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ letter or digit at a time would spell out what masking hides.
 
 Terms are written with the customer: by the seeder, by every contact change (in the same
 transaction), and by `reindex_search` for a database seeded before terms existed.
-"""
+
+Over 400 lines: the terms written for a customer and the queries that read them must agree on
+every kind and normalisation: they are kept in one module so that they change together."""
 
 from __future__ import annotations
 

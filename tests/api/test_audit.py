@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.audit import AuditLog
-from api.principal import Principal, Role
+from domain.audit import AuditLog
+from domain.principal import Principal, Role
 from sources.sql import models
 from sources.sql.audit import ROWS_PER_STATEMENT
 

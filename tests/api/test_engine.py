@@ -17,9 +17,8 @@ from graphql import parse
 
 from api import execution
 from api.connections import Connections
-from api.context import Context, create_context
+from api.context import create_context
 from api.execution import Executor
-from api.principal import Principal, Role, Scope
 from api.settings import Engine
 from bench.documents import (
     AGENT_QUERY,
@@ -30,7 +29,9 @@ from bench.documents import (
     TYPENAME_QUERY,
     many_customers_query,
 )
+from domain.principal import Principal, Role, Scope
 from resolvers.common import LOADED
+from resolvers.context import Context
 from resolvers.schema import create_schema
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import bearer

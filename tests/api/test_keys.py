@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.cli import main
 from api.keys import ApiKeyInfo, KeyRequestError, KeyVerifier, create_key, list_keys, revoke_key
-from api.principal import AuthenticationError, Role, Scope
+from domain.principal import AuthenticationError, Role, Scope
 from sources.sql.engine import create_engine
 from sources.sql.models import ApiKey, table
 

@@ -23,8 +23,8 @@ from api.limits import (
     check_shape,
     merge_rule,
 )
-from api.principal import Principal, Role
 from api.settings import Settings
+from domain.principal import Principal, Role
 from resolvers.schema import create_schema
 from tests.queries import AGENT_QUERY, GRAPHIQL_INTROSPECTION, fragment_chain
 

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from api import readtimeout
 from sources.net import free_port
-from tests.services import until
+from tests.waits import until
 
 READ_TIMEOUT = 0.5
 DEADLINE = 30.0

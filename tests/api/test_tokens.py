@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from api.principal import AuthenticationError, Principal, Role, Scope
 from api.settings import Settings
 from api.tokens import TokenVerifier, mint_token
+from domain.principal import AuthenticationError, Principal, Role, Scope
 from sources.net import free_port
 
 SECRET = "c360-tests-hs256-secret-" + "0123456789abcdef" * 2

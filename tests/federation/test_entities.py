@@ -15,10 +15,10 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from api.connections import Connections
-from api.principal import Role, Scope
 from api.settings import Environment, Settings
 from api.tokens import mint_token
 from domain.merges import merge_customers
+from domain.principal import Role, Scope
 from resolvers.federation import subgraph_sdl
 from resolvers.schema import create_schema
 from sources.thirdparty.simulator import VendorStore

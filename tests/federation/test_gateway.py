@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from api.connections import Connections
-from api.principal import Role, Scope
+from domain.principal import Role, Scope
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import bearer
 from tests.builders import build_customer

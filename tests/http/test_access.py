@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from api.connections import Connections
-from api.principal import Role, Scope
+from domain.principal import Role, Scope
 from sources.sql import models
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import bearer

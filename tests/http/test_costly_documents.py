@@ -21,7 +21,7 @@ from graphql import parse, validate
 from starlette.applications import Starlette
 
 from api.admission import ANONYMOUS_MAX_CHARS
-from api.principal import Role
+from domain.principal import Role
 from resolvers.schema import create_schema
 from tests.auth import bearer
 from tests.queries import GRAPHIQL_INTROSPECTION, fragment_chain

@@ -15,9 +15,9 @@ from starlette.applications import Starlette
 
 from api.cli import main
 from api.connections import Connections
-from api.errors import request_errors
 from api.settings import Settings
 from domain.errors import ChangeRejectedError
+from resolvers.errors import request_errors
 from sources.events.deadletters import DeadLetterRecord, list_dead_letters
 from sources.events.envelope import Event
 from tests.auth import PUBLISHER

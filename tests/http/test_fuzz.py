@@ -42,9 +42,9 @@ from hypothesis import HealthCheck, event, given, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from api.errors import INTERNAL
-from api.principal import Role
 from api.settings import Settings
+from domain.principal import Role
+from resolvers.errors import INTERNAL
 from resolvers.schema import create_schema
 from sources.events.registry import SchemaRegistry
 from tests.auth import AGENT, PUBLISHER, bearer

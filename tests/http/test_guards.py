@@ -18,9 +18,9 @@ from starlette.applications import Starlette
 
 from api.documents import add_document
 from api.keys import create_key
-from api.principal import Role
 from api.settings import DEVELOPMENT_JWT_SECRET, Environment, Settings
 from api.startup import UnsafeConfigurationError, refuse_production_without_auth
+from domain.principal import Role
 from migrations.runner import upgrade
 from sources.sql.engine import create_engine
 from tests.auth import AGENT, bearer, token

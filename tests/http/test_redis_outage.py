@@ -29,7 +29,8 @@ from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT
 from tests.builders import build_customer
 from tests.conftest import serving
-from tests.services import own_redis, until, wait_for_redis
+from tests.services import own_redis, wait_for_redis
+from tests.waits import until
 
 CUSTOMER = """query($id: ID!) { customer(id: $id) {
   id email firstName orders(first: 2) { edges { node { id status } } } } }"""

@@ -17,9 +17,9 @@ from graphql import OperationDefinitionNode, parse
 from api.answers import cacheable
 from api.connections import Connections
 from api.execution import Executor
-from api.principal import Role
 from api.settings import Settings
 from bench.documents import AGENT_QUERY
+from domain.principal import Role
 from sources.cache.responses import Answer, ResponseCache
 from sources.cache.responses import Reads as AnswerReads
 from sources.thirdparty.simulator import VendorStore

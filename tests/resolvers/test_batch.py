@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from api.connections import Connections
-from api.principal import Role, Scope
+from domain.principal import Role, Scope
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, bearer
 from tests.builders import build_customer

@@ -12,8 +12,8 @@ from graphql import OperationDefinitionNode, parse
 
 from api.connections import Connections
 from api.limits import check_cost
-from api.principal import Role
 from domain.merges import merge_customers
+from domain.principal import Role
 from resolvers.schema import create_schema
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import PUBLISHER, bearer

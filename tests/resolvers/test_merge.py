@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 import domain
 from api.connections import Connections
-from api.principal import Role
 from api.settings import Settings
+from domain.principal import Role
 from sources.events.registry import SchemaRegistry
 from sources.sql import models
 from sources.thirdparty.simulator import VendorStore

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from api.connections import Connections
 from api.idempotency import LEASE_MARGIN_SECONDS, request_hash
-from api.principal import Role
 from api.settings import Settings
+from domain.principal import Role
 from sources.sql import models
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import bearer

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from api.audit import AuditLog
 from api.connections import Connections
-from api.principal import Principal, Role
+from domain.audit import AuditLog
+from domain.principal import Principal, Role
 from migrations.runner import upgrade
 from sources.events.bus import InProcessBus
 from sources.events.outbox import Relay
 from sources.sql import models
 from sources.sql.engine import create_engine
-from tests.services import until
+from tests.waits import until
 
 
 def outage_lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
@@ -33,7 +33,7 @@ async def test_the_relay_and_the_audit_log_say_once_that_sql_is_down_and_once_th
     connections: Connections, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="sources.events.outbox")
-    caplog.set_level(logging.DEBUG, logger="api.audit")
+    caplog.set_level(logging.DEBUG, logger="domain.audit")
     # A SQLite file whose directory does not exist yet: every statement fails until it does.
     url = f"sqlite+aiosqlite:///{tmp_path}/later/c360.sqlite"
     engine = create_engine(url)
@@ -51,7 +51,7 @@ async def test_the_relay_and_the_audit_log_say_once_that_sql_is_down_and_once_th
     audit.start()
     try:
         await until(lambda: retries(caplog, "sources.events.outbox") >= 3, "relay retries", 10)
-        await until(lambda: retries(caplog, "api.audit") >= 3, "audit retries", 10)
+        await until(lambda: retries(caplog, "domain.audit") >= 3, "audit retries", 10)
         (tmp_path / "later").mkdir()
         await asyncio.to_thread(upgrade, url)
 
@@ -68,7 +68,7 @@ async def test_the_relay_and_the_audit_log_say_once_that_sql_is_down_and_once_th
         await relay.stop()
         await engine.dispose()
         await connections.mongo.drop_database(mongo.name)
-    for logger in ("sources.events.outbox", "api.audit"):
+    for logger in ("sources.events.outbox", "domain.audit"):
         down, back = outage_lines(caplog, logger)
         assert " down: " in down.getMessage() and "back up after" in back.getMessage()
         assert not down.exc_info and not back.exc_info

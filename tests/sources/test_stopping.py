@@ -17,8 +17,8 @@ from api.connections import Connections
 from sources.events.bus import InProcessBus
 from sources.events.envelope import new_event
 from sources.events.outbox import Relay
-from tests.services import until
 from tests.stalls import awaits
+from tests.waits import until
 
 # Loop iterations between the wait ending and the cancellation: the window is one of them.
 LAGS = range(6)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,14 +17,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.app import create_app
-from api.principal import Role
 from api.settings import Settings
 from api.subscriptions import _ACQUIRE, PrincipalSubscriptions
+from domain.principal import Role
 from sources.events.hub import Hub
 from sources.net import free_port
 from tests.auth import bearer
 from tests.conftest import serving
 from tests.services import stalling_proxy
+from tests.waits import until
 from tests.ws.test_subscriptions import SUBSCRIBE, next_message
 
 CAP = 3
@@ -54,19 +53,6 @@ async def socket(base_url: str, credential: dict[str, str]) -> AsyncIterator[Cli
 async def subscribe(ws: ClientConnection, operation: str) -> None:
     payload = {"query": SUBSCRIBE, "variables": {"id": "1"}}
     await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": payload}))
-
-
-async def until(predicate: Callable[[], object], what: str, seconds: float = 10.0) -> None:
-    """Wait, with a deadline, until `predicate` (a function or a coroutine function) holds."""
-    deadline = time.monotonic() + seconds
-    while True:
-        outcome = predicate()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        assert time.monotonic() < deadline, f"never: {what}"
-        await asyncio.sleep(0.02)
 
 
 async def still_open(ws: ClientConnection) -> None:
@@ -211,7 +197,7 @@ async def test_an_instance_that_dies_leaks_no_subscriptions(
         await asyncio.sleep(lease * 1.5)
         assert await other.acquire("jwt:someone") is None
         await alive.close()  # dies: stops renewing, removes nothing
-        await until(lambda: other.acquire("jwt:someone"), "its entry lapsed", seconds=lease * 3)
+        await until(lambda: other.acquire("jwt:someone"), "its entry lapsed", patience=lease * 3)
     finally:
         await alive.close()
         await other.close()
@@ -299,7 +285,7 @@ async def test_a_subscription_cancelled_while_counted_leaves_nothing_in_redis(
                 # Redis added the entry; its answer has not reached c360.
                 await until(lambda: proxy.stalled == 1, "the acquire sent")
                 await until(lambda: _count(redis, entries, 1), "the entry added in Redis")
-            await until(lambda: _count(redis, entries, 0), "the entry removed", seconds=6.0)
+            await until(lambda: _count(redis, entries, 0), "the entry removed", patience=6.0)
             assert app.state.connections.hub.subscribers == 0
             assert app.state.guard.subscriptions.held(key) == 0
     finally:

@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from api.principal import Role
 from api.settings import Settings
 from api.tokens import mint_token
+from domain.principal import Role
 from tests.auth import AGENT, bearer
 from tests.http.test_guards import BAD_TOKENS
 from tests.ws.test_subscriptions import SUBSCRIBE, next_message

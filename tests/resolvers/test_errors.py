@@ -7,7 +7,7 @@ import logging
 import pytest
 from graphql import GraphQLError
 
-from api.errors import CodedErrors
+from resolvers.errors import CodedErrors
 from sources.errors import SourceTimeoutError
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.principal import Principal
+from domain.principal import Principal
 from sources.outage import Outage, stopping
 from sources.sql.audit import AuditRecord, write_audit_entries
 from sources.sql.engine import begin_write
