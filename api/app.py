@@ -69,7 +69,9 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
                 metrics.watch_cache(connections.cache)
             if connections.responses is not None:
                 metrics.watch_responses(connections.responses)
-            app.state.ingestion = pipeline(connections.changes, registry)
+            app.state.ingestion = pipeline(
+                connections.changes, registry, grouped=connections.grouped_ingestion
+            )
             app.state.readiness = Readiness(connections)
             if served:
                 settle_after_startup(settings.gc_young_threshold)

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     retention_every_seconds: PositiveFloat = Field(
         default=3_600.0, description="How often the retention task prunes (relay instances)."
     )
+    ingest_grouped: bool = Field(
+        default=True,
+        description="Write ingested interactions of many customers in one MongoDB transaction, "
+        "with grouped outbox documents (turn off while instances older than this feature still "
+        "run: their relay cannot read grouped documents).",
+    )
     relay_enabled: bool = Field(
         default=True,
         description="Run the outbox relay in this instance (off: another instance publishes).",

@@ -237,12 +237,15 @@ async def apply_interactions(
     return answers
 
 
-def pipeline(changes: Changes, registry: SchemaRegistry) -> Ingestion:
-    """The ingestion pipeline over `changes`' stores: events applied by `apply_event`, those
-    that record interactions many at once (`apply_interactions`), dead letters kept in SQL."""
+def pipeline(changes: Changes, registry: SchemaRegistry, *, grouped: bool) -> Ingestion:
+    """The ingestion pipeline over `changes`' stores: events applied by `apply_event`, with
+    `grouped` those that record interactions many at once (`apply_interactions`: only where
+    the outbox's unique index on event ids is in place), dead letters kept in SQL."""
     return Ingestion(
         registry,
         apply=functools.partial(apply_event, changes),
         keep=functools.partial(keep_in_sql, changes.engine),
-        grouped=Grouped(frozenset(INTERACTIONS), functools.partial(apply_interactions, changes)),
+        grouped=Grouped(frozenset(INTERACTIONS), functools.partial(apply_interactions, changes))
+        if grouped
+        else None,
     )

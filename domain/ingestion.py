@@ -12,9 +12,11 @@ id was applied before is a duplicate (delivery is at least once, so a retry is n
 Events of the grouped types (`Grouped`: those that record an interaction, the high-volume
 kind) are applied together: each subject's consecutive run of them joins the runs the other
 subjects reach at the same time, and all are written in one transaction per store instead of
-one per event. A run that cannot go with the group (its customer was merged or is unknown,
-or the group's transaction failed) is applied event by event, with the same outcome as if it
-had never been grouped.
+one per event (a merged customer's events go to its survivor, as they do one by one). A run
+that cannot go with the group (no customer has its subject's id, or the group's transaction
+failed) is applied event by event, with the same outcome as if it had never been grouped.
+Grouping is on only where the MongoDB outbox's unique index on event ids is in place
+(`sources.events.outbox.outbox_ids_unique`): it is what applies an id once across groups.
 
 A store failure while applying stops that subject at the failed event (its later events must
 not overtake it) and fails the whole call with `ApplyFailedError` once the other subjects are
@@ -140,7 +142,13 @@ class Ingestion:
                 subjects.setdefault(event.subject, []).append(_Entry(result, item, event))
 
         run = _Run(self, rejections)
-        outcomes = await asyncio.gather(*(run.subject(e) for e in subjects.values()))
+        try:
+            outcomes = await asyncio.gather(*(run.subject(e) for e in subjects.values()))
+        finally:
+            # Given up on (the caller cancelled): a write still running commits or rolls
+            # back whole, and a retry finds what committed as duplicates.
+            for writing in run.writing:
+                writing.cancel()
         if not all(outcomes):
             raise ApplyFailedError("applying the events failed: retry the batch")
         await self.keep([rejection for _, rejection in sorted(rejections, key=lambda r: r[0])])
@@ -228,7 +236,9 @@ class _Run:
         assert grouped is not None
         fates: list[list[bool] | None] = [None] * len(group)
         try:
-            fates = await grouped.apply([[entry.event for entry in run] for run, _ in group])
+            # A joint write holds a slot too: it takes a connection per store.
+            async with self.slots:
+                fates = await grouped.apply([[entry.event for entry in run] for run, _ in group])
         except Exception:
             log.warning("applying %d runs of events at once failed", len(group), exc_info=True)
         finally:

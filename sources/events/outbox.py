@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from pymongo.errors import PyMongoError
 from sqlalchemy import Text, cast, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,6 +35,9 @@ from sources.sql.engine import begin_write
 log = logging.getLogger(__name__)
 
 BATCH = 200
+# Events in one grouped MongoDB outbox document, at most: the relay publishes about BATCH events
+# a pass, and one document is never split between passes.
+GROUP_EVENTS = 100
 
 
 # Where `add_to_sql_outbox` leaves PostgreSQL's id of the transaction it wrote in (in the
@@ -77,30 +81,37 @@ async def in_sql_outbox(*, connection: AsyncConnection, event_id: str) -> bool:
 
 
 async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Event]) -> None:
-    """Queue events for publication, inside the caller's MongoDB transaction, in one document
-    that also claims their ids: `event_ids` is unique across the outbox, so a transaction
-    applying an event id already written fails (the caller reports a duplicate).
+    """Queue events for publication, inside the caller's MongoDB transaction, in one write.
 
-    One event's document has the event's id as its own (`payload`); several events share a
-    document (`payloads`, in order), so that a batch of a hundred costs the relay one read
-    and one mark instead of a hundred of each."""
+    One event's document has the event's id as its own (`payload`); the events of a group
+    share documents of up to GROUP_EVENTS (`payloads`, in order), so that a batch of a hundred
+    costs the relay one read and one mark instead of a hundred of each. Every document lists
+    its events' ids in `event_ids`, unique across the outbox (`sources.mongo.queries.INDEXES`):
+    a transaction writing an id already written fails, which the caller reports as a
+    duplicate. A group's documents rely on that index (their `_id` is not an event id): the
+    caller writes groups only where `outbox_ids_unique` says it is in place.
+
+    `created_at` is when the document was written, not the events' own times: it orders the
+    relay and starts the retention window, which an upstream event's time (a backfill of last
+    month's interactions, say) must not do."""
     if not events:
         return
-    document: dict[str, Any] = {"_id": events[0].id if len(events) == 1 else _group_id()}
-    if len(events) == 1:
-        document["payload"] = events[0].to_json()
-    else:
-        document["payloads"] = [e.to_json() for e in events]
-    document.update(
-        event_ids=[e.id for e in events],
-        created_at=min(e.time for e in events),
-        published=False,
-    )
-    await db.outbox.insert_one(document, session=session)
-
-
-def _group_id() -> str:
-    return f"group:{uuid.uuid4()}"
+    written = dt.datetime.now(dt.UTC)
+    # One group's documents share a time: their ids, in order, keep them in order.
+    group = f"group:{uuid.uuid4()}"
+    documents: list[dict[str, Any]] = []
+    for start in range(0, len(events), GROUP_EVENTS):
+        chunk = events[start : start + GROUP_EVENTS]
+        document: dict[str, Any] = {
+            "_id": chunk[0].id if len(events) == 1 else f"{group}:{start // GROUP_EVENTS:05d}"
+        }
+        if len(events) == 1:
+            document["payload"] = chunk[0].to_json()
+        else:
+            document["payloads"] = [e.to_json() for e in chunk]
+        document.update(event_ids=[e.id for e in chunk], created_at=written, published=False)
+        documents.append(document)
+    await db.outbox.insert_many(documents, session=session)
 
 
 async def in_mongo_outbox(*, db: Database, event_ids: Sequence[str]) -> set[str]:
@@ -164,20 +175,38 @@ async def was_issued(*, engine: AsyncEngine, db: Database, event_id: str) -> boo
 
 
 async def relay_mongo(*, db: Database, bus: EventBus) -> int:
-    """Publish the oldest unpublished MongoDB outbox documents, in order; returns how many."""
-    documents = await db.outbox.find({"published": False}).sort("created_at", 1).to_list(BATCH)
-    if not documents:
+    """Publish the oldest unpublished MongoDB outbox documents, in the order they were written,
+    about BATCH events at a time; returns how many events."""
+    documents = await (
+        db.outbox.find({"published": False}).sort([("created_at", 1), ("_id", 1)]).to_list(BATCH)
+    )
+    taken: list[dict[str, Any]] = []
+    items: list[tuple[Any, Any]] = []
+    for document in documents:
+        payloads = document.get("payloads") or [document.get("payload")]
+        if taken and len(items) + len(payloads) > BATCH:
+            break
+        taken.append(document)
+        items += [(document["_id"], payload) for payload in payloads]
+    if not taken:
         return 0
-    items = [
-        (document["_id"], payload)
-        for document in documents
-        for payload in document.get("payloads") or [document.get("payload")]
-    ]
     await bus.publish(_events("MongoDB outbox document", items))
     await db.outbox.update_many(
-        {"_id": {"$in": [doc["_id"] for doc in documents]}}, {"$set": {"published": True}}
+        {"_id": {"$in": [document["_id"] for document in taken]}}, {"$set": {"published": True}}
     )
-    return len(documents)
+    return len(items)
+
+
+async def outbox_ids_unique(*, db: Database) -> bool:
+    """Whether the outbox's unique index on `event_ids` is in place (grouped documents rely on
+    it to apply an event id once)."""
+    try:
+        indexes = await db.outbox.index_information()
+    except PyMongoError:
+        return False
+    return any(
+        index.get("key") == [("event_ids", 1)] and index.get("unique") for index in indexes.values()
+    )
 
 
 class Relay:

@@ -9,6 +9,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from sources.mongo.records import InteractionRecord, ProfileRecord, TicketRecord
 from sources.paging import Page, PageKey, PageRow, Position, group_pages
@@ -46,13 +47,20 @@ INDEXES: dict[str, list[Index]] = {
 
 
 async def ensure_indexes(*, db: Database) -> None:
-    """Create the indexes the queries below rely on (idempotent)."""
+    """Create the indexes the queries below rely on (idempotent). Each is tried even when
+    another fails; the first failure is raised once all were tried."""
+    failures: list[PyMongoError] = []
     for collection, indexes in INDEXES.items():
         for index in indexes:
-            if index.unique:
-                await db[collection].create_index(index.keys, unique=True, sparse=True)
-            else:
-                await db[collection].create_index(index.keys)
+            try:
+                if index.unique:
+                    await db[collection].create_index(index.keys, unique=True, sparse=True)
+                else:
+                    await db[collection].create_index(index.keys)
+            except PyMongoError as error:
+                failures.append(error)
+    if failures:
+        raise failures[0]
 
 
 async def profiles_by_customer_ids(

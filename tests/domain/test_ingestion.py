@@ -5,12 +5,14 @@ letters with their reasons)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from api.connections import Connections
+from domain.appliers import apply_interactions
 from domain.errors import ChangeRejectedError
 from domain.ingestion import Grouped, Ingestion
 from sources.events.envelope import Event
@@ -128,29 +130,52 @@ async def test_a_customer_that_cannot_take_the_change_is_dead_lettered_beside_th
 
 
 class Recorder:
-    """Stands in for the appliers (not for a store) to see what the pipeline asks and when."""
+    """Stands in for the appliers (not for a store) to see what the pipeline asks and when:
+    each application logs ("start", ids) when it begins and ("end", ids) when it answers, a
+    few loop turns later, so that one begun before another ended shows."""
 
     def __init__(self) -> None:
-        self.log: list[Any] = []
+        self.log: list[tuple[str, tuple[str, ...]]] = []
+        self.groups: list[list[list[str]]] = []
+
+    async def _taking(self, ids: tuple[str, ...]) -> None:
+        self.log.append(("start", ids))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.log.append(("end", ids))
 
     async def one(self, event: Event) -> bool:
-        await asyncio.sleep(0)
-        self.log.append(event.id)
+        await self._taking((event.id,))
         if event.subject == "404":
             raise ChangeRejectedError("CUSTOMER_NOT_FOUND", "no customer has id 404")
         return True
 
     async def runs(self, runs: Sequence[Sequence[Event]]) -> list[list[bool] | None]:
-        self.log.append([[event.id for event in run] for run in runs])
-        await asyncio.sleep(0)
+        # Subject 9's runs are refused: they go one by one afterwards.
+        taken = [run for run in runs if run[0].subject != "9"]
+        self.groups.append([[event.id for event in run] for run in runs])
+        await self._taking(tuple(event.id for run in taken for event in run))
         return [None if run[0].subject == "9" else [True] * len(run) for run in runs]
+
+    def spans(self) -> dict[str, tuple[int, int]]:
+        """Where each event's application began and ended in the log."""
+        began: dict[str, int] = {}
+        spans: dict[str, tuple[int, int]] = {}
+        for at, (edge, ids) in enumerate(self.log):
+            for event_id in ids:
+                if edge == "start":
+                    began[event_id] = at
+                else:
+                    spans[event_id] = (began[event_id], at)
+        return spans
 
 
 async def test_each_subject_keeps_its_order_and_runs_meet_in_as_few_writes_as_it_allows() -> None:
     recorder = Recorder()
+    kept: list[int] = []
 
     async def keep(rejections: Sequence[Any]) -> None:
-        recorder.log.append(("dead letters", len(rejections)))
+        kept.append(len(rejections))
 
     pipeline = Ingestion(
         SchemaRegistry(),
@@ -174,20 +199,41 @@ async def test_each_subject_keeps_its_order_and_runs_meet_in_as_few_writes_as_it
     results = await pipeline.ingest(items)
 
     assert [r.status for r in results] == ["accepted"] * 9 + ["rejected"]
-    groups = [entry for entry in recorder.log if isinstance(entry, list)]
+    assert kept == [1]
     # Subjects 1, 2 and 9 start with interactions: one write. Then 1 and 3 each reach a run
     # after their contact change: together when their changes end in the same turn of the
-    # loop. Subject 9's run went one by one.
+    # loop. Subject 9's run was refused by the write and went one by one.
+    groups = recorder.groups
     assert groups[0] == [["a1"], ["b1"], ["d1", "d2"]]
     assert sorted(run for group in groups[1:] for run in group) == [["a3", "a4"], ["c2"]]
-    # What was applied, in order: the runs a write took, and the events applied one by one.
-    applied: list[str] = []
-    for entry in recorder.log:
-        if isinstance(entry, str):
-            applied.append(entry)
-        elif isinstance(entry, list):
-            applied += [i for run in entry if not run[0].startswith("d") for i in run]
-    for subject in ("a", "c", "d"):
-        mine = [i for i in applied if i.startswith(subject)]
-        assert mine == sorted(mine) and len(mine) == len(set(mine)), mine
-    assert recorder.log[-1] == ("dead letters", 1)
+    # Each subject's event began only once the one before it had been answered, or went in
+    # the same write, after it in its run (a3 and a4).
+    spans = recorder.spans()
+    for subject in ("a1 a2 a3 a4", "c1 c2", "d1 d2"):
+        ids = subject.split()
+        assert set(ids) <= set(spans), ids
+        for before, after in itertools.pairwise(ids):
+            together = spans[before] == spans[after]
+            assert together or spans[before][1] < spans[after][0], (before, after, recorder.log)
+
+
+async def test_two_deliveries_of_one_group_at_once_record_each_interaction_once(
+    connections: Connections, vendor_store: VendorStore
+) -> None:
+    customers = [await build_customer(connections, vendor_store) for _ in range(3)]
+    events = [Event.from_json(interaction(cid, "STORE_VISIT")) for cid in customers]
+    runs = [[event] for event in events]
+    # Both look for applied ids before either writes, or the second finds the first's: either
+    # way each id is written once, by whichever delivery the outbox's unique ids let through.
+    answers = await asyncio.gather(
+        apply_interactions(connections.changes, runs),
+        apply_interactions(connections.changes, runs),
+    )
+    fates = [[run[0] if run is not None else None for run in answer] for answer in answers]
+    for first, second in zip(*fates, strict=True):
+        assert sorted([first, second], key=str) in ([False, True], [None, True]), fates
+    for cid in customers:
+        count = await connections.db.interactions.count_documents(
+            {"customer_id": cid, "type": "STORE_VISIT"}
+        )
+        assert count == 1

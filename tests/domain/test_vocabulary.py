@@ -8,9 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from domain import customers, engagement, orders, tickets
 from domain import vocabulary as v
-from resolvers import engagement as engagement_fields
 from resolvers import enums
 from sources.seed import generator
 
@@ -75,7 +73,8 @@ def test_every_graph_enumeration_lists_its_vocabulary_in_order() -> None:
 
 def test_every_event_schema_enum_lists_its_vocabulary_in_order() -> None:
     found = list(schema_enums())
-    assert len(found) >= len(EVENT_SCHEMAS)
+    # Every declared enum is still there (a schema that dropped one would accept anything).
+    assert set(EVENT_SCHEMAS) | STANDARDS <= {(t, pointer) for t, pointer, _ in found}
     for event_type, pointer, values in found:
         if (event_type, pointer) in STANDARDS:
             continue
@@ -86,11 +85,6 @@ def test_every_event_schema_enum_lists_its_vocabulary_in_order() -> None:
 def test_the_write_model_checks_against_the_vocabulary() -> None:
     assert set(v.ORDER_TRANSITIONS) == set(v.ORDER_STATUSES)
     assert all(targets <= set(v.ORDER_STATUSES) for targets in v.ORDER_TRANSITIONS.values())
-    assert orders.ORDER_TRANSITIONS is v.ORDER_TRANSITIONS
-    assert customers.ADDRESS_KINDS == frozenset(v.ADDRESS_KINDS)
-    assert engagement.CONSENT_CHANNELS == frozenset(v.CONSENT_CHANNELS)
-    assert tickets.TICKET_STATUSES == frozenset(v.TICKET_STATUSES)
-    assert engagement_fields.MARKETING_CHANNELS == frozenset(v.CONSENT_CHANNELS)
     assert set(v.CONSENT_CHANNELS) <= set(v.CHANNELS)
 
 

@@ -21,6 +21,7 @@ from api.settings import Settings
 from domain import merges
 from domain.appliers import APPLIERS
 from sources.cache.entity import INVALIDATION, EntityCache
+from sources.events.outbox import in_mongo_outbox
 from sources.events.registry import SchemaRegistry
 from sources.sql import models
 from sources.sql.queries import orders_by_ids
@@ -92,7 +93,7 @@ async def in_an_outbox(connections: Connections, event_id: str) -> bool:
     table = models.table(models.OutboxEvent)
     async with connections.engine.connect() as sql:
         row = (await sql.execute(select(table.c.id).where(table.c.event_id == event_id))).first()
-    return row is not None or await connections.db.outbox.find_one({"_id": event_id}) is not None
+    return row is not None or bool(await in_mongo_outbox(db=connections.db, event_ids=[event_id]))
 
 
 async def order(connections: Connections, order_id: int) -> OrderRecord:
