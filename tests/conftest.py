@@ -26,6 +26,7 @@ from api.connections import Connections
 from api.settings import Settings
 from migrations.runner import upgrade
 from sources.mongo.client import create_client as create_mongo_client
+from sources.mongo.queries import Database
 from sources.net import free_port
 from sources.seed.loader import seed
 from sources.sql.engine import create_engine
@@ -206,6 +207,16 @@ async def own_sqlite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
             yield engine
         finally:
             await engine.dispose()
+
+
+@pytest.fixture
+async def own_mongo(connections: Connections) -> AsyncIterator[Database]:
+    """A MongoDB database of the test's own, on the session's server, dropped afterwards."""
+    name = f"c360_own_{uuid.uuid4().hex[:12]}"
+    try:
+        yield connections.mongo[name]
+    finally:
+        await connections.mongo.drop_database(name)
 
 
 @pytest.fixture(scope="session")

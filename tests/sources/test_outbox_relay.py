@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import uuid
 
 import pytest
 from sqlalchemy import insert, select
@@ -24,7 +23,7 @@ from sources.events.outbox import (
     relay_mongo,
     relay_sql,
 )
-from sources.mongo.queries import ensure_indexes
+from sources.mongo.queries import Database, ensure_indexes
 from sources.sql import models
 from sources.sql.engine import begin_write
 
@@ -56,72 +55,62 @@ async def test_a_row_that_is_not_an_event_does_not_stop_the_sql_relay(
 
 
 async def test_a_document_that_is_not_an_event_does_not_stop_the_mongo_relay(
-    connections: Connections,
+    own_mongo: Database,
 ) -> None:
-    name = f"c360_relay_{uuid.uuid4().hex[:12]}"
-    db = connections.mongo[name]
-    try:
-        good = new_event("customer.contact_changed", "1", {"email": "a@x.io"})
-        now = dt.datetime.now(dt.UTC)
-        await db.outbox.insert_many(
-            [
-                {"_id": "no-payload", "created_at": now, "published": False},
-                {"_id": good.id, "payload": good.to_json(), "created_at": now, "published": False},
-            ]
-        )
-        bus = InProcessBus(max_length=100, retention_seconds=60)
-        assert await relay_mongo(db=db, bus=bus) == 2
-        assert [d.event.id for d in await bus.read("0", count=10, block=0)] == [good.id]
-        assert await db.outbox.count_documents({"published": False}) == 0
-    finally:
-        await connections.mongo.drop_database(name)
+    db = own_mongo
+    good = new_event("customer.contact_changed", "1", {"email": "a@x.io"})
+    now = dt.datetime.now(dt.UTC)
+    await db.outbox.insert_many(
+        [
+            {"_id": "no-payload", "created_at": now, "published": False},
+            {"_id": good.id, "payload": good.to_json(), "created_at": now, "published": False},
+        ]
+    )
+    bus = InProcessBus(max_length=100, retention_seconds=60)
+    assert await relay_mongo(db=db, bus=bus) == 2
+    assert [d.event.id for d in await bus.read("0", count=10, block=0)] == [good.id]
+    assert await db.outbox.count_documents({"published": False}) == 0
 
 
 async def test_grouped_documents_are_relayed_in_order_about_a_batch_a_pass(
-    connections: Connections,
+    connections: Connections, own_mongo: Database
 ) -> None:
-    name = f"c360_relay_{uuid.uuid4().hex[:12]}"
-    db = connections.mongo[name]
-    try:
-        # A document written before documents listed their event ids (and before the index).
-        legacy = new_event("customer.contact_changed", "1", {"email": "old@x.io"})
-        await db.outbox.insert_one(
-            {
-                "_id": legacy.id,
-                "payload": legacy.to_json(),
-                "created_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
-                "published": False,
-            }
-        )
-        await ensure_indexes(db=db)
-        assert await outbox_ids_unique(db=db)
-        # Backfilled: the events' own times are a month old, which must not order the relay.
-        month_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-        group = [
-            dataclasses.replace(
-                new_event("interaction.recorded", str(n % 7), {"n": n}), time=month_ago
-            )
-            for n in range(250)
-        ]
-        async with connections.mongo.start_session() as session:
-
-            async def write(session: object) -> None:
-                await add_to_mongo_outbox(db=db, session=session, events=group)
-
-            await session.with_transaction(write)
-        assert await db.outbox.count_documents({"event_ids": {"$exists": True}}) == 3
-        assert await in_mongo_outbox(db=db, event_ids=[legacy.id, group[0].id, "x"]) == {
-            legacy.id,
-            group[0].id,
+    db = own_mongo
+    # A document written before documents listed their event ids (and before the index).
+    legacy = new_event("customer.contact_changed", "1", {"email": "old@x.io"})
+    await db.outbox.insert_one(
+        {
+            "_id": legacy.id,
+            "payload": legacy.to_json(),
+            "created_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
+            "published": False,
         }
+    )
+    await ensure_indexes(db=db)
+    assert await outbox_ids_unique(db=db)
+    # Backfilled: the events' own times are a month old, which must not order the relay.
+    month_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    group = [
+        dataclasses.replace(new_event("interaction.recorded", str(n % 7), {"n": n}), time=month_ago)
+        for n in range(250)
+    ]
+    async with connections.mongo.start_session() as session:
 
-        bus = InProcessBus(max_length=1000, retention_seconds=60)
-        # Whole documents, at most BATCH events a pass: the legacy one and the first hundred.
-        first = await relay_mongo(db=db, bus=bus)
-        assert first == 101 <= BATCH
-        assert await relay_mongo(db=db, bus=bus) == 150
-        assert await relay_mongo(db=db, bus=bus) == 0
-        published = [d.event.id for d in await bus.read("0", count=1000, block=0)]
-        assert published == [legacy.id] + [e.id for e in group]
-    finally:
-        await connections.mongo.drop_database(name)
+        async def write(session: object) -> None:
+            await add_to_mongo_outbox(db=db, session=session, events=group)
+
+        await session.with_transaction(write)
+    assert await db.outbox.count_documents({"event_ids": {"$exists": True}}) == 3
+    assert await in_mongo_outbox(db=db, event_ids=[legacy.id, group[0].id, "x"]) == {
+        legacy.id,
+        group[0].id,
+    }
+
+    bus = InProcessBus(max_length=1000, retention_seconds=60)
+    # Whole documents, at most BATCH events a pass: the legacy one and the first hundred.
+    first = await relay_mongo(db=db, bus=bus)
+    assert first == 101 <= BATCH
+    assert await relay_mongo(db=db, bus=bus) == 150
+    assert await relay_mongo(db=db, bus=bus) == 0
+    published = [d.event.id for d in await bus.read("0", count=1000, block=0)]
+    assert published == [legacy.id] + [e.id for e in group]

@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.connections import Connections
 from sources.events.envelope import new_event
 from sources.events.retention import Retention, Windows, prune
 from sources.mongo.queries import Database
@@ -36,11 +34,9 @@ class Stores:
 
 
 @pytest.fixture
-async def stores(own_sqlite: AsyncEngine, connections: Connections) -> AsyncIterator[Stores]:
+def stores(own_sqlite: AsyncEngine, own_mongo: Database) -> Stores:
     """A migrated SQLite database and a MongoDB database of the test's own."""
-    name = f"c360_retention_{uuid.uuid4().hex[:12]}"
-    yield Stores(own_sqlite, connections.mongo[name])
-    await connections.mongo.drop_database(name)
+    return Stores(own_sqlite, own_mongo)
 
 
 async def _outbox(stores: Stores, age_days: float, published: bool) -> str:
