@@ -8,9 +8,11 @@ The figures are per process: run one worker per container, or scrape each worker
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Iterable
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,10 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access import request_id as new_request_id
 from api.access import write_line
+from resolvers.errors import INTERNAL, request_errors
 from sources.cache.entity import EntityCache
 from sources.cache.responses import ResponseCache
 from sources.events.hub import Hub
 from sources.roundtrips import SOURCES, RoundTrips
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Request paths are labels only when they are routes of c360: a scanner cannot blow up the
@@ -188,6 +193,21 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_note)
+        except Exception:
+            if status is not None:
+                raise  # the answer had begun: nothing else can be sent on it
+            # Answered here rather than by Starlette's outermost handler, whose plain-text 500
+            # would carry neither the request id nor the error shape of every other answer.
+            failed = new_request_id(_header(scope, b"x-request-id"))
+            log.exception("request %s to %s failed", failed, scope["path"])
+            body = orjson.dumps(request_errors("Internal server error.", 500, INTERNAL))
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", failed.encode()),
+            ]
+            await send_and_note({"type": "http.response.start", "status": 500, "headers": headers})
+            await send_and_note({"type": "http.response.body", "body": body})
         finally:
             seconds = time.perf_counter() - started
             path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -52,7 +53,15 @@ def source_error(source: str, error: BaseException) -> SourceError | None:
         return SourceUnavailableError(source, repr(error))
     if isinstance(error, DBAPIError) and isinstance(error.orig, OSError | ConnectionError):
         return SourceUnavailableError(source, repr(error))
+    if isinstance(error, DBAPIError) and _sqlite_busy(error.orig):
+        # Another writer held SQLite's one write lock (or this process's write turn) past
+        # the busy timeout: the store is unavailable for now, as a server that is down is.
+        return SourceUnavailableError(source, repr(error))
     return None
+
+
+def _sqlite_busy(error: BaseException | None) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "database is locked" in str(error)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -107,7 +107,9 @@ _holding: ContextVar[tuple[str, ...]] = ContextVar("c360_sql_write_turns", defau
 
 
 @contextlib.asynccontextmanager
-async def one_writer(engine: AsyncEngine) -> AsyncIterator[None]:
+async def one_writer(
+    engine: AsyncEngine, *, wait: float = SQLITE_BUSY_SECONDS
+) -> AsyncIterator[None]:
     """The database's write turn while the block runs: on SQLite, one write transaction of
     this process at a time, whichever engine it goes through, queued in order on the event
     loop; nothing on PostgreSQL, whose row locks let writers run side by side.
@@ -116,6 +118,10 @@ async def one_writer(engine: AsyncEngine) -> AsyncIterator[None]:
     thread: under load, with the audit flush, the outbox relay and other changes taking the
     lock in between, a change waited past the busy timeout and failed with "database is
     locked" (a third of agent360-churn's changes did).
+
+    A turn not given within `wait` seconds (SQLite's own busy timeout) fails as SQLite would,
+    with "database is locked", which callers report as the store unavailable: a writer that
+    hangs holding the turn must not hold every other write of the process for ever.
     """
     url = engine.sync_engine.url
     if url.get_backend_name() != "sqlite":
@@ -129,12 +135,18 @@ async def one_writer(engine: AsyncEngine) -> AsyncIterator[None]:
     turn = turns.get(database)
     if turn is None:
         turn = turns[database] = asyncio.Lock()
-    async with turn:
-        token = _holding.set((*_holding.get(), database))
-        try:
-            yield
-        finally:
-            _holding.reset(token)
+    try:
+        async with asyncio.timeout(wait):
+            await turn.acquire()
+    except TimeoutError:
+        locked = sqlite3.OperationalError(f"database is locked: no write turn within {wait:g} s")
+        raise OperationalError("(waiting for the write turn)", None, locked) from None
+    token = _holding.set((*_holding.get(), database))
+    try:
+        yield
+    finally:
+        _holding.reset(token)
+        turn.release()
 
 
 @contextlib.asynccontextmanager
