@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
             if connections.responses is not None:
                 metrics.watch_responses(connections.responses)
             app.state.ingestion = pipeline(
-                connections.changes, registry, grouped=connections.grouped_ingestion
+                connections.changes, registry, grouped=settings.ingest_grouped
             )
             app.state.readiness = Readiness(connections)
             if served:

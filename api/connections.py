@@ -22,7 +22,7 @@ from sources.cache.entity import CachePolicy, EntityCache
 from sources.cache.responses import ResponseCache
 from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
 from sources.events.hub import Hub
-from sources.events.outbox import Relay, outbox_ids_unique
+from sources.events.outbox import Relay
 from sources.events.retention import Retention, Windows
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database, ensure_indexes
@@ -59,9 +59,6 @@ class Connections:
     audit: AuditLog
     # Query answers per caller's view, over the entity cache (`sources.cache.responses`).
     responses: ResponseCache | None = None
-    # Ingested interactions are written many customers' at once (`domain.ingestion`): on
-    # unless turned off, and only with the outbox's unique index on event ids in place.
-    grouped_ingestion: bool = False
 
 
 # The embedded bus's journal, in the data directory.
@@ -189,14 +186,6 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         await ensure_indexes(db=relay_mongo[settings.mongo_database])
     except PyMongoError:
         log.warning("could not ensure MongoDB's indexes; queries may scan", exc_info=True)
-    grouped = settings.ingest_grouped and await outbox_ids_unique(
-        db=relay_mongo[settings.mongo_database]
-    )
-    if settings.ingest_grouped and not grouped:
-        log.error(
-            "the MongoDB outbox has no unique index on event_ids: ingested events are applied "
-            "one at a time until c360 restarts with it in place"
-        )
     await hub.start()
     if settings.relay_enabled:
         relay.start()
@@ -218,7 +207,6 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             hub=hub,
             relay=relay,
             changes=Changes(engine=engine, db=db, cache=cache, relay=relay),
-            grouped_ingestion=grouped,
             audit=audit,
             responses=(
                 ResponseCache(cache)

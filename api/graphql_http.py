@@ -276,6 +276,8 @@ class GraphQLHTTP:
 
     async def __call__(self, request: Request, connections: Connections, guard: Guard) -> Response:
         rid = request_id(request.headers.get("x-request-id"))
+        # For an answer the middleware has to make (a failure escaping this endpoint).
+        request.state.request_id = rid
         headers = {"x-request-id": rid}
         acceptable = negotiate(request.headers.get("accept"))
         media = acceptable or JSON

@@ -198,7 +198,8 @@ class MetricsMiddleware:
                 raise  # the answer had begun: nothing else can be sent on it
             # Answered here rather than by Starlette's outermost handler, whose plain-text 500
             # would carry neither the request id nor the error shape of every other answer.
-            failed = new_request_id(_header(scope, b"x-request-id"))
+            named = scope.get("state", {}).get("request_id")  # the GraphQL endpoint's, if set
+            failed = named or new_request_id(_header(scope, b"x-request-id"))
             log.exception("request %s to %s failed", failed, scope["path"])
             body = orjson.dumps(request_errors("Internal server error.", 500, INTERNAL))
             headers = [

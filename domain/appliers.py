@@ -20,6 +20,7 @@ from domain.errors import ChangeRejectedError, DuplicateEventError
 from domain.ingestion import Grouped, Ingestion, keep_in_sql
 from sources import money
 from sources.events.envelope import Event
+from sources.events.outbox import UniqueIds
 from sources.events.registry import SchemaRegistry
 from sources.sql import writes
 
@@ -214,12 +215,16 @@ async def apply_event(changes: Changes, event: Event) -> bool:
 
 
 async def apply_interactions(
-    changes: Changes, runs: Sequence[Sequence[Event]]
+    changes: Changes, unique_ids: UniqueIds, runs: Sequence[Sequence[Event]]
 ) -> list[list[bool] | None]:
     """Apply many subjects' runs of validated events that record interactions at once
     (`engagement.record_interactions`): per run, per event True (applied) or False (applied
     before), or None for a run to apply event by event with `apply_event` (which also
-    answers an event whose data cannot apply with its reason)."""
+    answers an event whose data cannot apply with its reason). Every run is None while the
+    outbox's unique index on event ids is not known to be in place."""
+    answers: list[list[bool] | None] = [None] * len(runs)
+    if not await unique_ids.hold():
+        return answers
     prepared: list[list[engagement.Recording]] = []
     convertible: list[int] = []
     for index, run in enumerate(runs):
@@ -228,7 +233,6 @@ async def apply_interactions(
         except (ChangeRejectedError, KeyError, ValueError):
             continue
         convertible.append(index)
-    answers: list[list[bool] | None] = [None] * len(runs)
     if prepared:
         for index, answer in zip(
             convertible, await engagement.record_interactions(changes, prepared), strict=True
@@ -239,13 +243,16 @@ async def apply_interactions(
 
 def pipeline(changes: Changes, registry: SchemaRegistry, *, grouped: bool) -> Ingestion:
     """The ingestion pipeline over `changes`' stores: events applied by `apply_event`, with
-    `grouped` those that record interactions many at once (`apply_interactions`: only where
-    the outbox's unique index on event ids is in place), dead letters kept in SQL."""
+    `grouped` those that record interactions many at once (`apply_interactions`, while the
+    outbox's unique index on event ids is in place), dead letters kept in SQL."""
     return Ingestion(
         registry,
         apply=functools.partial(apply_event, changes),
         keep=functools.partial(keep_in_sql, changes.engine),
-        grouped=Grouped(frozenset(INTERACTIONS), functools.partial(apply_interactions, changes))
+        grouped=Grouped(
+            frozenset(INTERACTIONS),
+            functools.partial(apply_interactions, changes, UniqueIds(changes.db)),
+        )
         if grouped
         else None,
     )

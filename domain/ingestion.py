@@ -15,8 +15,8 @@ subjects reach at the same time, and all are written in one transaction per stor
 one per event (a merged customer's events go to its survivor, as they do one by one). A run
 that cannot go with the group (no customer has its subject's id, or the group's transaction
 failed) is applied event by event, with the same outcome as if it had never been grouped.
-Grouping is on only where the MongoDB outbox's unique index on event ids is in place
-(`sources.events.outbox.outbox_ids_unique`): it is what applies an id once across groups.
+Grouping happens only while the MongoDB outbox's unique index on event ids is in place
+(`sources.events.outbox.UniqueIds`): it is what applies an id once across groups.
 
 A store failure while applying stops that subject at the failed event (its later events must
 not overtake it) and fails the whole call with `ApplyFailedError` once the other subjects are
@@ -49,6 +49,8 @@ ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
 
 # Subjects whose events are applied one by one at the same time, at most.
 APPLY_CONCURRENCY = 16
+# The joint writes running (the loop keeps only a weak reference to a task).
+_WRITING: set[asyncio.Future[None]] = set()
 
 # Applies one event: True when applied, False when its id was applied before.
 Apply = Callable[[Event], Awaitable[bool]]
@@ -142,13 +144,7 @@ class Ingestion:
                 subjects.setdefault(event.subject, []).append(_Entry(result, item, event))
 
         run = _Run(self, rejections)
-        try:
-            outcomes = await asyncio.gather(*(run.subject(e) for e in subjects.values()))
-        finally:
-            # Given up on (the caller cancelled): a write still running commits or rolls
-            # back whole, and a retry finds what committed as duplicates.
-            for writing in run.writing:
-                writing.cancel()
+        outcomes = await asyncio.gather(*(run.subject(e) for e in subjects.values()))
         if not all(outcomes):
             raise ApplyFailedError("applying the events failed: retry the batch")
         await self.keep([rejection for _, rejection in sorted(rejections, key=lambda r: r[0])])
@@ -164,7 +160,6 @@ class _Run:
         self.rejections = rejections
         self.slots = asyncio.Semaphore(APPLY_CONCURRENCY)
         self.gathering: list[tuple[list[_Entry], asyncio.Future[list[bool] | None]]] = []
-        self.writing: set[asyncio.Future[None]] = set()
 
     async def subject(self, entries: list[_Entry]) -> bool:
         """Apply one subject's entries in order; False when a store failed."""
@@ -225,9 +220,11 @@ class _Run:
     def _write_group(self) -> None:
         group, self.gathering = self.gathering, []
         task = asyncio.ensure_future(self._write(group))
-        # Held until done: the loop keeps only a weak reference to a task.
-        self.writing.add(task)
-        task.add_done_callback(self.writing.discard)
+        # Held until done, even when the call that started it is given up on: cancelled in
+        # the middle of a commit, a write could leave its transaction open on the server, or
+        # its cache entries not invalidated. It ends within the stores' timeouts.
+        _WRITING.add(task)
+        task.add_done_callback(_WRITING.discard)
 
     async def _write(
         self, group: list[tuple[list[_Entry], asyncio.Future[list[bool] | None]]]

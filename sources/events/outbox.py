@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -96,7 +97,7 @@ async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Ev
     month's interactions, say) must not do."""
     if not events:
         return
-    written = dt.datetime.now(dt.UTC)
+    written = _write_time()
     # One group's documents share a time: their ids, in order, keep them in order.
     group = f"group:{uuid.uuid4()}"
     documents: list[dict[str, Any]] = []
@@ -109,9 +110,28 @@ async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Ev
             document["payload"] = chunk[0].to_json()
         else:
             document["payloads"] = [e.to_json() for e in chunk]
-        document.update(event_ids=[e.id for e in chunk], created_at=written, published=False)
+        document.update(
+            event_ids=[e.id for e in chunk],
+            events=len(chunk),
+            created_at=written,
+            published=False,
+        )
         documents.append(document)
     await db.outbox.insert_many(documents, session=session)
+
+
+_last_written = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _write_time() -> dt.datetime:
+    """Now, to the millisecond MongoDB keeps, and later than this process's last write: a
+    customer's next document must not tie with its previous one (the relay would then order
+    the two by id)."""
+    global _last_written
+    now = dt.datetime.now(dt.UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    _last_written = max(now, _last_written + dt.timedelta(milliseconds=1))
+    return _last_written
 
 
 async def in_mongo_outbox(*, db: Database, event_ids: Sequence[str]) -> set[str]:
@@ -177,36 +197,74 @@ async def was_issued(*, engine: AsyncEngine, db: Database, event_id: str) -> boo
 async def relay_mongo(*, db: Database, bus: EventBus) -> int:
     """Publish the oldest unpublished MongoDB outbox documents, in the order they were written,
     about BATCH events at a time; returns how many events."""
-    documents = await (
-        db.outbox.find({"published": False}).sort([("created_at", 1), ("_id", 1)]).to_list(BATCH)
-    )
-    taken: list[dict[str, Any]] = []
-    items: list[tuple[Any, Any]] = []
-    for document in documents:
-        payloads = document.get("payloads") or [document.get("payload")]
-        if taken and len(items) + len(payloads) > BATCH:
+    oldest = [
+        document
+        async for document in db.outbox.find({"published": False}, {"events": 1})
+        .sort([("created_at", 1), ("_id", 1)])
+        .limit(BATCH)
+    ]
+    # Whole documents, up to about BATCH events (a document written before `events` was
+    # kept holds one); only those are read in full.
+    chosen: list[Any] = []
+    counted = 0
+    for document in oldest:
+        size = int(document.get("events", 1))
+        if chosen and counted + size > BATCH:
             break
-        taken.append(document)
-        items += [(document["_id"], payload) for payload in payloads]
-    if not taken:
+        chosen.append(document["_id"])
+        counted += size
+    if not chosen:
         return 0
-    await bus.publish(_events("MongoDB outbox document", items))
-    await db.outbox.update_many(
-        {"_id": {"$in": [document["_id"] for document in taken]}}, {"$set": {"published": True}}
+    order = {key: n for n, key in enumerate(chosen)}
+    documents = sorted(
+        await db.outbox.find({"_id": {"$in": chosen}}).to_list(None),
+        key=lambda document: order[document["_id"]],
     )
+    items = [
+        (document["_id"], payload)
+        for document in documents
+        for payload in document.get("payloads") or [document.get("payload")]
+    ]
+    await bus.publish(_events("MongoDB outbox document", items))
+    await db.outbox.update_many({"_id": {"$in": chosen}}, {"$set": {"published": True}})
     return len(items)
 
 
 async def outbox_ids_unique(*, db: Database) -> bool:
     """Whether the outbox's unique index on `event_ids` is in place (grouped documents rely on
-    it to apply an event id once)."""
-    try:
-        indexes = await db.outbox.index_information()
-    except PyMongoError:
-        return False
+    it to apply an event id once); raises PyMongoError when MongoDB cannot say."""
+    indexes = await db.outbox.index_information()
     return any(
         index.get("key") == [("event_ids", 1)] and index.get("unique") for index in indexes.values()
     )
+
+
+class UniqueIds:
+    """Whether grouped outbox documents may be written: the unique index on event ids is in
+    place. Asked at most every `every` seconds (an index dropped or built while c360 runs is
+    seen within that), and again at the next write after MongoDB could not say."""
+
+    def __init__(self, db: Database, *, every: float = 60.0) -> None:
+        self._db = db
+        self._every = every
+        self._known: bool | None = None
+        self._asked = 0.0
+
+    async def hold(self) -> bool:
+        now = time.monotonic()
+        if self._known is not None and now - self._asked < self._every:
+            return self._known
+        try:
+            known = await outbox_ids_unique(db=self._db)
+        except PyMongoError:
+            return False  # ask again next time
+        if not known and self._known is not False:
+            log.error(
+                "the MongoDB outbox has no unique index on event_ids: ingested events are "
+                "applied one at a time until it is in place"
+            )
+        self._known, self._asked = known, now
+        return known
 
 
 class Relay:

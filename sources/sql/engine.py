@@ -145,8 +145,12 @@ async def one_writer(
     try:
         yield
     finally:
-        _holding.reset(token)
-        turn.release()
+        try:
+            _holding.reset(token)
+        finally:
+            # Whatever happens to the context (closed from another one, say), the turn is
+            # given back: a turn kept would fail every later write of the process.
+            turn.release()
 
 
 @contextlib.asynccontextmanager

@@ -16,8 +16,9 @@ from domain.appliers import apply_interactions
 from domain.errors import ChangeRejectedError
 from domain.ingestion import Grouped, Ingestion
 from sources.events.envelope import Event
-from sources.events.outbox import in_mongo_outbox, was_issued
+from sources.events.outbox import UniqueIds, in_mongo_outbox, was_issued
 from sources.events.registry import SchemaRegistry
+from sources.mongo.queries import Database, ensure_indexes
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import PUBLISHER
 from tests.builders import build_customer
@@ -47,6 +48,8 @@ async def test_many_customers_interactions_take_one_transaction_per_store(
 ) -> None:
     customers = [await build_customer(connections, vendor_store) for _ in range(4)]
     events = [interaction(cid, kind) for kind in ("CALL", "CHAT", "EMAIL") for cid in customers]
+    # The pipeline looks for the outbox's unique index once a minute: not in what is counted.
+    await post(client, [interaction(customers[0], "APP_OPEN")])
     before = connections.round_trips.snapshot()
     body = await post(client, events)
     spent = connections.round_trips.since(before)
@@ -225,9 +228,10 @@ async def test_two_deliveries_of_one_group_at_once_record_each_interaction_once(
     runs = [[event] for event in events]
     # Both look for applied ids before either writes, or the second finds the first's: either
     # way each id is written once, by whichever delivery the outbox's unique ids let through.
+    unique_ids = UniqueIds(connections.db)
     answers = await asyncio.gather(
-        apply_interactions(connections.changes, runs),
-        apply_interactions(connections.changes, runs),
+        apply_interactions(connections.changes, unique_ids, runs),
+        apply_interactions(connections.changes, unique_ids, runs),
     )
     fates = [[run[0] if run is not None else None for run in answer] for answer in answers]
     for first, second in zip(*fates, strict=True):
@@ -237,3 +241,17 @@ async def test_two_deliveries_of_one_group_at_once_record_each_interaction_once(
             {"customer_id": cid, "type": "STORE_VISIT"}
         )
         assert count == 1
+
+
+async def test_interactions_are_grouped_only_while_the_outbox_ids_are_unique(
+    connections: Connections, own_mongo: Database, vendor_store: VendorStore
+) -> None:
+    unique_ids = UniqueIds(own_mongo, every=0)
+    runs = [[Event.from_json(interaction(await build_customer(connections, vendor_store)))]]
+    # No index yet (no outbox at all): every run is left to be applied one by one.
+    assert not await unique_ids.hold()
+    assert await apply_interactions(connections.changes, unique_ids, runs) == [None]
+    await ensure_indexes(db=own_mongo)
+    assert await unique_ids.hold()
+    await own_mongo.outbox.drop_index("event_ids_1")
+    assert not await unique_ids.hold()
