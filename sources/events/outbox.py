@@ -39,6 +39,8 @@ BATCH = 200
 # Events in one grouped MongoDB outbox document, at most: the relay publishes about BATCH events
 # a pass, and one document is never split between passes.
 GROUP_EVENTS = 100
+# Outbox documents the relay reads per round trip.
+RELAY_READ = 16
 
 
 # Where `add_to_sql_outbox` leaves PostgreSQL's id of the transaction it wrote in (in the
@@ -112,7 +114,6 @@ async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Ev
             document["payloads"] = [e.to_json() for e in chunk]
         document.update(
             event_ids=[e.id for e in chunk],
-            events=len(chunk),
             created_at=written,
             published=False,
         )
@@ -197,36 +198,30 @@ async def was_issued(*, engine: AsyncEngine, db: Database, event_id: str) -> boo
 async def relay_mongo(*, db: Database, bus: EventBus) -> int:
     """Publish the oldest unpublished MongoDB outbox documents, in the order they were written,
     about BATCH events at a time; returns how many events."""
-    oldest = [
-        document
-        async for document in db.outbox.find({"published": False}, {"events": 1})
+    # Read a few documents at a time, and stop once BATCH events are in hand: a backlog of
+    # grouped documents (a hundred events each) is not read whole to send two of them, and
+    # the usual pass, a few documents, is one round trip.
+    cursor = (
+        db.outbox.find({"published": False})
         .sort([("created_at", 1), ("_id", 1)])
         .limit(BATCH)
-    ]
-    # Whole documents, up to about BATCH events (a document written before `events` was
-    # kept holds one); only those are read in full.
-    chosen: list[Any] = []
-    counted = 0
-    for document in oldest:
-        size = int(document.get("events", 1))
-        if chosen and counted + size > BATCH:
-            break
-        chosen.append(document["_id"])
-        counted += size
-    if not chosen:
-        return 0
-    order = {key: n for n, key in enumerate(chosen)}
-    documents = sorted(
-        await db.outbox.find({"_id": {"$in": chosen}}).to_list(None),
-        key=lambda document: order[document["_id"]],
+        .batch_size(RELAY_READ)
     )
-    items = [
-        (document["_id"], payload)
-        for document in documents
-        for payload in document.get("payloads") or [document.get("payload")]
-    ]
+    taken: list[Any] = []
+    items: list[tuple[Any, Any]] = []
+    try:
+        async for document in cursor:
+            payloads = document.get("payloads") or [document.get("payload")]
+            if taken and len(items) + len(payloads) > BATCH:
+                break
+            taken.append(document["_id"])
+            items += [(document["_id"], payload) for payload in payloads]
+    finally:
+        await cursor.close()
+    if not taken:
+        return 0
     await bus.publish(_events("MongoDB outbox document", items))
-    await db.outbox.update_many({"_id": {"$in": chosen}}, {"$set": {"published": True}})
+    await db.outbox.update_many({"_id": {"$in": taken}}, {"$set": {"published": True}})
     return len(items)
 
 
