@@ -264,7 +264,7 @@ async def lock_customer(
 async def require_customer(
     changes: Changes, customer_id: int, origin: Event | None = None
 ) -> CustomerRecord:
-    """The customer to change in MongoDB, by `_lock_customer`'s rules (without a lock)."""
+    """The customer to change in MongoDB, by `lock_customer`'s rules (without a lock)."""
     with outages_as_source_errors("sql", "a change", SQL_ERRORS):
         async with changes.engine.connect() as connection:
             customer = await read_customer(

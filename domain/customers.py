@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from typing import Any
 
@@ -14,21 +13,14 @@ from domain.changes import (
     lock_customer,
     sql_transaction,
 )
-from domain.errors import (
-    ChangeRejectedError,
-)
+from domain.errors import ChangeRejectedError
 from sources.events.envelope import Event
-from sources.events.outbox import (
-    add_to_sql_outbox,
-)
+from sources.events.outbox import add_to_sql_outbox
 from sources.roundtrips import SQL
 from sources.sql import loaders as sql_loaders
 from sources.sql import writes
 from sources.sql.records import CustomerRecord
 from sources.sql.search import Searchable, write_search_terms
-
-log = logging.getLogger(__name__)
-
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")

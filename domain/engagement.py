@@ -17,9 +17,7 @@ from domain.changes import (
     require_customer,
     survivors,
 )
-from domain.errors import (
-    ChangeRejectedError,
-)
+from domain.errors import ChangeRejectedError
 from sources.events.envelope import Event
 from sources.events.outbox import add_to_mongo_outbox, in_mongo_outbox
 from sources.mongo import loaders as mongo_loaders

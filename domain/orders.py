@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -32,8 +31,6 @@ from sources.sql import loaders as sql_loaders
 from sources.sql import writes
 from sources.sql.queries import orders_by_ids
 from sources.sql.records import OrderRecord
-
-log = logging.getLogger(__name__)
 
 
 async def _lock_order(connection: AsyncConnection, order_id: int) -> OrderRecord:

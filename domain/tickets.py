@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import uuid
 from typing import Any
 
@@ -24,9 +23,6 @@ from sources.events.envelope import Event
 from sources.loader import outages_as_source_errors
 from sources.mongo import loaders as mongo_loaders
 from sources.roundtrips import MONGO
-
-log = logging.getLogger(__name__)
-
 
 TICKET_STATUSES = frozenset(vocabulary.TICKET_STATUSES)
 
