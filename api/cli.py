@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from api.demo import print_demo_tokens
 from api.embedded import embedded_stores, uses_simulator
 from api.settings import DEVELOPMENT_JWT_SECRET, Settings
+from api.source_settings import url_variable
 from domain.principal import Role, Scope
+from sources.catalog import VENDORS
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -46,8 +48,9 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with embedded_stores(settings) as resolved:
         # Workers read their settings from the environment: hand them the embedded URLs.
-        for name in ("mongo_url", "loyalty_url", "tracking_url"):
-            os.environ[f"C360_{name.upper()}"] = str(getattr(resolved, name))
+        os.environ["C360_MONGO_URL"] = str(resolved.mongo_url)
+        for api in VENDORS:
+            os.environ[url_variable(api)] = str(resolved.vendor_url(api.name))
         if args.access_log is not None:
             os.environ["C360_ACCESS_LOG"] = "true" if args.access_log else "false"
         print_demo_tokens(settings, sys.stderr)
@@ -156,9 +159,7 @@ def _seed(args: argparse.Namespace) -> int:
     args.simulator = uses_simulator(settings)
     # Seed the embedded MongoDB in place; the simulator's data file is written directly.
     with embedded_stores(
-        settings.model_copy(update={"loyalty_url": "-", "tracking_url": "-"})
-        if args.simulator
-        else settings
+        settings.with_vendor_urls("-") if args.simulator else settings
     ) as resolved:
         return asyncio.run(_seed_async(args, resolved))
 

@@ -20,13 +20,15 @@ from domain.merges import StalledMerges
 from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from sources.cache.entity import CachePolicy, EntityCache
 from sources.cache.responses import ResponseCache
+from sources.catalog import VENDORS
 from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
 from sources.events.hub import Hub
 from sources.events.outbox import Relay
 from sources.events.retention import Retention, Windows
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database, ensure_indexes
-from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
+from sources.mongo.source import MONGO
+from sources.roundtrips import RoundTrips
 from sources.sql.engine import create_engine
 from sources.thirdparty.client import VendorClient
 from sources.thirdparty.client import create_client as create_vendor_client
@@ -49,8 +51,8 @@ class Connections:
     reads: AsyncEngine
     mongo: AsyncMongoClient[dict[str, Any]]
     db: Database
-    loyalty: VendorClient
-    tracking: VendorClient
+    # Every declared vendor API's client, by its name (`sources.catalog.VENDORS`).
+    vendors: dict[str, VendorClient]
     cache: EntityCache | None
     bus: EventBus
     hub: Hub
@@ -118,7 +120,8 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     The settings must name every store (embedded ones are started by the caller and their
     URLs filled in first, see `api.embedded`).
     """
-    if not (settings.mongo_url and settings.loyalty_url and settings.tracking_url):
+    vendor_urls = {api.name: settings.vendor_url(api.name) for api in VENDORS}
+    if not settings.mongo_url or None in vendor_urls.values():
         raise ValueError(
             "open_connections needs resolved settings: start the embedded stores first"
         )
@@ -133,21 +136,17 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         reads = create_engine(url, round_trips=round_trips, reads=True, max_overflow=5)
     else:
         engine = reads = create_engine(url, round_trips=round_trips)
-    mongo = create_mongo_client(
-        settings.mongo_url, timeout=settings.mongo_timeout, round_trips=round_trips
-    )
-    loyalty = create_vendor_client(
-        settings.loyalty_url,
-        vendor=LOYALTY,
-        timeout=settings.loyalty_timeout,
-        round_trips=round_trips,
-    )
-    tracking = create_vendor_client(
-        settings.tracking_url,
-        vendor=TRACKING,
-        timeout=settings.tracking_timeout,
-        round_trips=round_trips,
-    )
+    mongo_timeout = settings.source_timeout(MONGO.name)
+    mongo = create_mongo_client(settings.mongo_url, timeout=mongo_timeout, round_trips=round_trips)
+    vendors = {
+        api.name: create_vendor_client(
+            api,
+            str(vendor_urls[api.name]),
+            timeout=settings.source_timeout(api.name),
+            round_trips=round_trips,
+        )
+        for api in VENDORS
+    }
     cache = create_cache(settings)
     db = mongo[settings.mongo_database]
     bus = create_bus(settings)
@@ -155,7 +154,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     # The relay and the audit log work in the background on connections of their own: their
     # writes are not a request's work, and must not show in the round-trip counters.
     relay_engine = create_engine(url, pool_size=3, max_overflow=2)
-    relay_mongo = create_mongo_client(settings.mongo_url, timeout=settings.mongo_timeout)
+    relay_mongo = create_mongo_client(settings.mongo_url, timeout=mongo_timeout)
     relay = Relay(
         engine=relay_engine,
         db=relay_mongo[settings.mongo_database],
@@ -200,8 +199,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
             reads=reads,
             mongo=mongo,
             db=db,
-            loyalty=loyalty,
-            tracking=tracking,
+            vendors=vendors,
             cache=cache,
             bus=bus,
             hub=hub,
@@ -225,8 +223,8 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         await relay_engine.dispose()
         if cache is not None:
             await cache.close()
-        await loyalty.close()
-        await tracking.close()
+        for client in vendors.values():
+            await client.close()
         await mongo.close()
         if reads is not engine:
             await reads.dispose()

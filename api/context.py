@@ -9,7 +9,9 @@ from api.subscriptions import live_subscription
 from domain.principal import ANONYMOUS, Principal
 from resolvers.context import Context, Loaders
 from sources.mongo.loaders import MongoLoaders
+from sources.mongo.source import MONGO
 from sources.sql.loaders import SqlLoaders
+from sources.sql.source import SQL
 from sources.thirdparty.loaders import VendorLoaders
 
 
@@ -18,15 +20,9 @@ def create_loaders(connections: Connections) -> Loaders:
     settings = connections.settings
     cache = connections.cache
     return Loaders(
-        sql=SqlLoaders(connections.reads, settings.sql_timeout, cache),
-        mongo=MongoLoaders(connections.db, settings.mongo_timeout, cache),
-        vendor=VendorLoaders(
-            connections.loyalty,
-            connections.tracking,
-            loyalty_timeout=settings.loyalty_timeout,
-            tracking_timeout=settings.tracking_timeout,
-            cache=cache,
-        ),
+        sql=SqlLoaders(connections.reads, settings.source_timeout(SQL.name), cache),
+        mongo=MongoLoaders(connections.db, settings.source_timeout(MONGO.name), cache),
+        vendor=VendorLoaders(connections.vendors, cache=cache),
     )
 
 

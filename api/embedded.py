@@ -18,12 +18,12 @@ def embedded_stores(settings: Settings) -> Iterator[Settings]:
     """Settings with every store reachable, starting embedded ones for the unset URLs."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        updates: dict[str, str] = {}
         if settings.mongo_url is None:
             from sources.mongo.embedded import embedded_mongo
 
-            updates["mongo_url"] = stack.enter_context(embedded_mongo(settings.data_dir / "mongo"))
-        if settings.loyalty_url is None or settings.tracking_url is None:
+            mongo_url = stack.enter_context(embedded_mongo(settings.data_dir / "mongo"))
+            settings = settings.model_copy(update={"mongo_url": mongo_url})
+        if uses_simulator(settings):
             from sources.thirdparty.simulator import running_simulator
 
             url = stack.enter_context(
@@ -33,11 +33,10 @@ def embedded_stores(settings: Settings) -> Iterator[Settings]:
                     failure_rate=settings.simulator_failure_rate,
                 )
             )
-            updates.setdefault("loyalty_url", settings.loyalty_url or url)
-            updates.setdefault("tracking_url", settings.tracking_url or url)
-        yield settings.model_copy(update=updates)
+            settings = settings.with_vendor_urls(url)
+        yield settings
 
 
 def uses_simulator(settings: Settings) -> bool:
-    """Whether the vendor APIs are the bundled simulator (so the seeder may fill it)."""
-    return settings.loyalty_url is None or settings.tracking_url is None
+    """Whether any vendor API is the bundled simulator (so the seeder may fill it)."""
+    return bool(settings.simulated_vendors())

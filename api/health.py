@@ -35,7 +35,7 @@ async def _check_mongo(connections: Connections) -> None:
 def _check_vendor(client: VendorClient) -> Callable[[Connections], Awaitable[None]]:
     async def check(_connections: Connections) -> None:
         # Any answer below 500 means the vendor is reachable; a 5xx or no answer means not.
-        status = await client.status("/healthz")
+        status = await client.status(client.api.health_path)
         if status >= 500:
             raise RuntimeError(f"status {status}")
 
@@ -66,8 +66,7 @@ class Readiness:
         self._checks: dict[str, Callable[[Connections], Awaitable[None]]] = {
             "sql": _check_sql,
             "mongo": _check_mongo,
-            "loyalty": _check_vendor(connections.loyalty),
-            "tracking": _check_vendor(connections.tracking),
+            **{name: _check_vendor(client) for name, client in connections.vendors.items()},
         }
         self._connections = connections
         self._fresh_for = fresh_for

@@ -26,8 +26,9 @@ from api.access import write_line
 from resolvers.errors import INTERNAL, request_errors
 from sources.cache.entity import EntityCache
 from sources.cache.responses import ResponseCache
+from sources.catalog import NAMES
 from sources.events.hub import Hub
-from sources.roundtrips import SOURCES, RoundTrips
+from sources.roundtrips import RoundTrips
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class _RoundTripCollector(Collector):
             "Round trips to each source, counted at the driver.",
             labels=["source"],
         )
-        for source in SOURCES:
+        for source in NAMES:
             family.add_metric([source], self._round_trips.counts[source])
         yield family
 

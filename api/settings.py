@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from api.source_settings import SourceSettings, SourceVariables, with_declared_defaults
+from sources.catalog import NAMES, VENDORS
 
 
 class Environment(StrEnum):
@@ -47,26 +51,18 @@ class Settings(BaseSettings):
     mongo_database: str = "c360"
     redis_url: str | None = Field(default=None, description="Redis URL (cache and events).")
 
-    loyalty_url: str | None = Field(
-        default=None, description="Loyalty API base URL; default the bundled simulator."
+    per_source: dict[str, SourceSettings] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="Each declared source's timeout and cache TTL (and a vendor API's URL), "
+        "from C360_<NAME>_TIMEOUT, C360_CACHE_TTL_<NAME> and C360_<NAME>_URL; defaults from "
+        "its declaration (`sources.catalog`).",
     )
-    tracking_url: str | None = Field(
-        default=None, description="Carrier tracking API base URL; default the bundled simulator."
-    )
-
-    sql_timeout: PositiveFloat = 2.0
-    mongo_timeout: PositiveFloat = 2.0
-    loyalty_timeout: PositiveFloat = 1.0
-    tracking_timeout: PositiveFloat = 1.0
 
     simulator_latency_ms: float = Field(default=0.0, ge=0)
     simulator_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
     cache_enabled: bool = True
-    cache_ttl_sql: PositiveFloat = 300.0
-    cache_ttl_mongo: PositiveFloat = 120.0
-    cache_ttl_loyalty: PositiveFloat = 300.0
-    cache_ttl_tracking: PositiveFloat = 60.0
     cache_negative_ttl: PositiveFloat = Field(
         default=15.0, description="How long 'not found' is remembered."
     )
@@ -275,8 +271,6 @@ class Settings(BaseSettings):
         "database_url",
         "mongo_url",
         "redis_url",
-        "loyalty_url",
-        "tracking_url",
         "auth_jwt_jwks_url",
     )
     @classmethod
@@ -299,16 +293,58 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'c360.sqlite').resolve()}"
 
+    @field_validator("per_source", mode="before")
+    @classmethod
+    def _every_declared_source(cls, given: object) -> dict[str, object]:
+        return with_declared_defaults(given)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win; `per_source` entries are merged key by key across them.
+        return (
+            init_settings,
+            SourceVariables(settings_cls, env_settings),
+            env_settings,
+            SourceVariables(settings_cls, dotenv_settings),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
     def cache_ttls(self) -> dict[str, float]:
         """Freshness of cached entries, per source."""
-        return {
-            "sql": self.cache_ttl_sql,
-            "mongo": self.cache_ttl_mongo,
-            "loyalty": self.cache_ttl_loyalty,
-            "tracking": self.cache_ttl_tracking,
-        }
+        return {name: source.cache_ttl for name, source in self.per_source.items()}
 
     def source_timeout(self, source: str) -> float:
         """The per-call timeout of one source, in seconds."""
-        timeout: float = getattr(self, f"{source}_timeout")
-        return timeout
+        return self.per_source[source].timeout
+
+    def vendor_url(self, vendor: str) -> str | None:
+        """A vendor API's base URL; None means the bundled simulator."""
+        return self.per_source[vendor].url
+
+    def simulated_vendors(self) -> list[str]:
+        """The vendor APIs with no URL set, which the bundled simulator stands in for."""
+        return [api.name for api in VENDORS if self.per_source[api.name].url is None]
+
+    def with_sources(self, **changes: Mapping[str, object]) -> Settings:
+        """A copy with some sources' settings changed, e.g. `with_sources(mongo={"timeout": 1})`."""
+        per_source = dict(self.per_source)
+        for name, change in changes.items():
+            if name not in per_source:
+                raise ValueError(f"no source is named {name!r}; declared: {', '.join(NAMES)}")
+            per_source[name] = SourceSettings.model_validate(
+                per_source[name].model_dump() | dict(change)
+            )
+        return self.model_copy(update={"per_source": per_source})
+
+    def with_vendor_urls(self, url: str, vendors: Iterable[str] | None = None) -> Settings:
+        """A copy with `url` for the given vendors (default: those the simulator stands in for)."""
+        names = self.simulated_vendors() if vendors is None else list(vendors)
+        return self.with_sources(**{name: {"url": url} for name in names})

@@ -53,6 +53,7 @@ from bench.server import PeakRss, Service, running_service
 from bench.subscribers import run_subscribers
 from bench.workloads import HOT_SET, WORKLOADS, Rotation, Workload
 from bench.wrk import WrkMissingError, WrkResult, run_wrk, wrk_binary
+from sources.catalog import NAMES
 
 # Cold first, before any other workload has touched its customers.
 ORDER = (
@@ -115,7 +116,7 @@ def measure(
     cache = "answer" if workload.answered else "cache"
     per_request = {
         source: (after.get(source, 0) - before.get(source, 0)) / answered if answered else 0
-        for source in ("sql", "mongo", "loyalty", "tracking")
+        for source in NAMES
     }
     return WorkloadResult(
         workload=workload.name,
@@ -424,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
             "customers": args.customers,
             "sql": "PostgreSQL" if postgres else "SQLite",
             "mongo": "MongoDB (C360_MONGO_URL)" if settings.mongo_url else "embedded SecantusDB",
-            "vendors": "configured APIs" if settings.loyalty_url else "simulator process",
+            "vendors": "simulator process" if settings.simulated_vendors() else "configured APIs",
             "cache": (
                 "off"
                 if not settings.cache_enabled

@@ -90,8 +90,8 @@ def prepare_dataset(settings: Settings, customers: int) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url())
     simulator = uses_simulator(settings)
-    unresolved = {"loyalty_url": "-", "tracking_url": "-"} if simulator else {}
-    with embedded_stores(settings.model_copy(update=unresolved)) as resolved:
+    # The simulator's data file is written directly: no simulator needs to run.
+    with embedded_stores(settings.with_vendor_urls("-") if simulator else settings) as resolved:
         return asyncio.run(_prepare(resolved, customers, simulator))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from bench.workloads import WORKLOADS, Target
+from sources.catalog import NAMES
 
 NA = "n/a"
 
@@ -152,15 +153,12 @@ def markdown(report: Report) -> str:
         f"{env['duration_s']:.0f} s per workload; commit {env['commit']}.",
         "",
         "| workload | conns | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | "
-        "round trips/req (sql, mongo, loyalty, tracking) | cache hits | peak RSS MB | "
+        f"round trips/req ({', '.join(NAMES)}) | cache hits | peak RSS MB | "
         "floor ops/s | service/floor |",
         "| --- " + "| ---: " * 7 + "| --- " + "| ---: " * 4 + "|",
     ]
     for r in report.results:
-        trips = ", ".join(
-            _fmt(r.round_trips_per_request.get(s), 2)
-            for s in ("sql", "mongo", "loyalty", "tracking")
-        )
+        trips = ", ".join(_fmt(r.round_trips_per_request.get(s), 2) for s in NAMES)
         hits = NA if r.cache_hit_ratio is None else f"{r.cache_hit_ratio:.0%}"
         lines.append(
             f"| {r.workload} | {r.connections} | {_fmt(r.requests_per_second)} | "

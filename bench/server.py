@@ -17,6 +17,8 @@ import httpx
 import psutil
 
 from api.settings import Settings
+from api.source_settings import url_variable
+from sources.catalog import VENDORS
 from sources.net import free_port, stop_process
 
 READY_TIMEOUT = 120.0
@@ -155,7 +157,8 @@ def running_service(settings: Settings, *, workers: int, log_dir: Path) -> Itera
     }
     c360 = [sys.executable, "-m", "api.cli"]
     with contextlib.ExitStack() as stack:
-        if settings.loyalty_url is None or settings.tracking_url is None:
+        simulated = settings.simulated_vendors()
+        if simulated:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             simulator_log = log_dir / "simulator.log"
@@ -163,8 +166,7 @@ def running_service(settings: Settings, *, workers: int, log_dir: Path) -> Itera
                 _process([*c360, "simulator", "--port", str(port)], env, simulator_log)
             )
             _wait_ready(url, process, simulator_log, "/healthz")
-            env["C360_LOYALTY_URL"] = settings.loyalty_url or url
-            env["C360_TRACKING_URL"] = settings.tracking_url or url
+            env.update({url_variable(api): url for api in VENDORS if api.name in simulated})
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = log_dir / "server.log"

@@ -28,6 +28,7 @@ from domain.errors import (
 )
 from sources.cache.backends import CacheUnavailableError
 from sources.cache.entity import EntityCache
+from sources.declaration import Source
 from sources.events.envelope import C360_SOURCE, Event
 from sources.events.outbox import (
     TRANSACTION_ID,
@@ -62,19 +63,19 @@ class Changes:
         return self if claim is None else replace(self, claim=claim)
 
     async def invalidate(
-        self, source: str, name: str, *, keys: Sequence[Any] = (), owners: Sequence[Any] = ()
+        self, source: Source, name: str, *, keys: Sequence[Any] = (), owners: Sequence[Any] = ()
     ) -> None:
         if self.cache is None:
             return
         try:
-            await self.cache.invalidate(source, name, keys=keys, owners=owners)
+            await self.cache.invalidate(source.name, name, keys=keys, owners=owners)
         except CacheUnavailableError:
             # Kept and replayed before the cache is read again (see RedisBackend).
             pass
         except Exception:
             # The change committed: nothing after the commit may report it as failed. The
             # entries expire with their TTL, and the change's event invalidates them again.
-            log.exception("invalidating %s %s after a committed change failed", source, name)
+            log.exception("invalidating %s %s after a committed change failed", source.name, name)
 
     def published(self) -> None:
         if self.relay is not None:

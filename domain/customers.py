@@ -16,11 +16,11 @@ from domain.changes import (
 from domain.errors import ChangeRejectedError
 from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
-from sources.roundtrips import SQL
 from sources.sql import loaders as sql_loaders
 from sources.sql import writes
 from sources.sql.records import CustomerRecord
 from sources.sql.search import Searchable, write_search_terms
+from sources.sql.source import SQL
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")

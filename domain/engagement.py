@@ -21,7 +21,7 @@ from domain.errors import ChangeRejectedError
 from sources.events.envelope import Event
 from sources.events.outbox import add_to_mongo_outbox, in_mongo_outbox
 from sources.mongo import loaders as mongo_loaders
-from sources.roundtrips import MONGO
+from sources.mongo.source import MONGO
 
 log = logging.getLogger(__name__)
 

@@ -55,14 +55,15 @@ from sources.events.envelope import Event
 from sources.events.outbox import add_to_sql_outbox
 from sources.mongo import loaders as mongo_loaders
 from sources.mongo import merges as mongo_merges
+from sources.mongo.source import MONGO
 from sources.outage import STORE_FAILURES, Outage
 from sources.periodic import Periodic
-from sources.roundtrips import MONGO, SQL
 from sources.sql import loaders as sql_loaders
 from sources.sql import merges as sql_merges
 from sources.sql import writes
 from sources.sql.merges import MERGED, MERGING, UNMERGED, UNMERGING, MergeRecord
 from sources.sql.records import CustomerRecord
+from sources.sql.source import SQL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -26,11 +26,11 @@ from sources.events.outbox import (
     add_to_sql_outbox,
     in_sql_outbox,
 )
-from sources.roundtrips import SQL
 from sources.sql import loaders as sql_loaders
 from sources.sql import writes
 from sources.sql.queries import orders_by_ids
 from sources.sql.records import OrderRecord
+from sources.sql.source import SQL
 
 
 async def _lock_order(connection: AsyncConnection, order_id: int) -> OrderRecord:

@@ -22,7 +22,7 @@ from domain.errors import (
 from sources.events.envelope import Event
 from sources.loader import outages_as_source_errors
 from sources.mongo import loaders as mongo_loaders
-from sources.roundtrips import MONGO
+from sources.mongo.source import MONGO
 
 TICKET_STATUSES = frozenset(vocabulary.TICKET_STATUSES)
 

@@ -27,7 +27,7 @@ from resolvers.order import OrderConnection
 from resolvers.vendor import LoyaltyMembership
 from sources.mongo.records import ProfileRecord
 from sources.sql.records import AddressRecord, CustomerRecord
-from sources.thirdparty.records import LoyaltyRecord
+from sources.thirdparty.loyalty import LoyaltyRecord
 
 FirstArg = Annotated[
     int | None,

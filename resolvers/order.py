@@ -14,7 +14,7 @@ from resolvers.enums import Channel, OrderStatus
 from resolvers.vendor import Shipment
 from sources.paging import Page, PageKey
 from sources.sql.records import OrderLineRecord, OrderRecord, ProductRecord
-from sources.thirdparty.records import ShipmentRecord
+from sources.thirdparty.tracking import ShipmentRecord
 
 if TYPE_CHECKING:
     from resolvers.customer import Customer

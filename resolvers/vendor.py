@@ -10,7 +10,8 @@ import strawberry
 from resolvers.access import Pii
 from resolvers.enums import LoyaltyTier, ShipmentStatus
 from resolvers.masking import mask_identifier
-from sources.thirdparty.records import LoyaltyRecord, ScanRecord, ShipmentRecord
+from sources.thirdparty.loyalty import LoyaltyRecord
+from sources.thirdparty.tracking import ScanRecord, ShipmentRecord
 
 
 @strawberry.type(description="The customer's membership of the loyalty program (loyalty API).")

@@ -10,11 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-SQL = "sql"
-MONGO = "mongo"
-LOYALTY = "loyalty"
-TRACKING = "tracking"
-SOURCES = (SQL, MONGO, LOYALTY, TRACKING)
+from sources.catalog import NAMES
 
 
 @dataclass
@@ -29,8 +25,8 @@ class RoundTrips:
 
     def snapshot(self) -> dict[str, int]:
         """The counts now, for every source (zero where none was made)."""
-        return {source: self.counts[source] for source in SOURCES}
+        return {source: self.counts[source] for source in NAMES}
 
     def since(self, before: dict[str, int]) -> dict[str, int]:
         """The round trips made since `before` was taken with `snapshot()`."""
-        return {source: self.counts[source] - before.get(source, 0) for source in SOURCES}
+        return {source: self.counts[source] - before.get(source, 0) for source in NAMES}

@@ -234,13 +234,13 @@ async def settings(
         database_url=sql_url,
         mongo_url=mongo_url,
         mongo_database=f"c360_test_{uuid.uuid4().hex[:12]}",
-        loyalty_url=simulator.url,
-        tracking_url=simulator.url,
-        # Generous: the simulator shares this process (and its GIL) with the app under test,
-        # and a batch of 150 shipments on a busy machine took longer than 0.5 s once in CI.
-        tracking_timeout=2.0,
-        loyalty_timeout=2.0,
-        mongo_timeout=1.0,
+        per_source={
+            # Generous: the simulator shares this process (and its GIL) with the app under
+            # test, and a batch of 150 shipments on a busy machine took over 0.5 s once in CI.
+            "loyalty": {"url": simulator.url, "timeout": 2.0},
+            "tracking": {"url": simulator.url, "timeout": 2.0},
+            "mongo": {"timeout": 1.0},
+        },
         # Most tests count source round trips: the cache has tests (and apps) of its own.
         cache_enabled=False,
     )

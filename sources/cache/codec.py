@@ -15,39 +15,12 @@ from typing import Any
 
 import orjson
 
-from sources.mongo.records import (
-    ConsentRecord,
-    IdentityRecord,
-    InteractionRecord,
-    ProfileRecord,
-    TicketEventRecord,
-    TicketRecord,
-)
+from sources.catalog import SOURCES
 from sources.paging import Page, PageKey, Position
-from sources.sql.records import (
-    AddressRecord,
-    CustomerRecord,
-    OrderLineRecord,
-    OrderRecord,
-    ProductRecord,
-)
-from sources.thirdparty.records import LoyaltyRecord, ScanRecord, ShipmentRecord
 
+# Every declared source's records (`sources.catalog`), then the pages loaders hand out.
 RECORD_TYPES: tuple[type[Any], ...] = (
-    CustomerRecord,
-    AddressRecord,
-    ProductRecord,
-    OrderRecord,
-    OrderLineRecord,
-    ProfileRecord,
-    ConsentRecord,
-    IdentityRecord,
-    InteractionRecord,
-    TicketRecord,
-    TicketEventRecord,
-    LoyaltyRecord,
-    ShipmentRecord,
-    ScanRecord,
+    *(record for source in SOURCES for record in source.records),
     Page,
     Position,
 )

@@ -12,7 +12,8 @@ from pymongo.monitoring import (
     CommandSucceededEvent,
 )
 
-from sources.roundtrips import MONGO, RoundTrips
+from sources.mongo.source import MONGO
+from sources.roundtrips import RoundTrips
 
 # Driver housekeeping, not reads or writes the graph asked for.
 _HOUSEKEEPING = frozenset(
@@ -35,7 +36,7 @@ class _RoundTripListener(CommandListener):
 
     def started(self, event: CommandStartedEvent) -> None:
         if event.command_name not in _HOUSEKEEPING:
-            self._round_trips.record(MONGO)
+            self._round_trips.record(MONGO.name)
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
         pass

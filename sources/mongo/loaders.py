@@ -10,8 +10,8 @@ from sources.loader import keyed_loader
 from sources.mongo import queries
 from sources.mongo.queries import Database
 from sources.mongo.records import InteractionRecord, ProfileRecord, TicketRecord
+from sources.mongo.source import MONGO
 from sources.paging import Page, PageKey
-from sources.roundtrips import MONGO
 
 # Loader names: they appear in cache keys, and invalidations name them.
 PROFILE, TICKETS, TIMELINE_PAGE = "profile", "tickets", "timeline_page"
@@ -30,7 +30,7 @@ class MongoLoaders:
     def profile_by_customer_id(self) -> DataLoader[int, ProfileRecord | None]:
         db = self._db
         return keyed_loader(
-            MONGO,
+            MONGO.name,
             self._timeout,
             lambda k: queries.profiles_by_customer_ids(db=db, ids=k),
             cache=self._cache,
@@ -44,7 +44,7 @@ class MongoLoaders:
         would send a caller to the wrong customer."""
         db = self._db
         return keyed_loader(
-            MONGO,
+            MONGO.name,
             self._timeout,
             lambda k: queries.customer_ids_by_identities(db=db, keys=k),
             name=CUSTOMER_IDS_BY_IDENTITY,
@@ -54,7 +54,7 @@ class MongoLoaders:
     def tickets_by_customer(self) -> DataLoader[tuple[int, str | None], list[TicketRecord] | None]:
         db = self._db
         return keyed_loader(
-            MONGO,
+            MONGO.name,
             self._timeout,
             lambda k: queries.tickets_by_customer_ids(db=db, keys=k),
             cache=self._cache,
@@ -66,7 +66,7 @@ class MongoLoaders:
     def timeline_page_by_customer(self) -> DataLoader[PageKey, Page[InteractionRecord] | None]:
         db = self._db
         return keyed_loader(
-            MONGO,
+            MONGO.name,
             self._timeout,
             lambda k: queries.timeline_pages(db=db, keys=k),
             cache=self._cache,

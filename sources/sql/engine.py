@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from sources.roundtrips import SQL, RoundTrips
+from sources.roundtrips import RoundTrips
+from sources.sql.source import SQL
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def create_engine(
 
         @event.listens_for(sync_engine, "before_cursor_execute")
         def _count(*_args: Any) -> None:
-            round_trips.record(SQL)
+            round_trips.record(SQL.name)
 
     return engine
 

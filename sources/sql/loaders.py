@@ -12,7 +12,6 @@ from sources.cache.entity import EntityCache
 from sources.dataloader import DataLoader
 from sources.loader import keyed_loader
 from sources.paging import Page, PageKey
-from sources.roundtrips import SQL
 from sources.sql import queries, search
 from sources.sql.queries import Contact
 from sources.sql.records import (
@@ -22,6 +21,7 @@ from sources.sql.records import (
     OrderRecord,
     ProductRecord,
 )
+from sources.sql.source import SQL
 
 # Loader names: they appear in cache keys, and invalidations name them.
 CUSTOMER, CUSTOMER_BY_EMAIL, ADDRESSES, PRODUCT, ORDER, ORDER_LINES, ORDER_PAGE = (
@@ -64,7 +64,7 @@ class SqlLoaders:
                 return await query(connection, keys)
 
         cache = self._cache if cached else None
-        return keyed_loader(SQL, self._timeout, batch, cache=cache, name=name, tagged=tagged)
+        return keyed_loader(SQL.name, self._timeout, batch, cache=cache, name=name, tagged=tagged)
 
     @cached_property
     def customer_by_id(self) -> DataLoader[int, CustomerRecord | None]:

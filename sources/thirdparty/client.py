@@ -9,18 +9,15 @@ POST to the simulator), CPU that the request's other work shares one core with.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aiohttp
 import certifi
 import orjson
 
-from sources.roundtrips import LOYALTY, TRACKING, RoundTrips
-from sources.thirdparty.records import LoyaltyRecord, ShipmentRecord
-
-LOYALTY_BATCH = "/loyalty/v1/members:batchGet"
-TRACKING_BATCH = "/tracking/v1/shipments:batchGet"
+from sources.declaration import VendorAPI
+from sources.roundtrips import RoundTrips
 
 _JSON = {"content-type": "application/json"}
 # Below the 5 s after which common servers (uvicorn's default) close an idle connection:
@@ -48,10 +45,12 @@ class VendorClient:
     """
 
     def __init__(
-        self, base_url: str, *, vendor: str, timeout: float, round_trips: RoundTrips | None
+        self, api: VendorAPI, base_url: str, *, timeout: float, round_trips: RoundTrips | None
     ) -> None:
+        self.api = api
         self.base_url = base_url.rstrip("/")
-        self._vendor = vendor
+        # Seconds per call: the session's bound, and the loaders' (SOURCE_TIMEOUT past it).
+        self.timeout = timeout
         self._round_trips = round_trips
         # Made inside the running loop, as aiohttp asks: `open_connections` is a coroutine.
         self._session = aiohttp.ClientSession(
@@ -98,51 +97,17 @@ class VendorClient:
 
     def _count(self) -> None:
         if self._round_trips is not None:
-            self._round_trips.record(self._vendor)
+            self._round_trips.record(self.api.name)
 
     async def close(self) -> None:
         await self._session.close()
 
 
 def create_client(
-    base_url: str, *, vendor: str, timeout: float, round_trips: RoundTrips | None = None
+    api: VendorAPI, base_url: str, *, timeout: float, round_trips: RoundTrips | None = None
 ) -> VendorClient:
     """A pooled client for one vendor, counting each request it sends."""
-    return VendorClient(base_url, vendor=vendor, timeout=timeout, round_trips=round_trips)
+    return VendorClient(api, base_url, timeout=timeout, round_trips=round_trips)
 
 
-async def loyalty_by_customer_ids(
-    *, client: VendorClient, ids: Sequence[int]
-) -> list[LoyaltyRecord | None]:
-    """Loyalty memberships in key order, None for a customer who is not a member."""
-    members = await client.post(
-        LOYALTY_BATCH,
-        {"customerIds": [str(i) for i in set(ids)]},
-        lambda answer: [LoyaltyRecord.from_json(member) for member in answer["members"]],
-    )
-    found = {record.customer_id: record for record in members}
-    return [found.get(i) for i in ids]
-
-
-async def shipments_by_tracking_numbers(
-    *, client: VendorClient, numbers: Sequence[str]
-) -> list[ShipmentRecord | None]:
-    """Shipments in key order, None for a tracking number the carrier does not know."""
-    shipments = await client.post(
-        TRACKING_BATCH,
-        {"trackingNumbers": list(set(numbers))},
-        lambda answer: [ShipmentRecord.from_json(shipment) for shipment in answer["shipments"]],
-    )
-    found = {record.tracking_number: record for record in shipments}
-    return [found.get(n) for n in numbers]
-
-
-__all__ = [
-    "LOYALTY",
-    "TRACKING",
-    "VendorAnswerError",
-    "VendorClient",
-    "create_client",
-    "loyalty_by_customer_ids",
-    "shipments_by_tracking_numbers",
-]
+__all__ = ["VendorAnswerError", "VendorClient", "create_client"]

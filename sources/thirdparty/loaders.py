@@ -2,55 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 
 from sources.cache.entity import EntityCache
 from sources.dataloader import DataLoader
 from sources.loader import keyed_loader
-from sources.roundtrips import LOYALTY, TRACKING
-from sources.thirdparty import client as vendor
-from sources.thirdparty.records import LoyaltyRecord, ShipmentRecord
+from sources.thirdparty import loyalty, tracking
+from sources.thirdparty.client import VendorClient
+from sources.thirdparty.loyalty import LoyaltyRecord
+from sources.thirdparty.tracking import ShipmentRecord
 
 # Loader names: they appear in cache keys, and invalidations name them.
 MEMBER, SHIPMENT = "member", "shipment"
 
 
 class VendorLoaders:
-    """The vendor API loaders of one request, each made on first use."""
+    """The vendor API loaders of one request, each made on first use.
 
-    def __init__(
-        self,
-        loyalty: vendor.VendorClient,
-        tracking: vendor.VendorClient,
-        *,
-        loyalty_timeout: float,
-        tracking_timeout: float,
-        cache: EntityCache | None,
-    ) -> None:
+    `clients` holds every declared vendor's client by the vendor's name
+    (`sources.catalog.VENDORS`); each call is bounded by its client's timeout.
+    """
+
+    def __init__(self, clients: Mapping[str, VendorClient], cache: EntityCache | None) -> None:
+        self._clients = clients
         self._cache = cache
-        self._loyalty = loyalty
-        self._tracking = tracking
-        self._loyalty_timeout = loyalty_timeout
-        self._tracking_timeout = tracking_timeout
 
     @cached_property
     def loyalty_by_customer_id(self) -> DataLoader[int, LoyaltyRecord | None]:
-        client = self._loyalty
+        client = self._clients[loyalty.LOYALTY.name]
         return keyed_loader(
-            LOYALTY,
-            self._loyalty_timeout,
-            lambda k: vendor.loyalty_by_customer_ids(client=client, ids=k),
+            loyalty.LOYALTY.name,
+            client.timeout,
+            lambda ids: loyalty.members_by_customer_ids(client, ids),
             cache=self._cache,
             name=MEMBER,
         )
 
     @cached_property
     def shipment_by_tracking_number(self) -> DataLoader[str, ShipmentRecord | None]:
-        client = self._tracking
+        client = self._clients[tracking.TRACKING.name]
         return keyed_loader(
-            TRACKING,
-            self._tracking_timeout,
-            lambda k: vendor.shipments_by_tracking_numbers(client=client, numbers=k),
+            tracking.TRACKING.name,
+            client.timeout,
+            lambda numbers: tracking.shipments_by_tracking_numbers(client, numbers),
             cache=self._cache,
             name=SHIPMENT,
         )

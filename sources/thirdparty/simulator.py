@@ -25,10 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from sources.catalog import VENDORS
 from sources.net import free_port
-from sources.thirdparty.client import LOYALTY_BATCH, TRACKING_BATCH
+from sources.thirdparty.loyalty import LOYALTY, MEMBERS_BATCH
+from sources.thirdparty.tracking import SHIPMENTS_BATCH, TRACKING
 
-VENDORS = ("loyalty", "tracking")
 MAX_BATCH = 500
 
 
@@ -83,7 +84,7 @@ def create_simulator_app(
     store: VendorStore, *, latency_ms: float = 0.0, failure_rate: float = 0.0
 ) -> Starlette:
     """The simulator's ASGI app."""
-    faults = {vendor: Faults(latency_ms, failure_rate) for vendor in VENDORS}
+    faults = {api.name: Faults(latency_ms, failure_rate) for api in VENDORS}
     chance = random.Random(0)
 
     async def inject(vendor: str) -> JSONResponse | None:
@@ -109,14 +110,14 @@ def create_simulator_app(
         return JSONResponse({out: store.get(table, keys) if keys else []})
 
     async def members(request: Request) -> JSONResponse:
-        return await batch(request, "loyalty", "members", "customerIds", "members")
+        return await batch(request, LOYALTY.name, "members", "customerIds", "members")
 
     async def shipments(request: Request) -> JSONResponse:
-        return await batch(request, "tracking", "shipments", "trackingNumbers", "shipments")
+        return await batch(request, TRACKING.name, "shipments", "trackingNumbers", "shipments")
 
     async def set_faults(request: Request) -> JSONResponse:
         body = await request.json()
-        targets = [body["vendor"]] if body.get("vendor") else list(VENDORS)
+        targets = [body["vendor"]] if body.get("vendor") else list(faults)
         for vendor in targets:
             faults[vendor] = Faults(
                 float(body.get("latencyMs", 0.0)), float(body.get("failureRate", 0.0))
@@ -128,8 +129,8 @@ def create_simulator_app(
 
     return Starlette(
         routes=[
-            Route(LOYALTY_BATCH, members, methods=["POST"]),
-            Route(TRACKING_BATCH, shipments, methods=["POST"]),
+            Route(MEMBERS_BATCH, members, methods=["POST"]),
+            Route(SHIPMENTS_BATCH, shipments, methods=["POST"]),
             Route("/_simulator/faults", set_faults, methods=["PUT"]),
             Route("/healthz", health),
         ]

@@ -36,7 +36,7 @@ def test_settings_come_from_the_environment(
     monkeypatch.setenv("C360_MONGO_URL", "")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert str(settings.data_dir) == "/srv/c360"
-    assert settings.tracking_timeout == 0.25
+    assert settings.source_timeout("tracking") == 0.25
     assert settings.mongo_url is None
     assert settings.resolved_database_url() == "sqlite+aiosqlite:////srv/c360/c360.sqlite"
 

@@ -99,7 +99,9 @@ async def test_stale_value_bridges_a_vendor_outage_and_says_so(
     vendor_faults: Simulator,
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=1)
-    short = settings.model_copy(update={"cache_enabled": True, "cache_ttl_loyalty": 0.05})
+    short = settings.with_sources(loyalty={"cache_ttl": 0.05}).model_copy(
+        update={"cache_enabled": True}
+    )
     async with running_app(short) as (_, http):
         fresh = await agent_view(http, cid)
         await asyncio.sleep(0.1)

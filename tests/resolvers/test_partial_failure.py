@@ -54,7 +54,9 @@ async def test_carrier_api_too_slow_times_out_per_source(
     settings: Settings,
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=2)
-    vendor_faults.set_faults("tracking", latency_ms=settings.tracking_timeout * 1000 + 1500)
+    vendor_faults.set_faults(
+        "tracking", latency_ms=settings.source_timeout("tracking") * 1000 + 1500
+    )
 
     body = await agent_view(client, cid)
 
@@ -91,7 +93,7 @@ async def test_mongodb_unreachable_nulls_engagement_fields(settings: Settings) -
     # Server selection gives up at half the call's timeout: 1 s of margin for a busy test
     # process (at 0.6 s, a 0.3 s stall let the call's own timeout answer first).
     async with running_app(
-        settings.model_copy(update={"mongo_url": nowhere, "mongo_timeout": 2.0})
+        settings.with_sources(mongo={"timeout": 2.0}).model_copy(update={"mongo_url": nowhere})
     ) as (_, http):
         body = await agent_view(http, 5)
         ready = await http.get("/readyz")

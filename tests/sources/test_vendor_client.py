@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestServer
 
 from sources.errors import SourceUnavailableError
 from sources.loader import source_error
-from sources.roundtrips import LOYALTY, RoundTrips
-from sources.thirdparty.client import LOYALTY_BATCH, create_client, loyalty_by_customer_ids
+from sources.roundtrips import RoundTrips
+from sources.thirdparty.client import create_client
+from sources.thirdparty.loyalty import LOYALTY, MEMBERS_BATCH, members_by_customer_ids
 
 PREFIX = "/vendor-api"
 MEMBER = {
@@ -37,11 +38,11 @@ async def vendor() -> AsyncIterator[Vendor]:
 
     async def serve(answer: Answer) -> str:
         async def handle(request: web.Request) -> web.StreamResponse:
-            assert request.path == PREFIX + LOYALTY_BATCH  # the prefix is kept
+            assert request.path == PREFIX + MEMBERS_BATCH  # the prefix is kept
             return answer(request)
 
         app = web.Application()
-        app.router.add_post(PREFIX + LOYALTY_BATCH, handle)
+        app.router.add_post(PREFIX + MEMBERS_BATCH, handle)
         app.router.add_route("*", "/elsewhere", elsewhere)
         server = TestServer(app)
         servers.append(server)
@@ -54,9 +55,9 @@ async def vendor() -> AsyncIterator[Vendor]:
 
 
 async def _ask(base_url: str, round_trips: RoundTrips | None = None) -> list[object]:
-    client = create_client(base_url, vendor=LOYALTY, timeout=5.0, round_trips=round_trips)
+    client = create_client(LOYALTY, base_url, timeout=5.0, round_trips=round_trips)
     try:
-        return list(await loyalty_by_customer_ids(client=client, ids=[7, 8]))
+        return list(await members_by_customer_ids(client, [7, 8]))
     finally:
         await client.close()
 
@@ -66,7 +67,7 @@ async def test_a_batch_answer_is_read_in_key_order(vendor: Vendor) -> None:
     round_trips = RoundTrips()
     member, absent = await _ask(base, round_trips)
     assert getattr(member, "member_number", None) == "LOY7" and absent is None
-    assert round_trips.snapshot()[LOYALTY] == 1
+    assert round_trips.snapshot()[LOYALTY.name] == 1
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ async def test_anything_but_a_batch_answer_is_the_vendor_unavailable(
     base = await vendor(answer)
     with pytest.raises(Exception) as raised:
         await _ask(base)
-    mapped = source_error(LOYALTY, raised.value)
+    mapped = source_error(LOYALTY.name, raised.value)
     assert isinstance(mapped, SourceUnavailableError), repr(raised.value)
 
 

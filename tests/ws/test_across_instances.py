@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from api.connections import Connections
 from api.settings import Settings
+from api.source_settings import url_variable
+from sources.catalog import VENDORS
 from sources.net import free_port, stop_process
 from sources.sql.models import OutboxEvent
 from sources.thirdparty.simulator import VendorStore
@@ -37,8 +39,7 @@ def shared_env(
         "C360_DATABASE_URL": settings.resolved_database_url(),
         "C360_MONGO_URL": settings.mongo_url or "",
         "C360_MONGO_DATABASE": settings.mongo_database,
-        "C360_LOYALTY_URL": settings.loyalty_url or "",
-        "C360_TRACKING_URL": settings.tracking_url or "",
+        **{url_variable(api): settings.vendor_url(api.name) or "" for api in VENDORS},
         "C360_REDIS_URL": redis_url,
         "C360_CACHE_NAMESPACE": redis_namespace,
     }
