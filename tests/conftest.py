@@ -25,6 +25,7 @@ from api.app import create_app
 from api.connections import Connections
 from api.settings import Settings
 from migrations.runner import upgrade
+from sources.catalog import VENDORS
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database
 from sources.net import free_port
@@ -235,10 +236,10 @@ async def settings(
         mongo_url=mongo_url,
         mongo_database=f"c360_test_{uuid.uuid4().hex[:12]}",
         per_source={
-            # Generous: the simulator shares this process (and its GIL) with the app under
-            # test, and a batch of 150 shipments on a busy machine took over 0.5 s once in CI.
-            "loyalty": {"url": simulator.url, "timeout": 2.0},
-            "tracking": {"url": simulator.url, "timeout": 2.0},
+            # Every vendor API is the simulator. Generous timeouts: the simulator shares this
+            # process (and its GIL) with the app under test, and a batch of 150 shipments on
+            # a busy machine took over 0.5 s once in CI.
+            **{api.name: {"url": simulator.url, "timeout": 2.0} for api in VENDORS},
             "mongo": {"timeout": 1.0},
         },
         # Most tests count source round trips: the cache has tests (and apps) of its own.

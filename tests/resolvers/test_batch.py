@@ -17,13 +17,14 @@ from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT, bearer
 from tests.builders import build_customer
 from tests.queries import graphql
+from tests.trips import trips
 
 BY_IDS = """query($ids: [ID!]!) { customers(ids: $ids) {
   id name profile { segments } loyalty { tier } } }"""
 BY_EMAILS = """query($emails: [String!]!) { customersByEmails(emails: $emails) {
   id email profile { segments } loyalty { tier } } }"""
 # One SQL statement for the customers, one MongoDB command for the profiles, one loyalty batch.
-BATCH_ROUND_TRIPS = {"sql": 1, "mongo": 1, "loyalty": 1, "tracking": 0}
+BATCH_ROUND_TRIPS = trips(sql=1, mongo=1, loyalty=1)
 SERVICE = bearer(Role.SERVICE, subject="test-crm", scopes=[Scope.CUSTOMERS.value])
 
 
@@ -100,7 +101,7 @@ async def test_500_ids_are_one_round_trip_per_source_and_501_are_refused(
         "`ids` holds 501 keys; one lookup takes at most 500: split the keys over several requests."
     )
     assert error["path"] == ["customers"]
-    assert spent == {"sql": 0, "mongo": 0, "loyalty": 0, "tracking": 0}
+    assert spent == trips()
 
 
 @pytest.mark.parametrize("count", [1, 100])

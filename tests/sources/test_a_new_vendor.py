@@ -10,6 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from api.source_settings import url_variable
+from sources.catalog import NAMES, VENDORS
 from tests.conftest import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +26,7 @@ def test_a_declared_vendor_reaches_every_part_that_reads_declarations(
         "C360_DATA_DIR": str(tmp_path),
         "C360_MONGO_URL": mongo_url,
         "C360_MONGO_DATABASE": f"c360_test_{uuid.uuid4().hex[:12]}",
-        "C360_LOYALTY_URL": simulator.url,
-        "C360_TRACKING_URL": simulator.url,
+        **{url_variable(api): simulator.url for api in VENDORS},
         # The stub's own variables, named after it by the declaration alone.
         "C360_WEATHER_URL": simulator.url,
         "C360_WEATHER_TIMEOUT": "0.75",
@@ -49,4 +50,4 @@ def test_a_declared_vendor_reaches_every_part_that_reads_declarations(
     # /readyz asked the stub's health path on its URL (the simulator answers /healthz).
     assert found["readyz"]["status"] == "up"
     assert found["metrics"] == ['c360_source_round_trips_total{source="weather"} 1.0']
-    assert found["bench_columns"].count("loyalty, tracking, weather") == 1
+    assert f"round trips/req ({', '.join((*NAMES, 'weather'))})" in found["bench_columns"]
