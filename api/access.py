@@ -8,10 +8,16 @@ standard output unless the logging configuration sends it elsewhere (`status` is
 the app failed before answering):
 
     {"time": "2026-12-05T08:15:02.123+00:00", "method": "POST", "path": "/graphql", "status": 200,
-     "duration_ms": 3.41, "bytes": 1234, "client": "10.0.0.7", "request_id": "…"}
+     "duration_ms": 3.41, "bytes": 1234, "client": "10.0.0.7", "request_id": "…",
+     "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "operations": ["query AgentView"],
+     "principal": {"kind": "jwt", "id": "agent-7", "role": "agent"}, "error_codes": []}
 
 `request_id` is the `X-Request-ID` the answer carries (the caller's, or the one c360 made), so
-a line leads to the request's own log lines and audit entries.
+a line leads to the request's own log lines and audit entries. `trace_id` is the W3C
+`traceparent`'s, when a gateway sent one. `operations`, `principal` and `error_codes` (each
+error's `extensions.code`, in order) are there for GraphQL requests; an operation without a name
+is its type alone. No personal data: the line is scrubbed (`api.logs.scrub`), so a token whose
+subject is an email address shows `[email]`.
 """
 
 from __future__ import annotations
@@ -22,12 +28,18 @@ import logging
 import re
 import sys
 import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from starlette.types import Scope
 
+from api.logs import scrub
+
 LOGGER = "c360.access"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# W3C trace context: version, trace id, parent id, flags (an all-zero trace id is invalid).
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 log = logging.getLogger(LOGGER)
 
@@ -43,22 +55,73 @@ def enable_access_log() -> None:
     log.setLevel(logging.INFO)
 
 
+@dataclass(slots=True)
+class Noted:
+    """What the GraphQL endpoint learnt of a request, for its access line (in the request's
+    `state` as `ACCESS`, only while the access log is on)."""
+
+    operations: list[str] = field(default_factory=list)
+    principal: dict[str, str | None] | None = None
+
+
+ACCESS = "access"
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C `traceparent` header, None when absent or malformed."""
+    if traceparent:
+        match = _TRACEPARENT.fullmatch(traceparent.strip().lower())
+        if match and match.group(1) != "0" * 32:
+            return match.group(1)
+    return None
+
+
+def error_codes(body: bytes) -> list[str]:
+    """The `extensions.code` of each error in a GraphQL answer (or a batch's answers)."""
+    if b'"errors"' not in body:
+        return []
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    answers = answer if isinstance(answer, list) else [answer]
+    codes = []
+    for one in answers:
+        errors = one.get("errors") if isinstance(one, dict) else None
+        for error in errors if isinstance(errors, list) else ():
+            extensions = error.get("extensions") if isinstance(error, dict) else None
+            code = extensions.get("code") if isinstance(extensions, dict) else None
+            codes.append(str(code) if code is not None else "UNKNOWN")
+    return codes
+
+
 def write_line(
-    scope: Scope, status: int | None, seconds: float, sent: int, request_id: str | None
+    scope: Scope,
+    status: int | None,
+    seconds: float,
+    body: bytes,
+    request_id: str | None,
+    traceparent: str | None,
 ) -> None:
     """The access line of one answered (or failed: `status` None) HTTP request."""
     client = scope.get("client")
-    line = {
+    line: dict[str, Any] = {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "method": scope["method"],
         "path": scope["path"],
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
-        "bytes": sent,
+        "bytes": len(body),
         "client": client[0] if client else None,
         "request_id": request_id,
+        "trace_id": trace_id(traceparent),
     }
-    log.info(orjson.dumps(line).decode())
+    noted = scope.get("state", {}).get(ACCESS)
+    if isinstance(noted, Noted):
+        line["operations"] = noted.operations
+        line["principal"] = noted.principal
+        line["error_codes"] = error_codes(body)
+    log.info(scrub(orjson.dumps(line).decode()))
 
 
 def request_id(header: str | None) -> str:

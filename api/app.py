@@ -23,6 +23,7 @@ from api.graphql_ws import GraphQLWebSocket, WebSocketAdmission
 from api.guard import open_guard
 from api.health import Readiness, healthz, readyz
 from api.ide import ASSETS_PATH, assets
+from api.logs import configure as configure_logging
 from api.metrics import Metrics, MetricsMiddleware
 from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
@@ -124,5 +125,10 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
 
 
 def app_from_environment() -> Starlette:
-    """The app for `uvicorn --factory`: settings from the environment `c360 serve` prepared."""
-    return create_app(Settings(), served=True)
+    """The app for `uvicorn --factory`: settings from the environment `c360 serve` prepared.
+
+    Each worker process formats its own log records (`c360 serve` gives uvicorn no logging
+    configuration of its own)."""
+    settings = Settings()
+    configure_logging(settings.log_format)
+    return create_app(settings, served=True)

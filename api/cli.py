@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import os
 import sys
 import time
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from api.demo import print_demo_tokens
 from api.embedded import embedded_stores, uses_simulator
+from api.logs import LogFormat
+from api.logs import configure as configure_logging
 from api.settings import DEVELOPMENT_JWT_SECRET, Settings
 from api.source_settings import url_variable
 from domain.principal import Role, Scope
@@ -75,6 +76,8 @@ def _serve(args: argparse.Namespace) -> int:
             http=ReadTimeoutProtocol,
             ws="websockets-sansio",
             log_level=args.log_level,
+            # c360 formats every record, uvicorn's included (`api.logs`).
+            log_config=None,
             # c360's own access log (api/access.py, one JSON line per request) instead.
             access_log=False,
             # A WebSocket message is a request too: no larger than a POST body may be.
@@ -592,11 +595,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_format() -> LogFormat:
+    """The configured log format; text when the settings do not load (the command that reads
+    them says why)."""
+    try:
+        return Settings().log_format
+    except ValueError:
+        return LogFormat.TEXT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `c360` command."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(_log_format())
     args = build_parser().parse_args(argv)
     code: int = args.run(args)
     return code

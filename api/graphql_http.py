@@ -37,7 +37,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
 from api import answers, ide, idempotency
-from api.access import request_id
+from api.access import Noted, request_id
 from api.admission import Refusal, may_explore
 from api.at_once import Done, started
 from api.connections import Connections
@@ -46,6 +46,7 @@ from api.documents import document_hash
 from api.execution import Executor
 from api.guard import CallerRefusedError, Guard
 from api.limits import QUERY_TOO_COMPLEX, too_many_tokens
+from api.logs import REQUEST_ID, LogFormat
 from api.settings import Settings
 from domain.principal import Principal
 from resolvers.context import Context
@@ -278,6 +279,20 @@ class GraphQLHTTP:
         rid = request_id(request.headers.get("x-request-id"))
         # For an answer the middleware has to make (a failure escaping this endpoint).
         request.state.request_id = rid
+        if self.settings.access_log:
+            request.state.access = Noted()
+        if self.settings.log_format is not LogFormat.JSON:
+            return await self._answer(request, connections, guard, rid)
+        # JSON log lines written while this request runs carry its id.
+        token = REQUEST_ID.set(rid)
+        try:
+            return await self._answer(request, connections, guard, rid)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _answer(
+        self, request: Request, connections: Connections, guard: Guard, rid: str
+    ) -> Response:
         headers = {"x-request-id": rid}
         acceptable = negotiate(request.headers.get("accept"))
         media = acceptable or JSON
@@ -289,6 +304,12 @@ class GraphQLHTTP:
         except CallerRefusedError as refused:
             headers.update(refused.headers)
             return _error(media, str(refused), refused.status, refused.code, headers)
+        if self.settings.access_log:
+            request.state.access.principal = {
+                "kind": principal.kind,
+                "id": None if principal.anonymous else principal.name,
+                "role": principal.role,
+            }
         if wants_ide(request):
             if may_explore(self.settings, principal):
                 return HTMLResponse(ide.page(self.settings), headers=headers)
@@ -396,6 +417,10 @@ class GraphQLHTTP:
             if (error.extensions or {}).get("code") == QUERY_TOO_COMPLEX:
                 return _refused(Refusal(400, [error]), media)  # as every other limit
             return _errors_status(media), {"errors": [format_error(error)]}
+        if self.settings.access_log:
+            name = operation.name.value if operation.name else None
+            kind = operation.operation.value
+            request.state.access.operations.append(f"{kind} {name}" if name else kind)
         refusal = guard.admission.check(query, document, operation, principal)
         if refusal is not None:
             return _refused(refusal, media)

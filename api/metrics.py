@@ -175,12 +175,12 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status: int | None = None
-        sent = 0
+        sent: list[bytes] = []  # the body, kept only for the access line
         request_id: str | None = None
         access_log = self.access_log
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status, sent, request_id
+            nonlocal status, request_id
             if message["type"] == "http.response.start":
                 status = message["status"]
                 request_id = _request_id(message)
@@ -189,7 +189,7 @@ class MetricsMiddleware:
                     headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
                     message = {**message, "headers": headers}
             elif access_log and message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
+                sent.append(message.get("body", b""))
             await send(message)
 
         try:
@@ -216,7 +216,8 @@ class MetricsMiddleware:
             self.metrics.requests.labels(path, str(status or 500)).inc()
             self.metrics.latency.labels(path).observe(seconds)
             if access_log:
-                write_line(scope, status, seconds, sent, request_id)
+                traceparent = _header(scope, b"traceparent")
+                write_line(scope, status, seconds, b"".join(sent), request_id, traceparent)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from api.logs import LogFormat
 from api.source_settings import SourceSettings, SourceVariables, with_declared_defaults
 from sources.catalog import NAMES, VENDORS
 
@@ -212,6 +213,11 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         default=False,
         description="Write one JSON line per HTTP request to the `c360.access` logger (stdout).",
+    )
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT,
+        description="`text` (LEVEL logger: message) or `json` (one object per line, with the "
+        "request id of the request a record was written for); personal data is scrubbed in both.",
     )
     gc_young_threshold: int = Field(
         default=10_000,

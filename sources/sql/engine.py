@@ -61,7 +61,13 @@ def create_engine(
     url = make_url(url)
     # Enough pooled connections for the batches of many concurrent requests: a connection
     # opened beyond the pool is closed after one use, and opening one costs more than a query.
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow}
+    kwargs: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        # A failed statement's error message leaves out its parameters: they carry emails and
+        # phone numbers, and error messages are logged.
+        "hide_parameters": True,
+    }
     if url.get_backend_name() == "postgresql":
         kwargs["pool_pre_ping"] = True
         if reads:
