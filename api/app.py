@@ -53,7 +53,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
         ]
     )
     endpoint = GraphQLHTTP(schema, settings)
-    metrics = Metrics(settings.metrics_token)
+    metrics = Metrics(settings.metrics_token, shared=settings.metrics_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -74,11 +74,15 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
                 connections.changes, registry, grouped=settings.ingest_grouped
             )
             app.state.readiness = Readiness(connections)
+            if metrics.shared is not None:
+                metrics.shared.start()
             if served:
                 settle_after_startup(settings.gc_young_threshold)
             yield
             app.state.ingestion = None
             await app.state.readiness.close()
+            if metrics.shared is not None:
+                await metrics.shared.stop()
 
     async def graphql(request: Request) -> Response:
         return await endpoint(request, request.app.state.connections, request.app.state.guard)

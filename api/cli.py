@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,24 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+@contextlib.contextmanager
+def _metrics_dir(settings: Settings, workers: int) -> Iterator[None]:
+    """The directory the workers share their metrics through (`api.shared_metrics`): the one
+    configured, emptied of an earlier run's snapshots, or a temporary one for several workers."""
+    from api.shared_metrics import clear
+
+    if settings.metrics_dir is not None:
+        settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+        clear(settings.metrics_dir)
+        yield
+    elif workers > 1:
+        with tempfile.TemporaryDirectory(prefix="c360-metrics-") as directory:
+            os.environ["C360_METRICS_DIR"] = directory
+            yield
+    else:
+        yield
+
+
 def _serve(args: argparse.Namespace) -> int:
     import signal
 
@@ -47,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     # The default one would end the process on the spot, leaving the embedded stores running;
     # this one unwinds, so they are stopped like on Ctrl-C.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with embedded_stores(settings) as resolved:
+    with embedded_stores(settings) as resolved, _metrics_dir(settings, args.workers):
         # Workers read their settings from the environment: hand them the embedded URLs.
         os.environ["C360_MONGO_URL"] = str(resolved.mongo_url)
         for api in VENDORS:

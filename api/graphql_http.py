@@ -379,6 +379,7 @@ class GraphQLHTTP:
                 payload = request_errors(str(refused), refused.status, refused.code)
             # An answer from the response cache comes as its bytes.
             results.append(orjson.loads(payload) if isinstance(payload, bytes) else payload)
+        request.state.operation = "(batch)"
         return Response(
             orjson.dumps(results),
             media_type=f"{media}; charset=utf-8",
@@ -417,8 +418,10 @@ class GraphQLHTTP:
             if (error.extensions or {}).get("code") == QUERY_TOO_COMPLEX:
                 return _refused(Refusal(400, [error]), media)  # as every other limit
             return _errors_status(media), {"errors": [format_error(error)]}
+        name = operation.name.value if operation.name else None
+        # Its latency is kept under its name (`api.metrics`).
+        request.state.operation = name or "(unnamed)"
         if self.settings.access_log:
-            name = operation.name.value if operation.name else None
             kind = operation.operation.value
             request.state.access.operations.append(f"{kind} {name}" if name else kind)
         refusal = guard.admission.check(query, document, operation, principal)

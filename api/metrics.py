@@ -11,6 +11,7 @@ import hmac
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access import request_id as new_request_id
 from api.access import write_line
+from api.shared_metrics import SharedMetrics
 from resolvers.errors import INTERNAL, request_errors
 from sources.cache.entity import EntityCache
 from sources.cache.responses import ResponseCache
@@ -36,6 +38,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Request paths are labels only when they are routes of c360: a scanner cannot blow up the
 # label set with made-up paths.
 KNOWN_PATHS = frozenset({"/graphql", "/events", "/healthz", "/readyz", "/metrics"})
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+MAX_OPERATION_LABELS = 100
 
 
 class _RoundTripCollector(Collector):
@@ -104,12 +108,34 @@ class _HubCollector(Collector):
 
 
 class Metrics:
-    """The registry of one app and the instruments the middleware feeds."""
+    """The registry of one app and the instruments the middleware feeds.
 
-    def __init__(self, token: SecretStr | None = None) -> None:
+    With `shared` (a directory, `C360_METRICS_DIR`), /metrics answers the sum over every
+    worker writing snapshots there (`api.shared_metrics`); without, this process's own.
+    """
+
+    def __init__(
+        self,
+        token: SecretStr | None = None,
+        *,
+        shared: Path | None = None,
+        max_operations: int = MAX_OPERATION_LABELS,
+    ) -> None:
         # Compared as bytes: compare_digest takes str only when it is ASCII.
         self._token = token.get_secret_value().encode() if token is not None else None
         self.registry = CollectorRegistry()
+        self.shared = SharedMetrics(shared, self.registry) if shared is not None else None
+        self._operations: set[str] = set()
+        self._max_operations = max_operations
+        self.operation_latency = Histogram(
+            "c360_graphql_operation_duration_seconds",
+            "Time to answer a GraphQL request over HTTP, by operation name: the first "
+            f"{max_operations} names a process sees, then `other`; `(unnamed)` for an "
+            "operation without a name, `(batch)` for a batch.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.requests = Counter(
             "c360_http_requests",
             "HTTP requests answered.",
@@ -120,9 +146,19 @@ class Metrics:
             "c360_http_request_duration_seconds",
             "Time to answer an HTTP request.",
             ["path"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def operation_label(self, name: str) -> str:
+        """The label an operation's latency is kept under: its name while the set of names
+        is small, `other` beyond it (a client cannot grow the label set without bound)."""
+        if name in self._operations:
+            return name
+        if len(self._operations) < self._max_operations:
+            self._operations.add(name)
+            return name
+        return "other"
 
     def watch_round_trips(self, round_trips: RoundTrips) -> None:
         """Expose the driver-level round-trip counters of the app's connections."""
@@ -148,6 +184,8 @@ class Metrics:
                 status_code=401,
                 headers={"www-authenticate": 'Bearer realm="metrics"'},
             )
+        if self.shared is not None:
+            return Response(self.shared.exposition(), media_type=CONTENT_TYPE)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
 
     def _authorized(self, request: Request) -> bool:
@@ -215,6 +253,11 @@ class MetricsMiddleware:
             path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
             self.metrics.requests.labels(path, str(status or 500)).inc()
             self.metrics.latency.labels(path).observe(seconds)
+            # Set by the GraphQL endpoint once it knows the operation.
+            operation = scope.get("state", {}).get("operation")
+            if operation is not None:
+                label = self.metrics.operation_label(operation)
+                self.metrics.operation_latency.labels(label).observe(seconds)
             if access_log:
                 traceparent = _header(scope, b"traceparent")
                 write_line(scope, status, seconds, b"".join(sent), request_id, traceparent)

@@ -264,6 +264,11 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token /metrics requires (unset: none required)."
     )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="A directory the worker processes of one instance share, so /metrics "
+        "answers their sum (`c360 serve --workers N` makes one when unset).",
+    )
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without a token in production."
     )

@@ -17,7 +17,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from api.source_settings import url_variable
+from sources.catalog import VENDORS
 from tests.auth import AGENT
 from tests.conftest import Simulator
 from tests.ws.test_across_instances import server
@@ -38,8 +41,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(tmp_path: Path, **env: str) -> Iterator[Served]:
-    """`c360 serve` over a fresh data directory, with `env` on top; embedded stores for the rest."""
+def serving(tmp_path: Path, *arguments: str, **env: str) -> Iterator[Served]:
+    """`c360 serve` over a fresh data directory, with `env` on top; embedded stores for the rest.
+    `arguments` are added to the command (`--workers 4`)."""
     environment = {**os.environ, "C360_DATA_DIR": str(tmp_path)}
     for name in ("C360_DATABASE_URL", "C360_MONGO_URL", "C360_REDIS_URL"):
         environment.pop(name, None)
@@ -47,7 +51,7 @@ def serving(tmp_path: Path, **env: str) -> Iterator[Served]:
     migrate = [sys.executable, "-m", "api.cli", "migrate"]
     subprocess.run(migrate, env=environment, check=True, capture_output=True)
     log_path = tmp_path / "serve.log"
-    with server(environment, log_path) as (url, process):
+    with server(environment, log_path, *arguments) as (url, process):
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -119,16 +123,11 @@ def test_a_killed_embedded_mongodb_is_restarted(tmp_path: Path) -> None:
 
 @contextlib.contextmanager
 def _serving_light(
-    tmp_path: Path, mongo_url: str, simulator: Simulator, **env: str
+    tmp_path: Path, mongo_url: str, simulator: Simulator, *arguments: str, **env: str
 ) -> Iterator[Served]:
     """`c360 serve` over the tests' MongoDB and simulator: nothing embedded to start."""
-    with serving(
-        tmp_path,
-        C360_MONGO_URL=mongo_url,
-        C360_LOYALTY_URL=simulator.url,
-        C360_TRACKING_URL=simulator.url,
-        **env,
-    ) as served:
+    vendors = {url_variable(api): simulator.url for api in VENDORS}
+    with serving(tmp_path, *arguments, C360_MONGO_URL=mongo_url, **vendors, **env) as served:
         yield served
 
 
@@ -248,3 +247,45 @@ def test_forwarded_for_is_ignored_unless_from_a_trusted_proxy(
     with _serving_light(tmp_path / "trusted", mongo_url, simulator, **trusted) as served:
         # From a trusted proxy, each forwarded address has an allowance of its own.
         assert _addresses_refused(served) == [200] * 5
+
+
+def _total(exposition: str, sample: str, **labels: str) -> float:
+    return sum(
+        found.value
+        for family in text_string_to_metric_families(exposition)
+        for found in family.samples
+        if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_metrics_add_up_across_four_workers(
+    tmp_path: Path, mongo_url: str, simulator: Simulator
+) -> None:
+    sent = 120
+    with _serving_light(tmp_path, mongo_url, simulator, "--workers", "4") as served:
+        workers: set[str] = set()
+        for _ in range(sent):
+            # A new connection each: the kernel spreads connections, not requests, over workers.
+            with httpx.Client(headers={**AGENT, "connection": "close"}) as http:
+                answer = http.post(
+                    f"{served.url}/graphql",
+                    json={"query": "query Probe { __typename }"},
+                )
+            assert answer.status_code == 200
+            # A request id made by c360 starts with its process's prefix.
+            workers.add(answer.headers["x-request-id"].rsplit("-", 1)[0])
+        assert len(workers) > 1, "every request reached one worker: nothing was summed"
+
+        def graphql_total() -> tuple[float, float]:
+            with httpx.Client(headers={"connection": "close"}) as http:
+                text = http.get(f"{served.url}/metrics").text
+            return (
+                _total(text, "c360_http_requests_total", path="/graphql"),
+                _total(text, "c360_graphql_operation_duration_seconds_count", operation="Probe"),
+            )
+
+        # Each worker's snapshot is at most a second old; any worker may answer the scrape.
+        deadline = time.monotonic() + 15
+        while (totals := graphql_total()) != (sent, sent):
+            assert time.monotonic() < deadline, f"totals {totals}, {sent} sent"
+            time.sleep(0.3)

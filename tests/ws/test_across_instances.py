@@ -47,7 +47,7 @@ def shared_env(
 
 @contextlib.contextmanager
 def server(
-    env: dict[str, str], log: Path, **overrides: str
+    env: dict[str, str], log: Path, *arguments: str, **overrides: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     with open(log, "ab") as out:
@@ -62,6 +62,7 @@ def server(
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                *arguments,
             ],
             env={**env, **overrides},
             stdout=out,
