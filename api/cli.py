@@ -98,6 +98,9 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             # c360 formats every record, uvicorn's included (`api.logs`).
             log_config=None,
+            # On SIGTERM uvicorn stops accepting, lets requests in flight finish (this long at
+            # most), closes WebSockets with 1012 (service restart), then runs the shutdown.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
             # c360's own access log (api/access.py, one JSON line per request) instead.
             access_log=False,
             # A WebSocket message is a request too: no larger than a POST body may be.

@@ -264,6 +264,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token /metrics requires (unset: none required)."
     )
+    shutdown_grace_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="`c360 serve`, on SIGTERM: stop accepting connections, then give requests "
+        "in flight this long to finish before they are cancelled.",
+    )
     metrics_dir: Path | None = Field(
         default=None,
         description="A directory the worker processes of one instance share, so /metrics "

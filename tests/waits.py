@@ -11,7 +11,9 @@ from sqlalchemy import func, select
 
 from api.connections import Connections
 from sources.events.hub import Hub
+from sources.events.outbox import Relay
 from sources.sql import models
+from tests.stalls import awaits
 
 # Long enough for any machine; a test that reaches it has found a bug, not a slow machine.
 PATIENCE = 15.0
@@ -54,3 +56,9 @@ async def relayed(connections: Connections) -> None:
         return connections.hub.position == await connections.bus.latest()
 
     await until(everything_read, what="the outbox relayed and the bus read")
+
+
+def relay_idle(relay: Relay) -> bool:
+    """Whether the relay's task is suspended waiting to be woken (or polled)."""
+    task = relay._task
+    return task is not None and any(f.f_code.co_name == "wait" for f in awaits(task.get_coro()))

@@ -41,6 +41,8 @@ BATCH = 200
 GROUP_EVENTS = 100
 # Outbox documents the relay reads per round trip.
 RELAY_READ = 16
+# How long a stopping relay may spend publishing what is still pending.
+LAST_PASS_SECONDS = 5.0
 
 
 # Where `add_to_sql_outbox` leaves PostgreSQL's id of the transaction it wrote in (in the
@@ -321,8 +323,21 @@ class Relay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def stop(self, last_pass_seconds: float = LAST_PASS_SECONDS) -> None:
+        """Stop polling, then publish what is pending once more, for at most
+        `last_pass_seconds`: a change committed just before a shutdown reaches subscribers now,
+        not when another instance next polls (or this one starts again)."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        try:
+            async with asyncio.timeout(last_pass_seconds):
+                await self.drain()
+        except Exception:
+            log.warning(
+                "outbox relay: events still pending at shutdown wait for the next relay",
+                exc_info=True,
+            )

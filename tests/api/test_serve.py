@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pymongo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -289,3 +291,68 @@ def test_metrics_add_up_across_four_workers(
         while (totals := graphql_total()) != (sent, sent):
             assert time.monotonic() < deadline, f"totals {totals}, {sent} sent"
             time.sleep(0.3)
+
+
+def test_sigterm_finishes_the_request_in_flight_and_accepts_no_more(
+    tmp_path: Path, mongo_url: str, vendor_faults: Simulator
+) -> None:
+    database = f"c360_test_{uuid.uuid4().hex[:12]}"
+    env = {
+        "C360_MONGO_DATABASE": database,
+        # Slower than the vendor will be, so the request waits on it rather than failing.
+        "C360_LOYALTY_TIMEOUT": "20",
+        "C360_SHUTDOWN_GRACE_SECONDS": "20",
+    }
+    try:
+        with _serving_light(tmp_path, mongo_url, vendor_faults, **env) as served:
+            seeding = {**os.environ, "C360_DATA_DIR": str(tmp_path), "C360_MONGO_URL": mongo_url}
+            seeding.update(env)
+            seeding.pop("C360_DATABASE_URL", None)
+            seed = [sys.executable, "-m", "api.cli", "seed", "--customers", "2", "--quiet"]
+            subprocess.run(seed, env=seeding, check=True, capture_output=True)
+            vendor_faults.set_faults("loyalty", latency_ms=3000)
+            answers: list[httpx.Response] = []
+
+            def ask() -> None:
+                answers.append(
+                    httpx.post(
+                        f"{served.url}/graphql",
+                        json={"query": '{ customer(id: "1") { id loyalty { tier } } }'},
+                        headers=AGENT,
+                        timeout=30,
+                    )
+                )
+
+            asking = threading.Thread(target=ask)
+            asking.start()
+            # In flight: c360 is waiting on the loyalty API (its connection to it is open).
+            vendor_port = int(vendor_faults.url.rsplit(":", 1)[1])
+            server = psutil.Process(served.process.pid)
+            deadline = time.monotonic() + 15
+            while not any(
+                c.raddr and c.raddr.port == vendor_port and c.status == psutil.CONN_ESTABLISHED
+                for c in server.net_connections(kind="tcp")
+            ):
+                assert time.monotonic() < deadline, "the request never reached the vendor"
+                time.sleep(0.05)
+            served.process.send_signal(signal.SIGTERM)
+            # New connections are refused while the request in flight is still waiting.
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", served.port), timeout=1):
+                        pass
+                except OSError:
+                    break
+                assert time.monotonic() < deadline, "still accepting after SIGTERM"
+                time.sleep(0.05)
+            assert asking.is_alive(), "the request ended before the listener closed"
+            asking.join(timeout=30)
+            assert served.process.wait(timeout=30) is not None
+        (answer,) = answers
+        assert answer.status_code == 200
+        body = answer.json()
+        assert "errors" not in body and body["data"]["customer"]["id"] == "1", body
+    finally:
+        with pymongo.MongoClient(mongo_url) as mongo:
+            mongo.drop_database(database)

@@ -4,6 +4,7 @@ publishes grouped MongoDB documents event by event, in the order they were writt
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -17,6 +18,7 @@ from sources.events.bus import InProcessBus
 from sources.events.envelope import new_event
 from sources.events.outbox import (
     BATCH,
+    Relay,
     add_to_mongo_outbox,
     in_mongo_outbox,
     outbox_ids_unique,
@@ -26,6 +28,7 @@ from sources.events.outbox import (
 from sources.mongo.queries import Database, ensure_indexes
 from sources.sql import models
 from sources.sql.engine import begin_write
+from tests.waits import relay_idle, until
 
 OUTBOX = models.table(models.OutboxEvent)
 
@@ -114,3 +117,49 @@ async def test_grouped_documents_are_relayed_in_order_about_a_batch_a_pass(
     assert await relay_mongo(db=db, bus=bus) == 0
     published = [d.event.id for d in await bus.read("0", count=1000, block=0)]
     assert published == [legacy.id] + [e.id for e in group]
+
+
+async def test_a_stopping_relay_publishes_what_is_pending_once_more(
+    own_sqlite: AsyncEngine, own_mongo: Database
+) -> None:
+    bus = InProcessBus(max_length=100, retention_seconds=60)
+    relay = Relay(engine=own_sqlite, db=own_mongo, bus=bus, poll_seconds=60)
+    relay.start()
+    # Past its first pass, waiting a minute for the next.
+    await until(lambda: relay_idle(relay), "the relay to wait for work", 10)
+    # Written without waking the relay, as another process's write or one committed just as
+    # the shutdown began: the next poll is a minute away.
+    late = new_event("customer.contact_changed", "1", {"email": "late@x.io"})
+    async with begin_write(own_sqlite) as connection:
+        await connection.execute(
+            insert(OUTBOX).values(
+                event_id=late.id,
+                type=late.type,
+                subject="1",
+                payload=late.to_json(),
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    async with asyncio.timeout(10):
+        await relay.stop()
+    assert [d.event.id for d in await bus.read("0", count=10, block=0)] == [late.id]
+
+
+async def test_a_relay_never_started_publishes_nothing_when_stopped(
+    own_sqlite: AsyncEngine, own_mongo: Database
+) -> None:
+    event = new_event("customer.contact_changed", "1", {"email": "kept@x.io"})
+    async with begin_write(own_sqlite) as connection:
+        await connection.execute(
+            insert(OUTBOX).values(
+                event_id=event.id,
+                type=event.type,
+                subject="1",
+                payload=event.to_json(),
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    bus = InProcessBus(max_length=100, retention_seconds=60)
+    # An instance with C360_RELAY_ENABLED=false leaves publishing to the relaying ones.
+    await Relay(engine=own_sqlite, db=own_mongo, bus=bus, poll_seconds=60).stop()
+    assert await bus.read("0", count=10, block=0) == []

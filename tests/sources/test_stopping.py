@@ -17,8 +17,7 @@ from api.connections import Connections
 from sources.events.bus import InProcessBus
 from sources.events.envelope import new_event
 from sources.events.outbox import Relay
-from tests.stalls import awaits
-from tests.waits import until
+from tests.waits import relay_idle, until
 
 # Loop iterations between the wait ending and the cancellation: the window is one of them.
 LAGS = range(6)
@@ -56,16 +55,10 @@ async def test_the_relay_stops_when_told_as_a_write_wakes_it(
                 poll_seconds=60,
             )
             relay.start()
-            await until(lambda r=relay: _idle(r), "the relay to wait for work", 10)
+            await until(lambda r=relay: relay_idle(r), "the relay to wait for work", 10)
             relay.wake()
             await _iterations(lag)
             async with asyncio.timeout(10):
                 await relay.stop()
     finally:
         await connections.mongo.drop_database(mongo.name)
-
-
-def _idle(relay: Relay) -> bool:
-    """Whether the relay's task is suspended waiting to be woken (or polled)."""
-    task = relay._task
-    return task is not None and any(f.f_code.co_name == "wait" for f in awaits(task.get_coro()))
