@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.connections import Connections
 from sources.events.bus import InProcessBus
-from sources.events.envelope import new_event
+from sources.events.envelope import Event, new_event
 from sources.events.outbox import (
     BATCH,
     Relay,
@@ -119,6 +119,22 @@ async def test_grouped_documents_are_relayed_in_order_about_a_batch_a_pass(
     assert published == [legacy.id] + [e.id for e in group]
 
 
+async def _pending(engine: AsyncEngine, email: str) -> Event:
+    """An event left in the SQL outbox, unpublished, with no relay woken for it."""
+    event = new_event("customer.contact_changed", "1", {"email": email})
+    async with begin_write(engine) as connection:
+        await connection.execute(
+            insert(OUTBOX).values(
+                event_id=event.id,
+                type=event.type,
+                subject="1",
+                payload=event.to_json(),
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    return event
+
+
 async def test_a_stopping_relay_publishes_what_is_pending_once_more(
     own_sqlite: AsyncEngine, own_mongo: Database
 ) -> None:
@@ -129,17 +145,7 @@ async def test_a_stopping_relay_publishes_what_is_pending_once_more(
     await until(lambda: relay_idle(relay), "the relay to wait for work", 10)
     # Written without waking the relay, as another process's write or one committed just as
     # the shutdown began: the next poll is a minute away.
-    late = new_event("customer.contact_changed", "1", {"email": "late@x.io"})
-    async with begin_write(own_sqlite) as connection:
-        await connection.execute(
-            insert(OUTBOX).values(
-                event_id=late.id,
-                type=late.type,
-                subject="1",
-                payload=late.to_json(),
-                created_at=dt.datetime.now(dt.UTC),
-            )
-        )
+    late = await _pending(own_sqlite, "late@x.io")
     async with asyncio.timeout(10):
         await relay.stop()
     assert [d.event.id for d in await bus.read("0", count=10, block=0)] == [late.id]
@@ -148,17 +154,7 @@ async def test_a_stopping_relay_publishes_what_is_pending_once_more(
 async def test_a_relay_never_started_publishes_nothing_when_stopped(
     own_sqlite: AsyncEngine, own_mongo: Database
 ) -> None:
-    event = new_event("customer.contact_changed", "1", {"email": "kept@x.io"})
-    async with begin_write(own_sqlite) as connection:
-        await connection.execute(
-            insert(OUTBOX).values(
-                event_id=event.id,
-                type=event.type,
-                subject="1",
-                payload=event.to_json(),
-                created_at=dt.datetime.now(dt.UTC),
-            )
-        )
+    await _pending(own_sqlite, "kept@x.io")
     bus = InProcessBus(max_length=100, retention_seconds=60)
     # An instance with C360_RELAY_ENABLED=false leaves publishing to the relaying ones.
     await Relay(engine=own_sqlite, db=own_mongo, bus=bus, poll_seconds=60).stop()
