@@ -419,8 +419,6 @@ class GraphQLHTTP:
                 return _refused(Refusal(400, [error]), media)  # as every other limit
             return _errors_status(media), {"errors": [format_error(error)]}
         name = operation.name.value if operation.name else None
-        # Its latency is kept under its name (`api.metrics`).
-        request.state.operation = name or "(unnamed)"
         if self.settings.access_log:
             kind = operation.operation.value
             request.state.access.operations.append(f"{kind} {name}" if name else kind)
@@ -436,6 +434,10 @@ class GraphQLHTTP:
         refusal = guard.admission.admit(query, document, operation, principal, params.variables)
         if refusal is not None:
             return _refused(refusal, media)
+        if not principal.anonymous:
+            # Its latency is kept under its name (`api.metrics`): only an admitted operation of
+            # a known caller may take one of the bounded label slots.
+            request.state.operation = name or "(unnamed)"
         if resolved.register is not None and not principal.anonymous:
             # Kept only once admitted, and only for a known caller: the store is not an
             # anonymous scratch space.

@@ -4,10 +4,10 @@ In JSON, every record is one line: `time`, `level`, `logger`, `message`, the `re
 request it was written for (when one is running) and, for a failure, `error` (the traceback).
 The access log's request records (`api.access`) are JSON in both formats.
 
-No personal data leaves through a log line: whatever a message or a traceback carries, email
-addresses and phone numbers in E.164 form are replaced (`scrub`) before the line is written, and
-SQL statements' parameters are kept out of SQLAlchemy's error messages (`hide_parameters`).
-Customer ids stay: they are how an operator finds a customer's requests.
+No email address or phone number leaves through a log line: whatever a message or a traceback
+carries, they are replaced (`scrub`) before the line is written, and SQL statements' parameters
+are kept out of SQLAlchemy's error messages (`hide_parameters`). Customer ids stay: they are
+how an operator finds a customer's requests.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import orjson
 # The request a log record is written for: set by the GraphQL endpoint as a request begins.
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-# E.164, as c360 stores phones: a "+" and 8 to 15 digits, spaces or dashes allowed between.
-_PHONE = re.compile(r"\+\d(?:[ -]?\d){7,14}")
+# Any local part and domain (Unicode included, as the domain accepts them).
+_EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[^\W\d_]{2,}")
+# E.164, as c360 stores phones, or as written: a "+" and 7 to 15 digits, with spaces, dashes,
+# dots or parentheses between.
+_PHONE = re.compile(r"\+\d(?:[ ().-]*\d){6,14}")
 
 
 class LogFormat(StrEnum):

@@ -129,7 +129,8 @@ class Metrics:
         self._max_operations = max_operations
         self.operation_latency = Histogram(
             "c360_graphql_operation_duration_seconds",
-            "Time to answer a GraphQL request over HTTP, by operation name: the first "
+            "Time to answer a GraphQL request over HTTP, by operation name (admitted operations "
+            "of authenticated callers): the first "
             f"{max_operations} names a process sees, then `other`; `(unnamed)` for an "
             "operation without a name, `(batch)` for a batch.",
             ["operation"],

@@ -265,10 +265,11 @@ class Settings(BaseSettings):
         default=None, description="Bearer token /metrics requires (unset: none required)."
     )
     shutdown_grace_seconds: int = Field(
-        default=30,
+        default=20,
         ge=1,
         description="`c360 serve`, on SIGTERM: stop accepting connections, then give requests "
-        "in flight this long to finish before they are cancelled.",
+        "in flight this long to finish before they are cancelled (with the relay's last "
+        "pass, at most 5 s, it fits Kubernetes' default 30 s termination grace period).",
     )
     metrics_dir: Path | None = Field(
         default=None,

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,13 @@ class SharedMetrics:
         self._directory = directory
         self._registry = registry
         self._every = every
-        self._path = directory / f"{os.getpid()}{_SUFFIX}"
         self._task: asyncio.Task[None] | None = None
+        self._path = self._own_path()
+
+    def _own_path(self) -> Path:
+        # The pid names the worker (a finished one's gauges are left out); the random part
+        # keeps a later process given the same pid from overwriting its counts.
+        return self._directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}{_SUFFIX}"
 
     def write(self) -> None:
         """Replace this worker's snapshot with one taken now (atomically: readers never see
@@ -131,6 +137,9 @@ class SharedMetrics:
 
     def start(self) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
+        # Named now, in the worker: a process manager that forks workers from one parent that
+        # made the app must not leave them all writing one file.
+        self._path = self._own_path()
         self.write()
         self._task = asyncio.create_task(self._keep_writing())
 
@@ -139,7 +148,7 @@ class SharedMetrics:
             await asyncio.sleep(self._every)
             try:
                 self.write()
-            except OSError:
+            except Exception:
                 log.warning("could not write this worker's metrics snapshot", exc_info=True)
 
     async def stop(self) -> None:

@@ -65,7 +65,7 @@ def with_declared_defaults(given: object) -> dict[str, object]:
             entry = entry.model_dump()
         if not isinstance(entry, dict):
             raise ValueError(f"the settings of {source.name} are a mapping")
-        if "url" in entry and not isinstance(source, VendorAPI):
+        if entry.get("url") is not None and not isinstance(source, VendorAPI):
             raise ValueError(f"{source.name} is not a vendor API: its URL is set elsewhere")
         settings[source.name] = {"timeout": source.timeout, "cache_ttl": source.ttl} | entry
     return settings

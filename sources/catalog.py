@@ -19,3 +19,7 @@ NAMES: tuple[str, ...] = tuple(source.name for source in SOURCES)
 
 if len(set(NAMES)) != len(NAMES):
     raise RuntimeError(f"two sources share a name: {NAMES}")
+# The cache codec knows records by their class name.
+_RECORDS = [record.__name__ for source in SOURCES for record in source.records]
+if len(set(_RECORDS)) != len(_RECORDS):
+    raise RuntimeError(f"two record types share a name: {sorted(_RECORDS)}")

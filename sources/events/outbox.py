@@ -287,14 +287,15 @@ class Relay:
         """A write committed: publish it now rather than at the next poll."""
         self._wake.set()
 
-    async def drain(self) -> int:
-        """Publish everything pending now; returns how many events went out."""
+    async def drain(self, until: float | None = None) -> int:
+        """Publish everything pending now (or until the monotonic time `until`); returns how
+        many events went out."""
         total = 0
         while True:
             sent = await relay_sql(engine=self._engine, bus=self._bus)
             sent += await relay_mongo(db=self._db, bus=self._bus)
             total += sent
-            if sent == 0:
+            if sent == 0 or (until is not None and time.monotonic() >= until):
                 self.published += total
                 return total
 
@@ -334,8 +335,10 @@ class Relay:
             await self._task
         self._task = None
         try:
+            # The deadline is checked between passes too: a client library that swallows a
+            # cancellation and retries must not keep a stopping process publishing.
             async with asyncio.timeout(last_pass_seconds):
-                await self.drain()
+                await self.drain(until=time.monotonic() + last_pass_seconds)
         except Exception:
             log.warning(
                 "outbox relay: events still pending at shutdown wait for the next relay",

@@ -67,10 +67,27 @@ def test_text_lines_are_scrubbed_too() -> None:
         "order 100234 of customer 7 at 12:30",
         "request 4c1e2a9f07b1-1f4 took 3.41 ms",
         "SKU-000123 x 2",
+        "retry in +1.5 s, offset +02:00",
     ],
 )
 def test_scrubbing_keeps_times_ids_and_amounts(kept: str) -> None:
     assert scrub(kept) == kept
+
+
+@pytest.mark.parametrize(
+    ("written", "scrubbed"),
+    [
+        ("josé.núñez@exemplo.pt refused", "[email] refused"),
+        (
+            "duplicate key: {'email': 'kai+news@example.co.uk'}",
+            "duplicate key: {'email': '[email]'}",
+        ),
+        ("+6834002 (Niue, 7 digits)", "[phone] (Niue, 7 digits)"),
+        ("called +1 (415) 555.0100 twice", "called [phone] twice"),
+    ],
+)
+def test_scrubbing_finds_what_the_domain_accepts(written: str, scrubbed: str) -> None:
+    assert scrub(written) == scrubbed
 
 
 class _Lines(logging.Handler):

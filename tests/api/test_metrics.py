@@ -68,3 +68,18 @@ def test_production_refuses_open_metrics_unless_opened(settings: Settings) -> No
         create_app(production)
     create_app(production.model_copy(update={"metrics_public": True}))
     create_app(production.model_copy(update={"metrics_token": SecretStr("scraper-token")}))
+
+
+async def test_only_an_admitted_operation_of_a_known_caller_takes_an_operation_label(
+    client: httpx.AsyncClient,
+) -> None:
+    anonymous = {"authorization": ""}
+    await client.post(
+        "/graphql", json={"query": "query Stranger1 { __typename }"}, headers=anonymous
+    )
+    await client.post("/graphql", json={"query": "query Invalid1 { nope }"})
+    assert (await client.post("/graphql", json={"query": "query Known1 { __typename }"})).json()
+    text = (await client.get("/metrics")).text
+    name = "c360_graphql_operation_duration_seconds_count"
+    assert sample(text, name, 'operation="Known1"') >= 1
+    assert 'operation="Stranger1"' not in text and 'operation="Invalid1"' not in text

@@ -101,3 +101,10 @@ def test_a_copy_changes_only_what_it_names() -> None:
     simulated = settings.with_vendor_urls("http://simulator")
     assert simulated.vendor_url("loyalty") == "https://loyalty.example"
     assert simulated.vendor_url("tracking") == "http://simulator"
+
+
+def test_settings_accept_their_own_per_source() -> None:
+    settings = _settings(per_source={"loyalty": {"url": "https://loyalty.example"}})
+    again = _settings(per_source=settings.per_source)
+    assert again.per_source == settings.per_source
+    assert Settings.model_validate(settings.model_dump()).per_source == settings.per_source
