@@ -26,6 +26,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 log = logging.getLogger(__name__)
+# How long closing the cache waits for fetches in flight before it cancels them.
+CLOSE_WAIT_SECONDS = 2.0
 
 Fetch = Callable[[Sequence[K]], Awaitable[list[V | None]]]
 
@@ -303,7 +305,13 @@ class EntityCache:
         """How long a value just read from its source stays fresh."""
         return self.policy.negative_ttl if value is None else self.policy.ttls[source]
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            await task
+    async def close(self, wait: float = CLOSE_WAIT_SECONDS) -> None:
+        """Let the fetches in flight finish and keep what they read, for `wait` seconds at
+        most, then cancel the rest: a shutdown must not wait out a slow source's timeout."""
+        running = list(self._tasks)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=wait)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.backend.close()

@@ -293,40 +293,51 @@ def test_metrics_add_up_across_four_workers(
             time.sleep(0.3)
 
 
-def test_sigterm_finishes_the_request_in_flight_and_accepts_no_more(
-    tmp_path: Path, mongo_url: str, vendor_faults: Simulator
-) -> None:
+@dataclass
+class _Stopped:
+    answers: list[httpx.Response | httpx.HTTPError]
+    exited_after: float  # seconds from SIGTERM to the process's exit
+
+
+def _sigterm_in_flight(
+    tmp_path: Path, mongo_url: str, vendor: Simulator, *, grace: int, vendor_ms: int
+) -> _Stopped:
+    """SIGTERM to `c360 serve` while a request waits `vendor_ms` on the loyalty API; checks
+    that new connections are refused while the request is still in flight."""
     database = f"c360_test_{uuid.uuid4().hex[:12]}"
     env = {
         "C360_MONGO_DATABASE": database,
         # Slower than the vendor will be, so the request waits on it rather than failing.
-        "C360_LOYALTY_TIMEOUT": "20",
-        "C360_SHUTDOWN_GRACE_SECONDS": "20",
+        "C360_LOYALTY_TIMEOUT": "30",
+        "C360_SHUTDOWN_GRACE_SECONDS": str(grace),
     }
     try:
-        with _serving_light(tmp_path, mongo_url, vendor_faults, **env) as served:
+        with _serving_light(tmp_path, mongo_url, vendor, **env) as served:
             seeding = {**os.environ, "C360_DATA_DIR": str(tmp_path), "C360_MONGO_URL": mongo_url}
             seeding.update(env)
             seeding.pop("C360_DATABASE_URL", None)
             seed = [sys.executable, "-m", "api.cli", "seed", "--customers", "2", "--quiet"]
             subprocess.run(seed, env=seeding, check=True, capture_output=True)
-            vendor_faults.set_faults("loyalty", latency_ms=3000)
-            answers: list[httpx.Response] = []
+            vendor.set_faults("loyalty", latency_ms=vendor_ms)
+            answers: list[httpx.Response | httpx.HTTPError] = []
 
             def ask() -> None:
-                answers.append(
-                    httpx.post(
-                        f"{served.url}/graphql",
-                        json={"query": '{ customer(id: "1") { id loyalty { tier } } }'},
-                        headers=AGENT,
-                        timeout=30,
+                try:
+                    answers.append(
+                        httpx.post(
+                            f"{served.url}/graphql",
+                            json={"query": '{ customer(id: "1") { id loyalty { tier } } }'},
+                            headers=AGENT,
+                            timeout=60,
+                        )
                     )
-                )
+                except httpx.HTTPError as error:
+                    answers.append(error)
 
             asking = threading.Thread(target=ask)
             asking.start()
             # In flight: c360 is waiting on the loyalty API (its connection to it is open).
-            vendor_port = int(vendor_faults.url.rsplit(":", 1)[1])
+            vendor_port = int(vendor.url.rsplit(":", 1)[1])
             server = psutil.Process(served.process.pid)
             deadline = time.monotonic() + 15
             while not any(
@@ -336,8 +347,9 @@ def test_sigterm_finishes_the_request_in_flight_and_accepts_no_more(
                 assert time.monotonic() < deadline, "the request never reached the vendor"
                 time.sleep(0.05)
             served.process.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
             # New connections are refused while the request in flight is still waiting.
-            deadline = time.monotonic() + 5
+            deadline = stopped_at + 5
             while True:
                 try:
                     with socket.create_connection(("127.0.0.1", served.port), timeout=1):
@@ -347,12 +359,30 @@ def test_sigterm_finishes_the_request_in_flight_and_accepts_no_more(
                 assert time.monotonic() < deadline, "still accepting after SIGTERM"
                 time.sleep(0.05)
             assert asking.is_alive(), "the request ended before the listener closed"
-            asking.join(timeout=30)
-            assert served.process.wait(timeout=30) is not None
-        (answer,) = answers
-        assert answer.status_code == 200
-        body = answer.json()
-        assert "errors" not in body and body["data"]["customer"]["id"] == "1", body
+            served.process.wait(timeout=60)
+            exited_after = time.monotonic() - stopped_at
+            asking.join(timeout=60)
+        return _Stopped(answers, exited_after)
     finally:
         with pymongo.MongoClient(mongo_url) as mongo:
             mongo.drop_database(database)
+
+
+def test_sigterm_finishes_the_request_in_flight_and_accepts_no_more(
+    tmp_path: Path, mongo_url: str, vendor_faults: Simulator
+) -> None:
+    stopped = _sigterm_in_flight(tmp_path, mongo_url, vendor_faults, grace=20, vendor_ms=3000)
+    (answer,) = stopped.answers
+    assert isinstance(answer, httpx.Response) and answer.status_code == 200
+    body = answer.json()
+    assert "errors" not in body and body["data"]["customer"]["id"] == "1", body
+
+
+def test_a_request_still_running_after_the_grace_period_is_cut_short(
+    tmp_path: Path, mongo_url: str, vendor_faults: Simulator
+) -> None:
+    stopped = _sigterm_in_flight(tmp_path, mongo_url, vendor_faults, grace=1, vendor_ms=30_000)
+    # Stopped after its second of grace, not after the vendor's 30 s.
+    assert stopped.exited_after < 20, stopped.exited_after
+    (answer,) = stopped.answers
+    assert not (isinstance(answer, httpx.Response) and answer.status_code == 200), answer
