@@ -58,13 +58,10 @@ def enable_access_log() -> None:
 @dataclass(slots=True)
 class Noted:
     """What the GraphQL endpoint learnt of a request, for its access line (in the request's
-    `state` as `ACCESS`, only while the access log is on)."""
+    `state` as `access`, only while the access log is on)."""
 
     operations: list[str] = field(default_factory=list)
     principal: dict[str, str | None] | None = None
-
-
-ACCESS = "access"
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -116,7 +113,7 @@ def write_line(
         "request_id": request_id,
         "trace_id": trace_id(traceparent),
     }
-    noted = scope.get("state", {}).get(ACCESS)
+    noted = scope.get("state", {}).get("access")  # `request.state.access`, set by the endpoint
     if isinstance(noted, Noted):
         line["operations"] = noted.operations
         line["principal"] = noted.principal

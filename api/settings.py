@@ -217,7 +217,8 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(
         default=LogFormat.TEXT,
         description="`text` (LEVEL logger: message) or `json` (one object per line, with the "
-        "request id of the request a record was written for); personal data is scrubbed in both.",
+        "request id of the request a record was written for); email addresses and phone numbers "
+        "are scrubbed in both.",
     )
     gc_young_threshold: int = Field(
         default=10_000,
