@@ -17,6 +17,7 @@ from strawberry.extensions import MaxTokensLimiter
 from api.access import enable_access_log
 from api.collector import settle_after_startup
 from api.connections import open_connections
+from api.direct import Direct
 from api.events_http import create_events_endpoint
 from api.graphql_http import GraphQLHTTP
 from api.graphql_ws import GraphQLWebSocket, WebSocketAdmission
@@ -108,9 +109,11 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
                 max_age=600,
             )
         )
+    middleware.append(Middleware(Direct, path="/graphql", endpoint=graphql))
 
     app = Starlette(
         routes=[
+            # Answered by `Direct` before the router; here for the 405 of other methods.
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", GraphQLWebSocket(schema, settings)),
             Route("/events", create_events_endpoint(settings), methods=["POST"]),

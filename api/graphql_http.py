@@ -18,6 +18,7 @@ step is a short function and they are read in order."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -116,6 +117,12 @@ class DocumentCache:
         return entry
 
 
+# Queries only, from the query string; HEAD is GET without the body (RFC 9110).
+SAFE_METHODS = ("GET", "HEAD")
+
+
+# A client sends the same Accept header on every request: each is parsed once.
+@functools.lru_cache(maxsize=256)
 def negotiate(accept: str | None) -> str | None:
     """The response media type for an Accept header, or None when none is acceptable."""
     if not accept:
@@ -146,7 +153,7 @@ def negotiate(accept: str | None) -> str | None:
 def wants_ide(request: Request) -> bool:
     """A browser asking for the page (not a client asking for a result)."""
     return (
-        request.method == "GET"
+        request.method in SAFE_METHODS
         and "query" not in request.query_params
         and "text/html" in request.headers.get("accept", "")
     )
@@ -197,7 +204,7 @@ async def read_request(request: Request, max_bytes: int) -> Any:
     Only `application/json` is read: form-encoded, multipart and text/plain bodies, which a
     browser may send cross-site without a preflight, are refused (CSRF).
     """
-    if request.method == "GET":
+    if request.method in SAFE_METHODS:
         return {
             "query": request.query_params.get("query"),
             "operationName": request.query_params.get("operationName"),
@@ -227,14 +234,21 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
+    # Read from `receive` itself: Starlette's `Request.stream` is an async generator, and
+    # stepping one costs more than the one message a small POST arrives in.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
             raise _too_large(max_bytes)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(max_bytes: int) -> RequestError:
@@ -425,9 +439,9 @@ class GraphQLHTTP:
         refusal = guard.admission.check(query, document, operation, principal)
         if refusal is not None:
             return _refused(refusal, media)
-        if request.method == "GET" and operation.operation is not OperationType.QUERY:
+        if request.method in SAFE_METHODS and operation.operation is not OperationType.QUERY:
             raise RequestError(
-                f"A {operation.operation.value} cannot run over GET; use POST.",
+                f"A {operation.operation.value} cannot run over {request.method}; use POST.",
                 status=405,
                 headers={"allow": "POST"},
             )

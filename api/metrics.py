@@ -126,6 +126,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.shared = SharedMetrics(shared, self.registry) if shared is not None else None
         self._operations: set[str] = set()
+        # (path, status) -> its request counter and its path's latency histogram.
+        self._answered: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self._max_operations = max_operations
         self.operation_latency = Histogram(
             "c360_graphql_operation_duration_seconds",
@@ -150,6 +152,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def answered(self, path: str, status: int, seconds: float) -> None:
+        """Count and time one HTTP answer."""
+        # The labelled children, kept: `labels()` checks and converts its arguments and takes a
+        # lock on every call, which cost more than the count itself.
+        children = self._answered.get((path, status))
+        if children is None:
+            children = (self.requests.labels(path, str(status)), self.latency.labels(path))
+            self._answered[(path, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def operation_label(self, name: str) -> str:
         """The label an operation's latency is kept under: its name while the set of names
@@ -252,8 +265,7 @@ class MetricsMiddleware:
         finally:
             seconds = time.perf_counter() - started
             path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
-            self.metrics.requests.labels(path, str(status or 500)).inc()
-            self.metrics.latency.labels(path).observe(seconds)
+            self.metrics.answered(path, status or 500, seconds)
             # Set by the GraphQL endpoint once it knows the operation.
             operation = scope.get("state", {}).get("operation")
             if operation is not None:

@@ -199,26 +199,39 @@ class RateLimiter:
         """Count one request against its principal and its address; refused if either is spent."""
         if not self._enabled:
             return ALLOWED
-        checks = [
+        shared = self._shared
+        if shared is None or self._breaker.open:
+            return self._hit_here(principal, ip)
+        checks = self._checks(principal, ip)
+        if not checks:
+            return ALLOWED
+        try:
+            # At most two round trips: the hits, then the windows of the refusing limits.
+            return await self._breaker.call(
+                lambda: _decide_shared(shared, checks), within=self._timeout * 2
+            )
+        except UnavailableError:
+            return self._hit_here(principal, ip)  # counted in this process meanwhile
+
+    def _checks(self, principal: str | None, ip: str | None) -> list[_Check]:
+        """One check for each limit of the principal and of the address (when known)."""
+        return [
             _Check(kind, item, who)
             for kind, who in (("principal", principal), ("ip", ip))
             if who
             for item in self._limits[kind]
         ]
-        if not checks:
-            return ALLOWED
-        shared = self._shared
-        if shared is not None:
-            try:
-                # At most two round trips: the hits, then the windows of the refusing limits.
-                return await self._breaker.call(
-                    lambda: _decide_shared(shared, checks), within=self._timeout * 2
-                )
-            except UnavailableError:
-                pass  # counted in this process meanwhile
-        # In process, nothing waits: counted without a coroutine per limit.
+
+    def _hit_here(self, principal: str | None, ip: str | None) -> RateDecision:
+        """Counted in this process: nothing waits, and nothing is made for a limit that is
+        not spent (this runs on every request)."""
         local = self._local
-        refused = [c for c in checks if not local.hit(c.item, c.kind, c.who)]
+        refused: list[_Check] = []
+        for kind, who in (("principal", principal), ("ip", ip)):
+            if who:
+                for item in self._limits[kind]:
+                    if not local.hit(item, kind, who):
+                        refused.append(_Check(kind, item, who))
         if not refused:
             return ALLOWED
         return _refusal(refused, [local.get_window_stats(c.item, c.kind, c.who) for c in refused])

@@ -31,7 +31,8 @@ class _BodyReadTimeoutError(Exception):
 
 
 class BodyReadTimeoutMiddleware:
-    """Pure ASGI middleware: the whole body must arrive within `timeout` s of the first read."""
+    """Pure ASGI middleware: the whole body must arrive within `timeout` s of the first read
+    that has to wait for it."""
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app = app
@@ -50,13 +51,15 @@ class BodyReadTimeoutMiddleware:
             if body_read:
                 # Past the body the app only listens for a disconnect, which may take forever.
                 return await receive()
-            if deadline is None:
-                deadline = asyncio.get_running_loop().time() + self.timeout
             # A small POST is whole in uvicorn's buffer before the app asks for it.
             step = started(receive())
             if isinstance(step, Done):
                 message = step.value
             else:
+                if deadline is None:
+                    # The clock starts at the first read that waits: those before it, answered
+                    # from the buffer at once, took no time worth counting.
+                    deadline = asyncio.get_running_loop().time() + self.timeout
                 try:
                     async with asyncio.timeout_at(deadline):
                         message = await step
