@@ -111,7 +111,8 @@ def write_line(
         "bytes": len(body),
         "client": client[0] if client else None,
         "request_id": request_id,
-        "trace_id": trace_id(traceparent),
+        # The request's server span's when tracing is on (`api.tracing`), else the caller's.
+        "trace_id": scope.get("state", {}).get("trace_id") or trace_id(traceparent),
     }
     noted = scope.get("state", {}).get("access")  # `request.state.access`, set by the endpoint
     if isinstance(noted, Noted):

@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -29,6 +30,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
 from api.startup import refuse_production_without_auth, refuse_unsafe_production
+from api.tracing import TracingMiddleware, tracing_on, tracing_wanted
 from domain.appliers import pipeline
 from resolvers.schema import create_schema
 from sources.events.registry import SchemaRegistry
@@ -36,11 +38,14 @@ from sources.events.registry import SchemaRegistry
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, served: bool = False) -> Starlette:
+def create_app(
+    settings: Settings, *, served: bool = False, span_exporter: SpanExporter | None = None
+) -> Starlette:
     """The c360 app for resolved settings (every store's URL known; see `api.embedded`).
 
     `served`: the app is the process's reason to be (`c360 serve`), so its start-up may tune
-    the process's garbage collector (`api.collector`)."""
+    the process's garbage collector (`api.collector`). `span_exporter`: where spans go
+    instead of the configured OTLP endpoint (tests)."""
     refuse_unsafe_production(settings)
     registry = SchemaRegistry()
     if settings.access_log:
@@ -58,32 +63,35 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with (
-            open_connections(settings) as connections,
-            open_guard(settings, schema._schema, connections.engine) as guard,
-        ):
-            await refuse_production_without_auth(settings, connections.engine)
-            app.state.connections = connections
-            app.state.guard = guard
-            metrics.watch_round_trips(connections.round_trips)
-            metrics.watch_hub(connections.hub)
-            if connections.cache is not None:
-                metrics.watch_cache(connections.cache)
-            if connections.responses is not None:
-                metrics.watch_responses(connections.responses)
-            app.state.ingestion = pipeline(
-                connections.changes, registry, grouped=settings.ingest_grouped
-            )
-            app.state.readiness = Readiness(connections)
-            if metrics.shared is not None:
-                metrics.shared.start()
-            if served:
-                settle_after_startup(settings.gc_young_threshold)
-            yield
-            app.state.ingestion = None
-            await app.state.readiness.close()
-            if metrics.shared is not None:
-                await metrics.shared.stop()
+        # Outermost: the stores' start and stop (the relay's last pass) are traced too.
+        async with tracing_on(settings, span_exporter) as traces:
+            app.state.traces = traces  # the tracer provider, None when tracing is off
+            async with (
+                open_connections(settings) as connections,
+                open_guard(settings, schema._schema, connections.engine) as guard,
+            ):
+                await refuse_production_without_auth(settings, connections.engine)
+                app.state.connections = connections
+                app.state.guard = guard
+                metrics.watch_round_trips(connections.round_trips)
+                metrics.watch_hub(connections.hub)
+                if connections.cache is not None:
+                    metrics.watch_cache(connections.cache)
+                if connections.responses is not None:
+                    metrics.watch_responses(connections.responses)
+                app.state.ingestion = pipeline(
+                    connections.changes, registry, grouped=settings.ingest_grouped
+                )
+                app.state.readiness = Readiness(connections)
+                if metrics.shared is not None:
+                    metrics.shared.start()
+                if served:
+                    settle_after_startup(settings.gc_young_threshold)
+                yield
+                app.state.ingestion = None
+                await app.state.readiness.close()
+                if metrics.shared is not None:
+                    await metrics.shared.stop()
 
     async def graphql(request: Request) -> Response:
         return await endpoint(request, request.app.state.connections, request.app.state.guard)
@@ -110,6 +118,9 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
             )
         )
     middleware.append(Middleware(Direct, path="/graphql", endpoint=graphql))
+    if tracing_wanted(settings, span_exporter):
+        # Outermost: the server span covers what every other middleware does.
+        middleware.insert(0, Middleware(TracingMiddleware))
 
     app = Starlette(
         routes=[
@@ -126,6 +137,7 @@ def create_app(settings: Settings, *, served: bool = False) -> Starlette:
         lifespan=lifespan,
     )
     app.state.endpoint = endpoint
+    app.state.traces = None  # the tracer provider while the lifespan runs, if tracing is on
     # POST /events answers 503 until the lifespan has opened the stores.
     app.state.ingestion = None
     return app

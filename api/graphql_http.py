@@ -52,6 +52,7 @@ from api.settings import Settings
 from domain.principal import Principal
 from resolvers.context import Context
 from resolvers.errors import PARSE_FAILED, format_error, request_errors, with_code
+from sources import tracing
 from sources.sql.idempotency import Claim, Replay
 
 log = logging.getLogger(__name__)
@@ -426,8 +427,9 @@ class GraphQLHTTP:
         if refusal is not None:
             return _refused(refusal, media)
         try:
-            document = self.documents.get(query)
-            operation = select_operation(document, params.operation_name)
+            with tracing.span("graphql.parse"):
+                document = self.documents.get(query)
+                operation = select_operation(document, params.operation_name)
         except GraphQLError as error:
             if (error.extensions or {}).get("code") == QUERY_TOO_COMPLEX:
                 return _refused(Refusal(400, [error]), media)  # as every other limit
@@ -436,7 +438,8 @@ class GraphQLHTTP:
         if self.settings.access_log:
             kind = operation.operation.value
             request.state.access.operations.append(f"{kind} {name}" if name else kind)
-        refusal = guard.admission.check(query, document, operation, principal)
+        with tracing.span("graphql.validate"):
+            refusal = guard.admission.check(query, document, operation, principal)
         if refusal is not None:
             return _refused(refusal, media)
         if request.method in SAFE_METHODS and operation.operation is not OperationType.QUERY:
@@ -445,9 +448,11 @@ class GraphQLHTTP:
                 status=405,
                 headers={"allow": "POST"},
             )
-        refusal = guard.admission.admit(query, document, operation, principal, params.variables)
+        with tracing.span("graphql.cost"):
+            refusal = guard.admission.admit(query, document, operation, principal, params.variables)
         if refusal is not None:
             return _refused(refusal, media)
+        tracing.name_operation(operation.operation.value, name)  # admitted: worth its name
         if not principal.anonymous:
             # Its latency is kept under its name (`api.metrics`): only an admitted operation of
             # a known caller may take one of the bounded label slots.
@@ -499,7 +504,7 @@ class GraphQLHTTP:
             claim = held
         context = create_context(connections, principal=principal, request_id=rid)
         context.idempotency = claim
-        with connections.audit.answering(rid):
+        with connections.audit.answering(rid), tracing.span("graphql.execute"):
             status, payload = await self._execute(document, params, context, media)
         if miss is not None and status == 200:
             return status, await miss.kept(context, payload)

@@ -21,6 +21,9 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+
+from sources import tracing
 
 # The request a log record is written for: set by the GraphQL endpoint as a request begins.
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -61,6 +64,11 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id is not None:
             line["request_id"] = request_id
+        if tracing.TRACER is not None:
+            span = trace.get_current_span().get_span_context()
+            if span.trace_flags.sampled:  # a trace that is exported: one an operator can open
+                line["trace_id"] = f"{span.trace_id:032x}"
+                line["span_id"] = f"{span.span_id:016x}"
         if record.exc_info:
             line["error"] = scrub(self.formatException(record.exc_info))
         return orjson.dumps(line).decode()

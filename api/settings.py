@@ -220,6 +220,13 @@ class Settings(BaseSettings):
         "request id of the request a record was written for); email addresses and phone numbers "
         "are scrubbed in both.",
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry traces: the OTLP/HTTP collector's base URL (spans go to "
+        "`<url>/v1/traces`). Without it, the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT` turns tracing on; with none of them, tracing is off and "
+        "costs nothing (see api/tracing).",
+    )
     gc_young_threshold: int = Field(
         default=10_000,
         ge=0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import subprocess
@@ -28,6 +29,7 @@ from bench.dataset import (
     request_keys,
 )
 from bench.floor import measure_floor
+from bench.otlp import otlp_receiver
 from bench.peer import (
     PEER_IDS,
     PeerUnavailableError,
@@ -376,7 +378,16 @@ def run(args: argparse.Namespace) -> int:
     sweep: list[WorkloadResult] = []
     started = timestamp()
     say(f"bench: starting c360 ({args.workers} worker(s)) ...")
-    with running_service(settings, workers=args.workers, log_dir=args.output / "logs") as service:
+    receiver = otlp_receiver() if args.tracing else contextlib.nullcontext(None)
+    with (
+        receiver as collecting,
+        running_service(
+            settings,
+            workers=args.workers,
+            log_dir=args.output / "logs",
+            traces_to=collecting[0] if collecting else None,
+        ) as service,
+    ):
         for index, name in enumerate(names, 1):
             workload = WORKLOADS[name]
             if workload.live:
@@ -469,6 +480,12 @@ def run(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
             "commit": _commit(),
             "peer": "; ".join([peer, *peer_notes]),
+            "tracing": (
+                f"on: {collecting[1].requests:,} OTLP/HTTP exports "
+                f"({collecting[1].size / 1e6:,.1f} MB) to a local receiver"
+                if collecting
+                else "off"
+            ),
         },
         results=results,
         sweep=sweep,
@@ -533,6 +550,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds of in-process execution for each engine floor (default 3)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the engine floor")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="trace every request, exporting spans over OTLP/HTTP to a receiver the bench runs "
+        "(to measure what tracing costs; off by default, as in c360)",
+    )
     parser.add_argument(
         "--no-peer",
         action="store_true",

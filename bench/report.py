@@ -150,7 +150,8 @@ def markdown(report: Report) -> str:
         "",
         f"{env['customers']:,} customers; SQL: {env['sql']}; MongoDB: {env['mongo']}; vendors: "
         f"{env['vendors']}; cache: {env['cache']}; {env['workers']} worker(s); {env['cpus']} CPUs; "
-        f"{env['duration_s']:.0f} s per workload; commit {env['commit']}.",
+        f"{env['duration_s']:.0f} s per workload; tracing {env.get('tracing', 'off')}; "
+        f"commit {env['commit']}.",
         "",
         "| workload | conns | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | "
         f"round trips/req ({', '.join(NAMES)}) | cache hits | peak RSS MB | "

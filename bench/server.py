@@ -138,8 +138,11 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
 
 
 @contextlib.contextmanager
-def running_service(settings: Settings, *, workers: int, log_dir: Path) -> Iterator[Service]:
-    """c360 serving the settings' stores in its own process, uvicorn with uvloop and httptools.
+def running_service(
+    settings: Settings, *, workers: int, log_dir: Path, traces_to: str | None = None
+) -> Iterator[Service]:
+    """c360 serving the settings' stores in its own process, uvicorn with uvloop and httptools,
+    exporting spans to the OTLP/HTTP collector at `traces_to` when given.
 
     When the vendor APIs are the bundled simulator, it runs in a process of its own too, as a
     real vendor would, so its work is not counted as c360's.
@@ -155,6 +158,11 @@ def running_service(settings: Settings, *, workers: int, log_dir: Path) -> Itera
         # The subscriptions workload's thousands of subscribers are all the bench principal.
         "C360_LIMIT_SUBSCRIPTIONS_PER_PRINCIPAL": "1000000",
     }
+    if traces_to is not None:
+        env["C360_OTEL_EXPORTER_OTLP_ENDPOINT"] = traces_to
+    else:
+        # Off, as the report says, whatever the shell's OTEL_* variables say.
+        env["OTEL_SDK_DISABLED"] = "true"
     c360 = [sys.executable, "-m", "api.cli"]
     with contextlib.ExitStack() as stack:
         simulated = settings.simulated_vendors()

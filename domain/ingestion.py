@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.errors import ChangeRejectedError
+from sources import tracing
 from sources.events.cloudevents import Item, Malformed
 from sources.events.deadletters import Rejection, record_dead_letters
 from sources.events.envelope import Event
@@ -125,6 +126,10 @@ class Ingestion:
     async def ingest(self, items: Sequence[Item]) -> list[Result]:
         """Each item's result, in the order given; raises ApplyFailedError or
         DeadLettersUnavailableError as the module says."""
+        with tracing.span("ingest", {tracing.EVENTS: len(items)}):
+            return await self._ingest(items)
+
+    async def _ingest(self, items: Sequence[Item]) -> list[Result]:
         results: list[Result] = []
         rejections: list[tuple[int, Rejection]] = []
         subjects: dict[str, list[_Entry]] = {}

@@ -13,6 +13,7 @@ import aiohttp
 from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout, NetworkTimeout
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
+from sources import tracing
 from sources.cache.entity import EntityCache
 from sources.dataloader import DataLoader
 from sources.errors import SourceError, SourceTimeoutError, SourceUnavailableError
@@ -106,6 +107,7 @@ def keyed_loader(
     """
 
     async def fetch(keys: Sequence[K]) -> list[V | None]:
+        tracing.note(tracing.FETCHED, len(keys))
         values = await call_source(source, timeout, batch(keys))
         if len(values) != len(keys):
             raise RuntimeError(f"{source} batch returned {len(values)} values for {len(keys)} keys")
@@ -114,7 +116,9 @@ def keyed_loader(
     if cache is not None:
         fresh: dict[K, float] = {}
         return DataLoader(
-            cache.read_through(source, name, fetch, tagged=tagged, fresh=fresh),
+            tracing.traced_batch(
+                source, name, cache.read_through(source, name, fetch, tagged=tagged, fresh=fresh)
+            ),
             peek=cache.peek(source, name, fresh),
             origin=(source, name, tagged),
             fresh=fresh,
@@ -126,4 +130,4 @@ def keyed_loader(
         except SourceError as error:
             return [type(error)(error.source, error.detail) for _ in keys]
 
-    return DataLoader(load)
+    return DataLoader(tracing.traced_batch(source, name, load))

@@ -41,6 +41,10 @@ SEEDED_CUSTOMERS = 30
 # Every query the suite sends runs through c360's engine and through graphql-core, and is
 # refused where their answers differ (`api.execution`): the suite is the differential test.
 os.environ.setdefault("C360_ENGINE", "differential")
+# A developer's own OpenTelemetry settings would turn tracing on in every app the tests make,
+# and send the tests' spans to their collector: the tracing tests configure their own.
+for _name in [n for n in os.environ if n.startswith("OTEL_")]:
+    del os.environ[_name]
 
 
 @pytest.fixture(scope="session")

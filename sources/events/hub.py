@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from sources import tracing
 from sources.events.bus import Delivery, EventBus, position_key
 from sources.outage import Outage, stopping
 
@@ -87,10 +88,19 @@ class Hub:
                 # and go on reading: stop after the read then (at most one `block` late).
                 raise asyncio.CancelledError
             outage.succeeded()
+            started = tracing.now()
+            offered = 0
             for delivery in deliveries:
                 for subscription in tuple(self._by_subject.get(delivery.event.subject, ())):
                     subscription.offer(delivery)
+                    offered += 1
                 self.position = delivery.position
+            if offered:
+                tracing.record(
+                    "hub.deliver",
+                    started,
+                    {tracing.EVENTS: len(deliveries), tracing.SUBSCRIPTIONS: offered},
+                )
 
     @property
     def subscribers(self) -> int:

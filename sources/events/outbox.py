@@ -26,6 +26,7 @@ from pymongo.errors import PyMongoError
 from sqlalchemy import Text, cast, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sources import tracing
 from sources.events.bus import EventBus
 from sources.events.envelope import Event
 from sources.mongo.queries import Database
@@ -291,12 +292,15 @@ class Relay:
         """Publish everything pending now (or until the monotonic time `until`); returns how
         many events went out."""
         total = 0
+        started = tracing.now()
         while True:
             sent = await relay_sql(engine=self._engine, bus=self._bus)
             sent += await relay_mongo(db=self._db, bus=self._bus)
             total += sent
             if sent == 0 or (until is not None and time.monotonic() >= until):
                 self.published += total
+                if total:
+                    tracing.record("relay", started, {tracing.EVENTS: total})
                 return total
 
     async def _run(self) -> None:
