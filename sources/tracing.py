@@ -60,7 +60,8 @@ def span(
     name: str, attributes: dict[str, Any] | None = None, kind: SpanKind = SpanKind.INTERNAL
 ) -> contextlib.AbstractContextManager[Span]:
     """A child of the current span for the block's duration (a failure raised out of it is
-    recorded on it); a context that does nothing when tracing is off."""
+    marked on it, by type); a context that does nothing when tracing is off or no span is
+    being recorded here."""
     tracer = TRACER
     if tracer is None or _untraced():
         return _OFF
