@@ -32,11 +32,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.metrics import KNOWN_PATHS
 from api.settings import Settings
 from sources import tracing
-
-# The paths a server span is named for; any other is "other" (a path is the caller's text).
-ROUTES = frozenset({"/graphql", "/events", "/healthz", "/readyz", "/metrics"})
 
 
 def endpoint(settings: Settings) -> str | None:
@@ -111,7 +109,8 @@ class TracingMiddleware:
             for name, value in scope["headers"]
             if name in (b"traceparent", b"tracestate")
         }
-        route = scope["path"] if scope["path"] in ROUTES else "other"
+        # Named for c360's routes, as the metrics are; any other path is the caller's text.
+        route = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
         status: int | None = None
 
         async def send_noting_status(message: Message) -> None:

@@ -72,7 +72,15 @@ def _untraced() -> bool:
     """Whether no span is being recorded here: no traced request (its children would be roots
     of traces of their own), or one the sampler left out (its children would be left out too,
     and even a span that records nothing costs its making)."""
-    return not trace.get_current_span().is_recording()
+    return _recording() is None
+
+
+def _recording() -> Span | None:
+    """The current span when tracing is on and it is being recorded, else None."""
+    if TRACER is None:
+        return None
+    current = trace.get_current_span()
+    return current if current.is_recording() else None
 
 
 @contextlib.contextmanager
@@ -109,21 +117,19 @@ def record(name: str, started: int, attributes: dict[str, Any]) -> None:
 
 def note(key: str, value: Any) -> None:
     """Set an attribute on the current span, if tracing is on and one is recording."""
-    if TRACER is not None:
-        current = trace.get_current_span()
-        if current.is_recording():
-            current.set_attribute(key, value)
+    current = _recording()
+    if current is not None:
+        current.set_attribute(key, value)
 
 
 def name_operation(kind: str, name: str | None) -> None:
     """Name the current span (the request's) for the GraphQL operation it runs."""
-    if TRACER is not None:
-        current = trace.get_current_span()
-        if current.is_recording():
-            current.update_name(f"{kind} {name}" if name else kind)
-            current.set_attribute(OPERATION_TYPE, kind)
-            if name:
-                current.set_attribute(OPERATION_NAME, name)
+    current = _recording()
+    if current is not None:
+        current.update_name(f"{kind} {name}" if name else kind)
+        current.set_attribute(OPERATION_TYPE, kind)
+        if name:
+            current.set_attribute(OPERATION_NAME, name)
 
 
 def traced_batch(
