@@ -21,9 +21,9 @@ from graphql.execution.executor import Executor as ExecutionContext
 from graphql.execution.values import get_variable_values
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
+from api.engine.optimistic import run_plan
 from api.engine.plan import OperationPlan, UnsupportedError, compile_operation
 from api.engine.replay import Recording, recording_loaders, replaying_loaders
-from api.engine.run import Run
 from api.settings import Engine
 from resolvers.context import Context
 
@@ -139,7 +139,7 @@ class Executor:
         )
         if isinstance(coerced, list):
             return ExecutionResult(None, coerced)
-        return await Run(context, coerced, hide_suggestions).execute(plan)
+        return await run_plan(plan, context, coerced, hide_suggestions)
 
     async def execute_with_graphql_core(
         self,

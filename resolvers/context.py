@@ -116,6 +116,9 @@ class Context:
     # Set by a mutation whose answer asks the client to retry (MERGE_IN_PROGRESS): that answer
     # is not kept for the key, whose retry runs again.
     retry_invited: bool = False
+    # While set, clear-text reads are kept in `audit_reads` only, not yet written to the audit
+    # log: an execution that may be run again (`api.engine.optimistic`) writes them once.
+    audit_held: bool = False
 
     @property
     def loaders(self) -> Loaders:
@@ -140,6 +143,20 @@ class Context:
         """Record that this request read one PII field of a customer in clear."""
         name = f"{type_name}.{field_name}"
         self.audit_reads.append((customer_id, name))
+        if not self.audit_held:
+            self._audit(customer_id, name)
+
+    def release_audit(self, mark: int, *, keep: bool) -> None:
+        """Stop holding clear-text reads: those held since `len(audit_reads)` was `mark` are
+        written to the audit log (`keep`) or forgotten, as if they had never been read."""
+        self.audit_held = False
+        if keep:
+            for customer_id, name in self.audit_reads[mark:]:
+                self._audit(customer_id, name)
+        else:
+            del self.audit_reads[mark:]
+
+    def _audit(self, customer_id: int, name: str) -> None:
         self.connections.audit.record(
             request_id=self.request_id,
             principal=self.principal,

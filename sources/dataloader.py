@@ -39,6 +39,7 @@ class DataLoader(Generic[K, V]):
     alone; a batch that raises fails every key of it, and those keys are not cached."""
 
     __slots__ = (
+        "_failures",
         "_futures",
         "_keys",
         "_loop",
@@ -67,6 +68,8 @@ class DataLoader(Generic[K, V]):
         self.fresh = fresh
         self.failed = False  # whether a key failed: an answer built with it has an error
         self._futures: dict[K, asyncio.Future[V]] = {}
+        # The keys that failed, with their errors (None until one does).
+        self._failures: dict[K, Exception] | None = None
         self._keys: list[K] = []
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,6 +96,19 @@ class DataLoader(Generic[K, V]):
     def loaded(self) -> dict[K, asyncio.Future[V]]:
         """Every key asked of this loader that did not fail, with its future."""
         return self._futures
+
+    def hold_failures(self) -> None:
+        """From now on, a key that failed fails again at once when asked, instead of going to
+        the source again: an execution run a second time over what the first one loaded
+        (`api.engine.optimistic`) meets the same values and the same failures, with no second
+        wait on a source that is down."""
+        if not self._failures:
+            return
+        assert self._loop is not None  # a key failed, so one was asked
+        for key, error in self._failures.items():
+            if key not in self._futures:
+                future = self._futures[key] = self._loop.create_future()
+                _settle(future, error)
 
     def load_many(self, keys: Iterable[K]) -> asyncio.Future[list[V]]:
         """The values of `keys`, in order, in the same batch."""
@@ -156,7 +172,10 @@ class DataLoader(Generic[K, V]):
     def _fail(self, keys: list[K], error: Exception) -> None:
         """Fail `keys` with `error`, and forget them: a later load asks the source again."""
         self.failed = True
+        if self._failures is None:
+            self._failures = {}
         for key in keys:
+            self._failures[key] = error
             _settle(self._futures.pop(key), error)
 
 

@@ -7,7 +7,9 @@ value by inspecting its type, and it gives every asynchronous field a task of it
 c360's fields only read an attribute. `plan` works out once per document and operation what
 each selected field is (an attribute read, a resolver call, its rules, how its value is
 completed); `run` executes a plan with plain calls, and runs each resolver coroutine itself,
-resuming it from the future it waits on instead of wrapping it in a task. A union's value
+resuming it from the future it waits on instead of wrapping it in a task; `optimistic` runs
+a plan in the cheapest order first and in graphql-core's (`run`'s) only when an error or a
+stale value would show the difference. A union's value
 is completed by the plan of the object type its `resolve_type` names, and an awaitable item of
 a list (each representation `_entities` resolves) is run like an async resolver.
 

@@ -148,3 +148,18 @@ async def test_an_error_nobody_awaits_is_not_logged_as_never_retrieved(
     del future, loader
     gc.collect()
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_held_failures_fail_again_at_once_without_a_batch() -> None:
+    source = Source(fail=RuntimeError("down"))
+    loader = DataLoader(source)
+    results = await asyncio.gather(loader.load(1), loader.load(2), return_exceptions=True)
+    assert [str(r) for r in results] == ["down", "down"]
+    source.fail = None
+
+    loader.hold_failures()
+
+    held = loader.load(1)
+    assert held.done() and str(held.exception()) == "down"
+    assert await loader.load(3) == "v3"  # a key that never failed still goes to the source
+    assert source.batches == [[1, 2], [3]]

@@ -1,0 +1,172 @@
+"""Running a plan optimistically: in whatever order is cheapest, and again in graphql-core's
+order only when that order shows.
+
+`api.engine.run` starts every async field when graphql-core would start its task: after the
+synchronous pass over its object, from a loop callback of its own when siblings wait too. That
+timing is what puts errors and stale marks in graphql-core's order, and it costs a loop
+iteration per level of the document, a scheduled callback per group of fields and a record per
+field that waits. But order shows in nothing else: the data's keys are placed in response order
+by the pass over each object, whenever their values come. So `OptimisticRun` starts what waits
+under an object as soon as the object's pass ends, inline, and answers a loaded field whose
+value is at hand (the loader has it, as in a warm cache) with no record at all.
+
+The moment something whose order would show happens (a field error, a value served stale),
+the attempt stops (`OrderMatters`) and the operation runs again on `Run`, graphql-core's way,
+over what the attempt loaded: the request's loaders hold every value it fetched and now hold
+every failure too (`DataLoader.hold_failures`), so the second run waits on no source that the
+first one already asked. Clear-text reads are held until the attempt is known good
+(`Context.audit_held`), so a read run twice is audited once; stale marks of the attempt are
+taken back.
+
+An operation that reads a store other than through the loaders (`reads_outside_loaders`) runs
+on `Run` alone once that is known: run again, it could read other rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError
+from graphql.execution.values import VariableValues
+from graphql.pyutils import Path
+
+from api.engine.plan import FieldPlan, OperationPlan
+from api.engine.run import FieldInfo, Run, Slot, _Pending, _Resolving, abandon
+from resolvers.context import Context
+from sources.cache.entity import Stale
+
+
+class OrderMatters(BaseException):
+    """The attempt met something whose place graphql-core's order decides.
+
+    A BaseException, so that no field's `except Exception` mistakes it for the field's own
+    failure: it leaves the attempt at once, wherever it was raised."""
+
+
+async def run_plan(
+    plan: OperationPlan,
+    context: Any,
+    variables: VariableValues,
+    hide_suggestions: bool,
+) -> ExecutionResult:
+    """The operation's result: optimistically when it may be, graphql-core's way otherwise."""
+    if plan.reads_outside_loaders:
+        return await Run(context, variables, hide_suggestions).execute(plan)
+    if not isinstance(context, Context):  # a schema of the tests' own, over no stores
+        try:
+            return await OptimisticRun(context, variables, hide_suggestions).execute(plan)
+        except OrderMatters:
+            return await Run(context, variables, hide_suggestions).execute(plan)
+    stale, audited = len(context.stale), len(context.audit_reads)
+    context.audit_held = True
+    try:
+        result = await OptimisticRun(context, variables, hide_suggestions).execute(plan)
+    except OrderMatters:
+        pass
+    except BaseException:
+        context.release_audit(audited, keep=False)
+        raise
+    else:
+        if len(context.stale) == stale:
+            context.release_audit(audited, keep=True)
+            return result
+    context.release_audit(audited, keep=False)
+    del context.stale[stale:]
+    for loader in context.loaders.made():
+        loader.hold_failures()
+    return await Run(context, variables, hide_suggestions).execute(plan)
+
+
+class OptimisticRun(Run):
+    """A `Run` that starts what waits at once and stops (`OrderMatters`) at the first error."""
+
+    __slots__ = ("loaders",)
+
+    def __init__(self, context: Any, variables: VariableValues, hide_suggestions: bool) -> None:
+        super().__init__(context, variables, hide_suggestions)
+        # One lookup of the (context variable backed) loaders per run, not per field.
+        self.loaders: Any = getattr(context, "loaders", None)
+
+    async def execute(self, plan: OperationPlan) -> ExecutionResult:
+        try:
+            return await super().execute(plan)
+        except OrderMatters:
+            self.close()
+            raise
+
+    # Errors: wherever graphql-core's order would place them, the attempt stops instead.
+
+    def add_error(self, error: GraphQLError, path: Path | None) -> None:
+        raise OrderMatters
+
+    def failed(self, field: FieldPlan, raw: Exception, path: Path) -> None:
+        raise OrderMatters
+
+    def fail(self, resolving: _Resolving, raw: Exception) -> None:
+        raise OrderMatters
+
+    # Starting: inline, in the order collected (any order gives the same data).
+
+    def start_all(self, pending: _Pending) -> None:
+        for index, item in enumerate(pending):
+            kind = type(item)
+            try:
+                if kind is tuple:
+                    self.start_field(*item)
+                elif kind is list:
+                    self.start_all(item)
+                else:
+                    item.begin()  # an awaitable item of a list
+            except BaseException:
+                abandon(pending[index + 1 :])  # never to start: awaitable items are closed
+                raise
+
+    def start_field(
+        self,
+        field: FieldPlan,
+        source: Any,
+        path: Path | None,
+        out: dict[str, Any],
+        slot: Slot | None,
+    ) -> None:
+        """An async field: a loaded one whose value is at hand is completed here, with no
+        record of its own; any other is begun as `Run` begins it."""
+        loaded = field.loaded
+        if loaded is None or field.value_rule is not None:
+            _Resolving(self, field, source, path, out, slot).begin()
+            return
+        own = Path(path, field.key, field.parent_name)
+        try:
+            if field.permissions:
+                self.check(field, source, FieldInfo(self.context, own, field.name), {})
+            key = loaded.key(source)
+            if key is None:
+                value = loaded.convert(source, None)
+            else:
+                future = loaded.loader(self.loaders).load(key)
+                if not future.done():
+                    resolving = _Resolving(self, field, source, path, out, slot)
+                    self.live.add(resolving)
+                    future.add_done_callback(resolving.step)
+                    return
+                value = future.result()
+                if type(value) is Stale:
+                    raise OrderMatters  # its mark's place in the response is graphql-core's
+                value = loaded.convert(source, value)
+        except Exception:
+            raise OrderMatters from None
+        outer = self.collector
+        mine: _Pending = []
+        self.collector = mine
+        try:
+            completed = self.complete(field.completion, value, field, own, out, field.key, slot)
+        except BaseException as failure:
+            abandon(mine)
+            if isinstance(failure, Exception):
+                raise OrderMatters from None
+            raise
+        finally:
+            self.collector = outer
+        out[field.key] = completed
+        if mine:
+            self.start_all(mine)
