@@ -85,6 +85,8 @@ class _Writer:
         self.plan = plan
         self.names: dict[str, Any] = {
             "Path": Path,
+            # `Path(...)` goes through namedtuple's Python `__new__`; this is the C call it makes.
+            "_new": tuple.__new__,
             "located_error": located_error,
             "_ABSENT": _ABSENT,
             "_INT_MIN": _INT_MIN,
@@ -195,7 +197,7 @@ class _Writer:
         assert child is not None
         function = self.bind("C", compile_object(child))
         self.emit(at, f"if {self.usable(child)}:")
-        self.emit(at + 1, f"here = Path(path, {key}, {field.parent_name!r})")
+        self.emit(at + 1, f"here = _new(Path, (path, {key}, {field.parent_name!r}))")
         slot = f"Slot(slot, out, {key}, here, {field.completion.non_null})"
         self.emit(at + 1, "try:")
         self.emit(at + 2, f"out[{key}] = {function}(run, value, here, {self.slot(child, slot)})")
@@ -215,7 +217,7 @@ class _Writer:
         completion = self.bind("I", item)
         item_slot = f"Slot(own, items, index, at, {item.non_null})"
         self.emit(at, "if type(value) is list:")
-        self.emit(at + 1, f"here = Path(path, {key}, {field.parent_name!r})")
+        self.emit(at + 1, f"here = _new(Path, (path, {key}, {field.parent_name!r}))")
         self.emit(at + 1, "items = []")
         self.emit(at + 1, "try:")
         waiting = waits(child)
@@ -226,7 +228,7 @@ class _Writer:
             self.emit(at + 2, "try:")
         body = at + 3 if waiting else at + 2
         self.emit(body, "for index, element in enumerate(value):")
-        self.emit(body + 1, "at = Path(here, index, None)")
+        self.emit(body + 1, "at = _new(Path, (here, index, None))")
         self.emit(body + 1, "try:")
         self.emit(body + 2, f"if {self.usable(child, 'element')}:")
         self.emit(

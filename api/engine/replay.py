@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from resolvers.context import Loaders
-from sources.dataloader import MISSING, DataLoader
+from sources.dataloader import MISSING, DataLoader, loader_property
 
 GROUPS = ("sql", "mongo", "vendor")
 # What each loader's batches returned, by (group, loader name) and key.
@@ -29,7 +28,7 @@ class _BatchFailed:
 
 
 def _loader_names(group: object) -> list[str]:
-    return [n for n, v in vars(type(group)).items() if isinstance(v, cached_property)]
+    return [n for n, v in vars(type(group)).items() if isinstance(v, loader_property)]
 
 
 def recording_loaders(loaders: Loaders, recording: Recording) -> Loaders:

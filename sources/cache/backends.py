@@ -92,20 +92,15 @@ class MemoryBackend:
         self._clock = clock
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
-        return self.get_many_now(keys)
+        return [self.get_now(key) for key in keys]
 
-    def get_many_now(self, keys: list[str]) -> list[Entry | None]:
-        """`get_many` without awaiting: the entries are in this process."""
-        now = self._clock()
-        found: list[Entry | None] = []
-        for key in keys:
-            item = self._entries.get(key)
-            if item is None or item[1] <= now or type(item[0]) is bytes:
-                found.append(None)
-                continue
-            self._entries.move_to_end(key)
-            found.append(item[0])  # type: ignore[arg-type]
-        return found
+    def get_now(self, key: str) -> Entry | None:
+        """One key's entry without awaiting (None when absent, expired, or a blob)."""
+        item = self._entries.get(key)
+        if item is None or type(item[0]) is bytes or item[1] <= self._clock():
+            return None
+        self._entries.move_to_end(key)
+        return item[0]  # type: ignore[return-value]
 
     async def put_many(self, puts: list[Put]) -> None:
         now = self._clock()

@@ -100,6 +100,8 @@ def _text(part: object) -> str:
 
 def key_text(key: Any) -> str:
     """A loader key as text for a cache key: ids, tuples and page keys."""
+    if type(key) is int:  # most keys: digits need no escaping
+        return str(key)
     if isinstance(key, PageKey):
         after = f"{key.after.at.isoformat()}/{key.after.id}" if key.after else "-"
         filters = ",".join(_text(f) for f in key.filters)

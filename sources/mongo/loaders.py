@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from sources.cache.entity import EntityCache
-from sources.dataloader import DataLoader
+from sources.dataloader import DataLoader, loader_property
 from sources.loader import keyed_loader
 from sources.mongo import queries
 from sources.mongo.queries import Database
@@ -26,7 +24,7 @@ class MongoLoaders:
         self._timeout = timeout
         self._cache = cache
 
-    @cached_property
+    @loader_property
     def profile_by_customer_id(self) -> DataLoader[int, ProfileRecord | None]:
         db = self._db
         return keyed_loader(
@@ -37,7 +35,7 @@ class MongoLoaders:
             name=PROFILE,
         )
 
-    @cached_property
+    @loader_property
     def customer_ids_by_identity(self) -> DataLoader[tuple[str, str], list[int] | None]:
         """Customer ids by (identity type, value), for identity lookups: one query for the
         batch. Not cached: a merge moves identities to another profile, and a stale answer
@@ -50,7 +48,7 @@ class MongoLoaders:
             name=CUSTOMER_IDS_BY_IDENTITY,
         )
 
-    @cached_property
+    @loader_property
     def tickets_by_customer(self) -> DataLoader[tuple[int, str | None], list[TicketRecord] | None]:
         db = self._db
         return keyed_loader(
@@ -62,7 +60,7 @@ class MongoLoaders:
             tagged=True,
         )
 
-    @cached_property
+    @loader_property
     def timeline_page_by_customer(self) -> DataLoader[PageKey, Page[InteractionRecord] | None]:
         db = self._db
         return keyed_loader(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.cache.entity import EntityCache
-from sources.dataloader import DataLoader
+from sources.dataloader import DataLoader, loader_property
 from sources.loader import keyed_loader
 from sources.paging import Page, PageKey
 from sources.sql import queries, search
@@ -66,11 +65,11 @@ class SqlLoaders:
         cache = self._cache if cached else None
         return keyed_loader(SQL.name, self._timeout, batch, cache=cache, name=name, tagged=tagged)
 
-    @cached_property
+    @loader_property
     def customer_by_id(self) -> DataLoader[int, CustomerRecord | None]:
         return self._loader(CUSTOMER, lambda c, k: queries.customers_by_ids(connection=c, ids=k))
 
-    @cached_property
+    @loader_property
     def customer_by_email(self) -> DataLoader[str, CustomerRecord | None]:
         """The customer holding each email (normalised: trimmed, lower case), in one
         statement. Not cached: an email moves between customers, and a cache keyed by email
@@ -81,7 +80,7 @@ class SqlLoaders:
             cached=False,
         )
 
-    @cached_property
+    @loader_property
     def customers_by_contact(self) -> DataLoader[Contact, list[CustomerRecord] | None]:
         """The customers an email, phone or id names, for identity lookups: one statement
         for every contact of the batch. Not cached: emails and phones move between customers
@@ -92,7 +91,7 @@ class SqlLoaders:
             cached=False,
         )
 
-    @cached_property
+    @loader_property
     def customer_search_page(self) -> DataLoader[search.SearchKey, search.SearchPage | None]:
         """A page of customer search results. Not cached: any contact change anywhere may
         change any page, and a typed prefix is rarely asked twice."""
@@ -102,27 +101,27 @@ class SqlLoaders:
             cached=False,
         )
 
-    @cached_property
+    @loader_property
     def addresses_by_customer_id(self) -> DataLoader[int, list[AddressRecord] | None]:
         return self._loader(
             ADDRESSES, lambda c, k: queries.addresses_by_customer_ids(connection=c, ids=k)
         )
 
-    @cached_property
+    @loader_property
     def product_by_sku(self) -> DataLoader[str, ProductRecord | None]:
         return self._loader(PRODUCT, lambda c, k: queries.products_by_skus(connection=c, skus=k))
 
-    @cached_property
+    @loader_property
     def order_by_id(self) -> DataLoader[int, OrderRecord | None]:
         return self._loader(ORDER, lambda c, k: queries.orders_by_ids(connection=c, ids=k))
 
-    @cached_property
+    @loader_property
     def lines_by_order_id(self) -> DataLoader[int, list[OrderLineRecord] | None]:
         return self._loader(
             ORDER_LINES, lambda c, k: queries.order_lines_by_order_ids(connection=c, ids=k)
         )
 
-    @cached_property
+    @loader_property
     def order_page_by_customer(self) -> DataLoader[PageKey, Page[OrderRecord] | None]:
         return self._loader(
             ORDER_PAGE, lambda c, k: queries.order_pages(connection=c, keys=k), tagged=True

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 
 from sources.cache.entity import EntityCache
-from sources.dataloader import DataLoader
+from sources.dataloader import DataLoader, loader_property
 from sources.loader import keyed_loader
 from sources.thirdparty import loyalty, tracking
 from sources.thirdparty.client import VendorClient
@@ -28,7 +27,7 @@ class VendorLoaders:
         self._clients = clients
         self._cache = cache
 
-    @cached_property
+    @loader_property
     def loyalty_by_customer_id(self) -> DataLoader[int, LoyaltyRecord | None]:
         client = self._clients[loyalty.LOYALTY.name]
         return keyed_loader(
@@ -39,7 +38,7 @@ class VendorLoaders:
             name=MEMBER,
         )
 
-    @cached_property
+    @loader_property
     def shipment_by_tracking_number(self) -> DataLoader[str, ShipmentRecord | None]:
         client = self._clients[tracking.TRACKING.name]
         return keyed_loader(
