@@ -73,6 +73,12 @@ def trace_id(traceparent: str | None) -> str | None:
     return None
 
 
+def request_trace_id(scope: Scope, traceparent: str | None) -> str | None:
+    """A request's trace: its server span's when tracing is on and sampled it (`api.tracing`),
+    else the one its caller's `traceparent` names."""
+    return scope.get("state", {}).get("trace_id") or trace_id(traceparent)
+
+
 def error_codes(body: bytes) -> list[str]:
     """The `extensions.code` of each error in a GraphQL answer (or a batch's answers)."""
     if b'"errors"' not in body:
@@ -111,8 +117,7 @@ def write_line(
         "bytes": len(body),
         "client": client[0] if client else None,
         "request_id": request_id,
-        # The request's server span's when tracing is on (`api.tracing`), else the caller's.
-        "trace_id": scope.get("state", {}).get("trace_id") or trace_id(traceparent),
+        "trace_id": request_trace_id(scope, traceparent),
     }
     noted = scope.get("state", {}).get("access")  # `request.state.access`, set by the endpoint
     if isinstance(noted, Noted):

@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
 from api import answers, ide, idempotency
-from api.access import Noted, request_id
+from api.access import Noted, request_id, request_trace_id
 from api.admission import Refusal, may_explore
 from api.at_once import Done, started
 from api.connections import Connections
@@ -348,9 +348,12 @@ class GraphQLHTTP:
                         "not in a batch."
                     )
                 return await self._batch(raw, request, connections, guard, principal, media, rid)
+            params = read_params(raw)
             status, payload = await self._one(
-                read_params(raw), request, connections, guard, principal, media, rid, key, headers
+                params, request, connections, guard, principal, media, rid, key, headers
             )
+            if asks_trace_id(params):
+                payload = with_trace_id(payload, request)
         except RequestError as error:
             headers.update(error.headers)
             return _respond(media, request_errors(str(error), error.status), error.status, headers)
@@ -379,15 +382,12 @@ class GraphQLHTTP:
             try:
                 if index:
                     await guard.count(principal)  # each operation counts, not each POST
+                params = read_params(item)
                 _, payload = await self._one(
-                    read_params(item),
-                    request,
-                    connections,
-                    guard,
-                    principal,
-                    media,
-                    f"{rid}.{index}",
+                    params, request, connections, guard, principal, media, f"{rid}.{index}"
                 )
+                if asks_trace_id(params):
+                    payload = with_trace_id(payload, request)
             except RequestError as error:
                 payload = request_errors(str(error), error.status)
             except CallerRefusedError as refused:
@@ -552,6 +552,20 @@ class GraphQLHTTP:
         if context.stale:
             payload["extensions"] = {"stale": context.stale}
         return 200, payload
+
+
+def asks_trace_id(params: GraphQLRequest) -> bool:
+    """Whether the request's `extensions` ask for its trace id (`"traceId": true`)."""
+    return params.extensions is not None and params.extensions.get("traceId") is True
+
+
+def with_trace_id(payload: dict[str, Any] | bytes, request: Request) -> dict[str, Any]:
+    """An answer with the request's trace id in its `extensions` (null when the request has
+    none: tracing is off and the caller sent no `traceparent`). Added after the response
+    cache, which keeps the answer without it: a trace is one request's."""
+    answer = orjson.loads(payload) if isinstance(payload, bytes) else payload
+    traced = request_trace_id(request.scope, request.headers.get("traceparent"))
+    return {**answer, "extensions": {**answer.get("extensions", {}), "traceId": traced}}
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,3 +267,69 @@ async def test_spans_are_exported_over_otlp_http(settings: Settings) -> None:
                     names[span.name] = span.trace_id.hex()
     assert names["query Ping"] == TRACE_ID
     assert {"graphql.parse", "graphql.validate", "graphql.execute"} <= set(names)
+
+
+ASKS = {"traceId": True}
+TYPENAME = "query Ping { __typename }"
+
+
+async def test_a_request_that_asks_gets_its_trace_id_in_extensions(spans: Any) -> None:
+    _, http, finished = spans
+    continued = await http.post(
+        "/graphql",
+        json={"query": TYPENAME, "extensions": ASKS},
+        headers={"traceparent": TRACEPARENT},
+    )
+    own = await http.post("/graphql", json={"query": TYPENAME, "extensions": ASKS})
+    unasked = await http.post("/graphql", json={"query": TYPENAME})
+
+    assert continued.json()["extensions"] == {"traceId": TRACE_ID}
+    servers = [s for s in finished() if s.name == "query Ping"]
+    assert len(servers) == 3
+    assert own.json()["extensions"]["traceId"] == _hex(servers[1].context.trace_id, 32)
+    assert own.json()["extensions"]["traceId"] != TRACE_ID
+    assert "extensions" not in unasked.json()
+
+
+async def test_tracing_off_the_trace_id_asked_for_is_the_callers(settings: Settings) -> None:
+    async with traced(settings) as (_, http):
+        sent = await http.post(
+            "/graphql",
+            json={"query": TYPENAME, "extensions": ASKS},
+            headers={"traceparent": TRACEPARENT},
+        )
+        none = await http.get(
+            "/graphql", params={"query": TYPENAME, "extensions": '{"traceId":true}'}
+        )
+    assert sent.json() == {"data": {"__typename": "Query"}, "extensions": {"traceId": TRACE_ID}}
+    assert none.json()["extensions"] == {"traceId": None}
+    async with traced(settings.model_copy(update={"batch_enabled": True})) as (_, http):
+        batch = await http.post(
+            "/graphql",
+            json=[{"query": TYPENAME, "extensions": ASKS}, {"query": TYPENAME}],
+            headers={"traceparent": TRACEPARENT},
+        )
+    asked, unasked = batch.json()
+    assert asked["extensions"] == {"traceId": TRACE_ID} and "extensions" not in unasked
+
+
+async def test_an_answer_from_the_response_cache_carries_the_asking_requests_trace(
+    cached_settings: Settings, vendor_store: VendorStore
+) -> None:
+    other = "0af7651916cd43dd8448eb211c80319c"
+    async with traced(cached_settings) as (app, http):
+        cid = await build_customer(app.state.connections, vendor_store)
+        body = {"query": AGENT_QUERY, "variables": {"id": str(cid)}}
+        kept = await http.post(
+            "/graphql", json=body | {"extensions": ASKS}, headers={"traceparent": TRACEPARENT}
+        )
+        hit = await http.post(
+            "/graphql",
+            json=body | {"extensions": ASKS},
+            headers={"traceparent": f"00-{other}-{PARENT_SPAN}-01", "x-c360-cache": "report"},
+        )
+        plain = await http.post("/graphql", json=body)
+    assert kept.json()["extensions"] == {"traceId": TRACE_ID}
+    assert hit.json()["extensions"] == {"cache": "hit", "traceId": other}
+    assert "extensions" not in plain.json()  # the kept answer holds no trace of its own
+    assert plain.json()["data"] == kept.json()["data"]
