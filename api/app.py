@@ -30,6 +30,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.readtimeout import BodyReadTimeoutMiddleware
 from api.settings import Settings
 from api.startup import refuse_production_without_auth, refuse_unsafe_production
+from api.stopping import subscribers_told_first
 from api.tracing import TracingMiddleware, tracing_on, tracing_wanted
 from domain.appliers import pipeline
 from resolvers.schema import create_schema
@@ -87,7 +88,10 @@ def create_app(
                     metrics.shared.start()
                 if served:
                     settle_after_startup(settings.gc_young_threshold)
-                yield
+                with (
+                    subscribers_told_first(connections.hub) if served else contextlib.nullcontext()
+                ):
+                    yield
                 app.state.ingestion = None
                 await app.state.readiness.close()
                 if metrics.shared is not None:

@@ -20,8 +20,9 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
 from graphql import GraphQLError
@@ -66,6 +67,14 @@ class SocketRefusedError(Exception):
 
 class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, with c360's close codes."""
+
+    # Every socket's handler, while it lives: a stopping process waits for their operations
+    # to send their last messages before its sockets close (`api.stopping`).
+    running: ClassVar[weakref.WeakSet[TransportHandler]] = weakref.WeakSet()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        TransportHandler.running.add(self)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """Strawberry's handshake; a `SocketRefusedError` closes with its own code."""
@@ -159,6 +168,11 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             closing = _close_at(websocket, principal.expires_at + self.leeway)
             self._expiries[id(websocket.scope)] = asyncio.create_task(closing)
         return await super().on_ws_connect(context)
+
+
+def operations_running() -> int:
+    """How many WebSocket operations this process runs (each sends until it completes)."""
+    return sum(len(handler.operations) for handler in TransportHandler.running)
 
 
 async def _close_at(websocket: WebSocket, when: dt.datetime) -> None:

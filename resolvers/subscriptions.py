@@ -21,7 +21,7 @@ from resolvers.engagement import Interaction, Ticket
 from resolvers.enums import Channel, InteractionType
 from resolvers.order import Order
 from sources.events.bus import Delivery, NotRetainedError
-from sources.events.hub import SlowConsumerError
+from sources.events.hub import ShuttingDownError, SlowConsumerError
 from sources.events.outbox import was_issued
 from sources.loader import outages_as_source_errors
 
@@ -143,6 +143,13 @@ async def _deliveries(
         raise _subscription_error(
             "SLOW_CONSUMER",
             f"this subscriber fell too far behind and was closed; resume with after: {last}",
+        ) from None
+    except ShuttingDownError:
+        # The socket closes next (1012): `resumeAfter` is where to pick up, on any instance.
+        raise GraphQLError(
+            "this c360 instance is stopping; subscribe again with after: "
+            + (f"{last}" if last else "the last eventId you received"),
+            extensions={"code": "SHUTTING_DOWN", "resumeAfter": last},
         ) from None
 
 

@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sources import tracing
 from sources.events.bus import Delivery, EventBus, position_key
@@ -30,12 +31,21 @@ class SlowConsumerError(Exception):
     """The subscriber did not keep up: its queue filled and it was closed."""
 
 
+class ShuttingDownError(Exception):
+    """This instance is stopping: the subscription ends here, to be resumed elsewhere."""
+
+
+# Put into a waiting subscription's queue to wake it when the hub ends its subscriptions.
+_WAKE: Any = object()
+
+
 @dataclass(eq=False)
 class Subscription:
     subject: str
     wants: Callable[[Delivery], bool]
     queue: asyncio.Queue[Delivery]
     overflowed: bool = False
+    ended: bool = False
     seen: deque[str] = field(default_factory=lambda: deque(maxlen=1024))
 
     def offer(self, delivery: Delivery) -> None:
@@ -57,6 +67,7 @@ class Hub:
         self._reader: asyncio.Task[None] | None = None
         self.position = "0"
         self._started = asyncio.Event()
+        self._ending = False
 
     async def start(self) -> None:
         """Follow the bus from its current end."""
@@ -102,6 +113,18 @@ class Hub:
                     {tracing.EVENTS: len(deliveries), tracing.SUBSCRIPTIONS: offered},
                 )
 
+    def end_subscriptions(self) -> None:
+        """End every subscription with ShuttingDownError (and refuse new ones): the instance is
+        stopping, and its subscribers are to resume on another, after the last event each
+        received. Events queued for them and not yet delivered are not lost: they follow
+        that event."""
+        self._ending = True
+        for subscriptions in self._by_subject.values():
+            for subscription in subscriptions:
+                subscription.ended = True
+                with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
+                    subscription.queue.put_nowait(_WAKE)
+
     @property
     def subscribers(self) -> int:
         return sum(len(s) for s in self._by_subject.values())
@@ -118,6 +141,8 @@ class Hub:
 
         Raises NotRetainedError (from the bus) when `after_event` is no longer retained.
         """
+        if self._ending:
+            raise ShuttingDownError(subject)
         subscription = Subscription(subject, wants, asyncio.Queue(self._queue_size))
         self._by_subject.setdefault(subject, set()).add(subscription)
         live_from = self.position
@@ -151,13 +176,19 @@ class Hub:
     ) -> AsyncIterator[Delivery]:
         last: tuple[int, int] | None = None
         for delivery in replay:
+            if subscription.ended:
+                raise ShuttingDownError(subscription.subject)
             subscription.seen.append(delivery.event.id)
             last = position_key(delivery.position)
             yield delivery
         while True:
+            if subscription.ended:
+                raise ShuttingDownError(subscription.subject)
             if subscription.overflowed:
                 raise SlowConsumerError(subscription.subject)
             delivery = await subscription.queue.get()
+            if delivery is _WAKE:
+                continue
             key = position_key(delivery.position)
             if last is not None and key <= last:
                 continue  # already replayed

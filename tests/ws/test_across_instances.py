@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from websockets.exceptions import ConnectionClosed
 
 from api.connections import Connections
 from api.settings import Settings
@@ -158,3 +159,48 @@ async def test_a_server_killed_between_commit_and_publish_loses_nothing(
                 change = message["payload"]["data"]["customerChanged"]
                 assert change["eventType"] == "customer.contact_changed"
                 assert change["customer"]["email"] == f"survived.{cid}@example.com"
+
+
+@pytest.mark.usefixtures("only_these_processes_relay")
+async def test_a_stopping_instance_tells_each_subscriber_where_to_resume(
+    shared_env: dict[str, str],
+    tmp_path: Path,
+    connections: Connections,
+    vendor_store: VendorStore,
+) -> None:
+    cid = await build_customer(connections, vendor_store)
+    with (
+        server(shared_env, tmp_path / "stopping.log") as (a, pa),
+        server(shared_env, tmp_path / "staying.log") as (b, pb),
+    ):
+        await ready(a, pa)
+        await ready(b, pb)
+        async with graphql_ws(a) as ws:
+            await subscribe(ws, cid)
+            await until(lambda: serving_subscriptions(a), what="the subscription on a")
+            await change_email(b, cid, f"before.{cid}@example.com")
+            delivered = (await next_message(ws))["payload"]["data"]["customerChanged"]["eventId"]
+
+            pa.send_signal(signal.SIGTERM)
+            told = await next_message(ws)
+            completed = await next_message(ws)
+            with pytest.raises(ConnectionClosed) as closed:
+                await next_message(ws)
+        # Stopped as SIGTERM stops `c360 serve` (`api.cli._exit_on_sigterm`).
+        assert pa.wait(timeout=60) == 128 + signal.SIGTERM
+
+        # A change while no one listens is not lost: resumed on the instance that stays.
+        await change_email(b, cid, f"meanwhile.{cid}@example.com")
+        async with graphql_ws(b) as again:
+            await subscribe(
+                again, cid, after=told["payload"]["errors"][0]["extensions"]["resumeAfter"]
+            )
+            resumed = (await next_message(again))["payload"]["data"]["customerChanged"]
+
+    assert told["type"] == "next", told
+    [error] = told["payload"]["errors"]
+    assert error["extensions"] == {"code": "SHUTTING_DOWN", "resumeAfter": delivered}
+    assert delivered in error["message"]
+    assert completed == {"id": "1", "type": "complete"}
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+    assert resumed["customer"]["email"] == f"meanwhile.{cid}@example.com"
