@@ -10,7 +10,10 @@ re-resolution) does not become a trace of its own per loader batch. Background w
 worth a span of its own says so once it is done (`record`).
 
 Span attributes name sources, loaders, counts and operation names, never what a customer
-wrote or is (no email, phone, address, key, variable or query text, no error message).
+wrote or is (no email, phone, address, key, variable or query text, no error message). The
+drivers' spans (`client_span`) name the SQL statement (its text holds placeholders, never
+values), the MongoDB command and collection (not the command's document), and the vendor
+API's path.
 """
 
 from __future__ import annotations
@@ -100,6 +103,23 @@ def _span(
         except Exception as error:
             current.set_status(Status(StatusCode.ERROR, type(error).__name__))
             raise
+
+
+def client_span(name: str, attributes: dict[str, Any]) -> Span | None:
+    """A CLIENT span (a call to a store) started now under the current span, for a driver's
+    hooks that start and end it in separate calls (`ended`); None when tracing is off or no
+    span is being recorded here."""
+    tracer = TRACER
+    if tracer is None or _untraced():
+        return None
+    return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def ended(started: Span, failure: str | None = None) -> None:
+    """End a `client_span`, marked failed with `failure` (a type's name, never a message)."""
+    if failure is not None:
+        started.set_status(Status(StatusCode.ERROR, failure))
+    started.end()
 
 
 def now() -> int:

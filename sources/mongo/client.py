@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.trace import Span
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import (
     CommandFailedEvent,
@@ -12,6 +13,7 @@ from pymongo.monitoring import (
     CommandSucceededEvent,
 )
 
+from sources import tracing
 from sources.mongo.source import MONGO
 from sources.roundtrips import RoundTrips
 
@@ -28,6 +30,39 @@ _HOUSEKEEPING = frozenset(
         "buildinfo",
     }
 )
+
+
+class _TracingListener(CommandListener):
+    """A span per command: its name, database and collection (not its document: a filter
+    holds what it looks for)."""
+
+    def __init__(self) -> None:
+        self._spans: dict[int, Span] = {}
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if event.command_name in _HOUSEKEEPING:
+            return
+        collection = event.command.get(event.command_name)
+        attributes = {
+            "db.system.name": "mongodb",
+            "db.operation.name": event.command_name,
+            "db.namespace": event.database_name,
+        }
+        if isinstance(collection, str):
+            attributes["db.collection.name"] = collection
+        started = tracing.client_span(f"mongo {event.command_name}", attributes)
+        if started is not None:
+            self._spans[event.request_id] = started
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        started = self._spans.pop(event.request_id, None)
+        if started is not None:
+            tracing.ended(started)
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        started = self._spans.pop(event.request_id, None)
+        if started is not None:
+            tracing.ended(started, "CommandFailed")
 
 
 class _RoundTripListener(CommandListener):
@@ -49,7 +84,11 @@ def create_client(
     url: str, *, timeout: float, round_trips: RoundTrips | None = None
 ) -> AsyncMongoClient[dict[str, Any]]:
     """A client that fails fast when the server is away, so a query is not held up by it."""
-    listeners = [_RoundTripListener(round_trips)] if round_trips is not None else []
+    listeners: list[CommandListener] = (
+        [_RoundTripListener(round_trips)] if round_trips is not None else []
+    )
+    if tracing.TRACER is not None:  # on for the app's lifetime: made after tracing started
+        listeners.append(_TracingListener())
     timeout_ms = int(timeout * 1000)
     # Finding no server gives up before the call's own timeout, so an unreachable MongoDB
     # reports SOURCE_UNAVAILABLE rather than SOURCE_TIMEOUT.

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from sources import tracing
 from sources.roundtrips import RoundTrips
 from sources.sql.source import SQL
 
@@ -101,7 +102,49 @@ def create_engine(
         def _count(*_args: Any) -> None:
             round_trips.record(SQL.name)
 
+    if tracing.TRACER is not None:  # on for the app's lifetime: made after tracing started
+        _trace_statements(sync_engine, url.get_backend_name())
     return engine
+
+
+def _trace_statements(sync_engine: Engine, system: str) -> None:
+    """A span per statement: its operation, and its text (placeholders, no values)."""
+
+    @event.listens_for(sync_engine, "before_cursor_execute")
+    def _start(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+        started = tracing.client_span(
+            f"sql {operation}",
+            {
+                "db.system.name": system,
+                "db.operation.name": operation,
+                "db.query.text": statement[:_MAX_STATEMENT],
+            },
+        )
+        if started is not None and context is not None:
+            context.c360_span = started
+
+    @event.listens_for(sync_engine, "after_cursor_execute")
+    def _end(
+        _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        started = getattr(context, "c360_span", None)
+        if started is not None:
+            context.c360_span = None
+            tracing.ended(started)
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _failed(failure: Any) -> None:
+        started = getattr(failure.execution_context, "c360_span", None)
+        if started is not None:
+            failure.execution_context.c360_span = None
+            tracing.ended(started, type(failure.original_exception).__name__)
+
+
+# A statement's text in its span, at most (an IN list of a big batch runs long).
+_MAX_STATEMENT = 2000
 
 
 SQLITE_BUSY_SECONDS = 30.0

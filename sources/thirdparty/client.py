@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 import aiohttp
 import certifi
 import orjson
+from opentelemetry.trace import SpanKind
 
+from sources import tracing
 from sources.declaration import VendorAPI
 from sources.roundtrips import RoundTrips
 
@@ -69,17 +71,21 @@ class VendorClient:
         KeyError, TypeError or ValueError for an answer of the wrong shape)."""
         self._count()
         url = self.base_url + path
-        async with self._session.post(
-            url, data=orjson.dumps(body), headers=_JSON, allow_redirects=False
-        ) as response:
-            if not 200 <= response.status < 300:
-                raise aiohttp.ClientResponseError(
-                    response.request_info,
-                    response.history,
-                    status=response.status,
-                    message=response.reason or "",
-                )
-            raw = await response.read()
+        # The path names the API's operation; the body (ids) is not in the span.
+        attributes = {"http.request.method": "POST", "url.path": path, "c360.source": self.api.name}
+        with tracing.span(f"POST {self.api.name}", attributes, SpanKind.CLIENT) as call:
+            async with self._session.post(
+                url, data=orjson.dumps(body), headers=_JSON, allow_redirects=False
+            ) as response:
+                call.set_attribute("http.response.status_code", response.status)
+                if not 200 <= response.status < 300:
+                    raise aiohttp.ClientResponseError(
+                        response.request_info,
+                        response.history,
+                        status=response.status,
+                        message=response.reason or "",
+                    )
+                raw = await response.read()
         try:
             return parse(orjson.loads(raw))
         except (KeyError, TypeError, ValueError) as error:  # orjson's errors are ValueErrors

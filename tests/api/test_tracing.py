@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 
 from api.app import create_app
@@ -104,6 +105,19 @@ async def test_an_agent_query_is_one_trace_continuing_the_callers(spans: Any) ->
         assert _ancestors(load, by_id)[-2:] == ["graphql.execute", "query Agent"], load.name
         assert load.attributes["c360.keys"] >= 1
         assert 0 <= load.attributes["c360.fetched"] <= load.attributes["c360.keys"]
+    # Under each batch, the store calls themselves: a statement, a command, a vendor POST.
+    calls = {
+        by_id[s.parent.span_id].attributes["c360.source"]: s
+        for s in mine
+        if s.kind is SpanKind.CLIENT and by_id[s.parent.span_id].name.startswith("load ")
+    }
+    assert set(calls) == {"sql", "mongo", "loyalty", "tracking"}, calls
+    assert calls["sql"].name == "sql SELECT"
+    assert calls["sql"].attributes["db.query.text"].lstrip().upper().startswith("SELECT")
+    assert calls["mongo"].name.startswith("mongo ")
+    assert calls["mongo"].attributes["db.system.name"] == "mongodb"
+    assert calls["loyalty"].name == "POST loyalty"
+    assert calls["loyalty"].attributes["http.response.status_code"] == 200
 
     # The same query again, from another parent span: its spans are its own, none of them
     # under the first request's (the test settings keep the entity cache off, so it loads).
