@@ -39,6 +39,7 @@ from api.engine.plan import (
     FieldPlan,
     ObjectPlan,
 )
+from sources.cache.entity import Stale
 
 if TYPE_CHECKING:
     from api.engine.run import Run
@@ -73,16 +74,23 @@ def _completion_waits(completion: Completion) -> bool:
     return any(waits(possible) for possible in completion.possible.values())
 
 
-def compile_object(plan: ObjectPlan) -> ObjectFunction:
-    """The plan's compiled function (made once, kept on the plan)."""
+def compile_object(plan: ObjectPlan, *, optimistic: bool = False) -> ObjectFunction:
+    """The plan's compiled function (made once, kept on the plan): for `Run`, or for
+    `api.engine.optimistic.OptimisticRun` (`optimistic`), whose function also answers each
+    loaded field whose value is at hand in its pass, and stops at any error."""
+    if optimistic:
+        if plan.compiled_optimistic is None:
+            plan.compiled_optimistic = _Writer(plan, optimistic=True).function()
+        return plan.compiled_optimistic
     if plan.compiled is None:
         plan.compiled = _Writer(plan).function()
     return plan.compiled
 
 
 class _Writer:
-    def __init__(self, plan: ObjectPlan) -> None:
+    def __init__(self, plan: ObjectPlan, *, optimistic: bool = False) -> None:
         self.plan = plan
+        self.optimistic = optimistic
         self.names: dict[str, Any] = {
             "Path": Path,
             # `Path(...)` goes through namedtuple's Python `__new__`; this is the C call it makes.
@@ -103,9 +111,13 @@ class _Writer:
         self.lines.append("    " * indent + line)
 
     def function(self) -> ObjectFunction:
-        from api.engine.run import Slot, abandon  # run imports this module
+        from api.engine.run import FieldInfo, Slot, abandon  # run imports this module
 
         self.names["Slot"] = Slot
+        if self.optimistic:
+            from api.engine.optimistic import OrderMatters  # it imports run, which imports this
+
+            self.names.update(OrderMatters=OrderMatters, Stale=Stale, FieldInfo=FieldInfo)
         # What waits under an object that fails never starts: its awaitable items are closed.
         self.names["abandon"] = abandon
         collects = any(field.deferred for field in self.plan.fields) or waits(self.plan)
@@ -146,6 +158,10 @@ class _Writer:
         if field.kind == TYPENAME:
             self.emit(at, f"out[{key}] = {field.parent_name!r}")
             return
+        if field.deferred and self.optimistic and field.loaded is not None:
+            if field.value_rule is None:
+                self.loaded(at, field, plan, key)
+                return
         if field.deferred:
             self.emit(at, f"mine.append(({plan}, source, path, out, slot))")
             self.emit(at, f"out[{key}] = None")
@@ -166,6 +182,41 @@ class _Writer:
             self.object_list(at, field, plan, key, general)
         else:
             self.emit(at, general)
+
+    def loaded(self, at: int, field: FieldPlan, plan: str, key: str) -> None:
+        """A loaded field in an optimistic pass: its value, when the loader has it at hand,
+        completed here; else the field waits as `Run` makes it wait. Any error (a refusal, a
+        failed key, a value that does not complete) stops the attempt: `OrderMatters`."""
+        assert field.loaded is not None
+        loaded = self.bind("L", field.loaded)
+        here = f"_new(Path, (path, {key}, {field.parent_name!r}))"
+        self.emit(at, "try:")
+        if field.permissions:
+            self.emit(at + 1, f"run.check({plan}, source, FieldInfo(run.context, {here},")
+            self.emit(at + 2, f"{field.name!r}), {{}})")
+        self.emit(at + 1, f"wanted = {loaded}.key(source)")
+        self.emit(at + 1, "if wanted is None:")
+        self.emit(at + 2, f"value = {loaded}.convert(source, None)")
+        self.emit(at + 1, "else:")
+        self.emit(at + 2, f"future = {loaded}.loader(run.loaders).load(wanted)")
+        self.emit(at + 2, "if future.done():")
+        self.emit(at + 3, "value = future.result()")
+        self.emit(at + 3, "if type(value) is Stale:")
+        self.emit(at + 4, "raise OrderMatters")  # its mark's place is graphql-core's
+        self.emit(at + 3, f"value = {loaded}.convert(source, value)")
+        self.emit(at + 2, "else:")
+        self.emit(at + 3, "value = _ABSENT")
+        self.emit(at, "except Exception:")
+        self.emit(at + 1, "raise OrderMatters from None")
+        self.emit(at, "if value is _ABSENT:  # not at hand: it waits for its batch")
+        self.emit(at + 1, f"mine.append(({plan}, source, path, out, slot))")
+        self.emit(at + 1, f"out[{key}] = None")
+        self.emit(at, "else:")
+        self.emit(at + 1, "try:")
+        completed = f"run.complete({plan}.completion, value, {plan}, {here}, out, {key}, None)"
+        self.emit(at + 2, f"out[{key}] = {completed}")
+        self.emit(at + 1, "except Exception:")
+        self.emit(at + 2, "raise OrderMatters from None")
 
     def leaf(self, at: int, field: FieldPlan, key: str, general: str) -> None:
         completion = field.completion
@@ -195,7 +246,7 @@ class _Writer:
     def object(self, at: int, field: FieldPlan, plan: str, key: str, general: str) -> None:
         child = field.completion.object
         assert child is not None
-        function = self.bind("C", compile_object(child))
+        function = self.bind("C", compile_object(child, optimistic=self.optimistic))
         self.emit(at, f"if {self.usable(child)}:")
         self.emit(at + 1, f"here = _new(Path, (path, {key}, {field.parent_name!r}))")
         slot = f"Slot(slot, out, {key}, here, {field.completion.non_null})"
@@ -213,7 +264,7 @@ class _Writer:
         item = field.completion.item
         assert item is not None and item.object is not None
         child = item.object
-        function = self.bind("C", compile_object(child))
+        function = self.bind("C", compile_object(child, optimistic=self.optimistic))
         completion = self.bind("I", item)
         item_slot = f"Slot(own, items, index, at, {item.non_null})"
         self.emit(at, "if type(value) is list:")

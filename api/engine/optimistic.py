@@ -30,7 +30,8 @@ from graphql import ExecutionResult, GraphQLError
 from graphql.execution.values import VariableValues
 from graphql.pyutils import Path
 
-from api.engine.plan import FieldPlan, OperationPlan
+from api.engine.compiled import ObjectFunction, compile_object
+from api.engine.plan import FieldPlan, ObjectPlan, OperationPlan
 from api.engine.run import FieldInfo, Run, Slot, _Pending, _Resolving, abandon
 from resolvers.context import Context
 from sources.cache.entity import Stale
@@ -93,6 +94,9 @@ class OptimisticRun(Run):
         except OrderMatters:
             self.close()
             raise
+
+    def object_function(self, plan: ObjectPlan) -> ObjectFunction:
+        return compile_object(plan, optimistic=True)
 
     # Errors: wherever graphql-core's order would place them, the attempt stops instead.
 

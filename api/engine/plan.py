@@ -295,7 +295,7 @@ class FieldPlan:
 class ObjectPlan:
     """The fields selected on one object type, in response order."""
 
-    __slots__ = ("compiled", "fields", "is_type_of", "type_", "waits")
+    __slots__ = ("compiled", "compiled_optimistic", "fields", "is_type_of", "type_", "waits")
 
     def __init__(self, type_: GraphQLObjectType) -> None:
         self.type_ = type_
@@ -305,6 +305,7 @@ class ObjectPlan:
         # function completing an object of this plan.
         self.waits: bool | None = None
         self.compiled: Callable[..., dict[str, Any]] | None = None
+        self.compiled_optimistic: Callable[..., dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from graphql import ExecutionResult, GraphQLError, GraphQLObjectType, located_er
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, inspect, is_iterable
 
-from api.engine.compiled import compile_object, waits
+from api.engine.compiled import ObjectFunction, compile_object, waits
 from api.engine.plan import (
     ABSTRACT,
     ATTRIBUTE,
@@ -139,7 +139,7 @@ class Run:
         root: _Pending = []
         self.collector = root
         try:
-            self.data = compile_object(plan.root)(self, None, None, None)
+            self.data = self.object_function(plan.root)(self, None, None, None)
         except GraphQLError as error:
             self.add_error(error, None)
             self.data = None
@@ -162,6 +162,10 @@ class Run:
         if self.failure is not None:
             raise self.failure
         return ExecutionResult(self.data, self.errors or None)
+
+    def object_function(self, plan: ObjectPlan) -> ObjectFunction:
+        """The compiled function completing an object of `plan` in this kind of run."""
+        return compile_object(plan)
 
     def close(self) -> None:
         """Stop every resolver still waiting (the request was cancelled or timed out)."""
@@ -297,7 +301,7 @@ class Run:
                 )
             # A slot only where something below waits (`api.engine.compiled.waits`).
             own = Slot(slot, container, key, path, completion.non_null) if waits(plan) else None
-            return compile_object(plan)(self, value, path, own)
+            return self.object_function(plan)(self, value, path, own)
         assert kind == LIST and completion.item is not None
         own = Slot(slot, container, key, path, completion.non_null)
         if type(value) is not list and not is_iterable(value):  # an ABC check, in Python
