@@ -43,20 +43,29 @@ def subscribers_told_first(hub: Hub) -> Iterator[None]:
         return
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in _SIGNALS}
-    telling: list[asyncio.Task[None]] = []
+    # Set in the handler itself: a second signal, even one before the loop has run the first
+    # one's telling, goes straight on, and the telling then does not pass its own on as well
+    # (uvicorn would take a late second SIGINT for "force exit").
+    passed_on: list[int] = []
+    telling: list[bool] = []
 
     def then(sig: int, frame: FrameType | None) -> None:
+        passed_on.append(sig)
         handler = previous[sig]
         if callable(handler):
             handler(sig, frame)
+        elif handler in (signal.SIG_DFL, None):
+            signal.signal(sig, signal.SIG_DFL)  # what it would have done: end the process
+            signal.raise_signal(sig)
 
     def on_signal(sig: int, frame: FrameType | None) -> None:
         if telling:
             then(sig, frame)  # a second signal: no more waiting
             return
+        telling.append(True)
         # A signal handler may run between any two bytecodes of the loop's own work: the
         # telling starts from the loop, as the loop's documentation asks of such callers.
-        loop.call_soon_threadsafe(lambda: telling.append(loop.create_task(tell(sig, frame))))
+        loop.call_soon_threadsafe(lambda: loop.create_task(tell(sig, frame)))
 
     async def tell(sig: int, frame: FrameType | None) -> None:
         try:
@@ -64,7 +73,8 @@ def subscribers_told_first(hub: Hub) -> Iterator[None]:
         except Exception:
             log.exception("ending the subscriptions before stopping failed")
         finally:
-            then(sig, frame)
+            if not passed_on:  # else a later signal already went on, alone
+                then(sig, frame)
 
     for sig in _SIGNALS:
         signal.signal(sig, on_signal)
@@ -72,7 +82,10 @@ def subscribers_told_first(hub: Hub) -> Iterator[None]:
         yield
     finally:
         for number, handler in previous.items():
-            signal.signal(number, _restorable(handler))
+            # Only where ours still stands: uvicorn, stopping, may already have put back the
+            # handlers it found, which are not ours to replace.
+            if signal.getsignal(number) is on_signal:
+                signal.signal(number, _restorable(handler))
 
 
 async def _end_subscriptions(hub: Hub) -> None:
@@ -80,9 +93,10 @@ async def _end_subscriptions(hub: Hub) -> None:
     message: its operation is gone from its socket's handler once it has."""
     count = hub.subscribers
     hub.end_subscriptions()
-    if not count:
-        return
-    log.info("stopping: telling %d subscription(s) where to resume", count)
+    if count:
+        log.info("stopping: telling %d subscription(s) where to resume", count)
+    # Also while WebSocket operations run: one still being admitted is refused by the hub
+    # now, and its SHUTTING_DOWN must go out before the socket closes.
     deadline = asyncio.get_running_loop().time() + TELL_SECONDS
     while hub.subscribers or operations_running():
         if asyncio.get_running_loop().time() > deadline:

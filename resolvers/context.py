@@ -116,8 +116,9 @@ class Context:
     # Set by a mutation whose answer asks the client to retry (MERGE_IN_PROGRESS): that answer
     # is not kept for the key, whose retry runs again.
     retry_invited: bool = False
-    # While set, clear-text reads are kept in `audit_reads` only, not yet written to the audit
-    # log: an execution that may be run again (`api.engine.optimistic`) writes them once.
+    # While set, clear-text reads are kept in `audit_reads` only, not written to the audit log:
+    # an execution that may be run again (`api.engine.optimistic`) runs on a copy that holds
+    # them, and they are the request's (`take_audit`) only once that execution stands.
     audit_held: bool = False
 
     @property
@@ -146,15 +147,12 @@ class Context:
         if not self.audit_held:
             self._audit(customer_id, name)
 
-    def release_audit(self, mark: int, *, keep: bool) -> None:
-        """Stop holding clear-text reads: those held since `len(audit_reads)` was `mark` are
-        written to the audit log (`keep`) or forgotten, as if they had never been read."""
-        self.audit_held = False
-        if keep:
-            for customer_id, name in self.audit_reads[mark:]:
+    def take_audit(self, reads: list[tuple[int, str]]) -> None:
+        """Clear-text reads a copy of this context held (`audit_held`): this request's now."""
+        for customer_id, name in reads:
+            self.audit_reads.append((customer_id, name))
+            if not self.audit_held:
                 self._audit(customer_id, name)
-        else:
-            del self.audit_reads[mark:]
 
     def _audit(self, customer_id: int, name: str) -> None:
         self.connections.audit.record(

@@ -144,12 +144,14 @@ async def _deliveries(
             "SLOW_CONSUMER",
             f"this subscriber fell too far behind and was closed; resume with after: {last}",
         ) from None
-    except ShuttingDownError:
-        # The socket closes next (1012): `resumeAfter` is where to pick up, on any instance.
+    except ShuttingDownError as stopping:
+        # The socket closes next (1012): `resumeAfter` is where to pick up, on any instance:
+        # the last event delivered, or the hub's last before this subscription went live.
+        resume = stopping.resume_after
         raise GraphQLError(
             "this c360 instance is stopping; subscribe again with after: "
-            + (f"{last}" if last else "the last eventId you received"),
-            extensions={"code": "SHUTTING_DOWN", "resumeAfter": last},
+            + (resume or "the last eventId you received"),
+            extensions={"code": "SHUTTING_DOWN", "resumeAfter": resume},
         ) from None
 
 

@@ -124,10 +124,11 @@ class DataLoader(Generic[K, V]):
         return self._futures
 
     def hold_failures(self) -> None:
-        """From now on, a key that failed fails again at once when asked, instead of going to
-        the source again: an execution run a second time over what the first one loaded
+        """Each key that has failed so far fails again at once when asked, instead of going
+        to the source again: an execution run a second time over what the first one loaded
         (`api.engine.optimistic`) meets the same values and the same failures, with no second
-        wait on a source that is down."""
+        wait on a source that is down. (Only batches that raised fail their keys this way, a
+        bug's or a cancellation's; a source's outage is a per-key value, kept anyway.)"""
         if not self._failures:
             return
         assert self._loop is not None  # a key failed, so one was asked

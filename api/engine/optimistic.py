@@ -14,9 +14,10 @@ The moment something whose order would show happens (a field error, a value serv
 the attempt stops (`OrderMatters`) and the operation runs again on `Run`, graphql-core's way,
 over what the attempt loaded: the request's loaders hold every value it fetched and now hold
 every failure too (`DataLoader.hold_failures`), so the second run waits on no source that the
-first one already asked. Clear-text reads are held until the attempt is known good
-(`Context.audit_held`), so a read run twice is audited once; stale marks of the attempt are
-taken back.
+first one already asked. The attempt runs on a copy of the request's context: its clear-text
+reads are held (`Context.audit_held`) and become the request's only once it is known good, so
+a read run twice is audited once, and its stale marks, like anything a task it left running
+adds later, stay on the copy.
 
 An operation that reads a store other than through the loaders (`reads_outside_loaders`) runs
 on `Run` alone once that is known: run again, it could read other rows.
@@ -24,6 +25,7 @@ on `Run` alone once that is known: run again, it could read other rows.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError
@@ -58,21 +60,18 @@ async def run_plan(
             return await OptimisticRun(context, variables, hide_suggestions).execute(plan)
         except OrderMatters:
             return await Run(context, variables, hide_suggestions).execute(plan)
-    stale, audited = len(context.stale), len(context.audit_reads)
-    context.audit_held = True
+    # The attempt runs on a copy of the context that keeps its own stale marks and holds its
+    # clear-text reads: what it leaves running when it stops (a task a resolver gathered)
+    # may still add to them, and must not add to the request's.
+    attempt = dataclasses.replace(context, stale=[], audit_reads=[], audit_held=True)
     try:
-        result = await OptimisticRun(context, variables, hide_suggestions).execute(plan)
+        result = await OptimisticRun(attempt, variables, hide_suggestions).execute(plan)
     except OrderMatters:
         pass
-    except BaseException:
-        context.release_audit(audited, keep=False)
-        raise
     else:
-        if len(context.stale) == stale:
-            context.release_audit(audited, keep=True)
+        if not attempt.stale:
+            context.take_audit(attempt.audit_reads)
             return result
-    context.release_audit(audited, keep=False)
-    del context.stale[stale:]
     for loader in context.loaders.made():
         loader.hold_failures()
     return await Run(context, variables, hide_suggestions).execute(plan)

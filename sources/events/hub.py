@@ -32,7 +32,12 @@ class SlowConsumerError(Exception):
 
 
 class ShuttingDownError(Exception):
-    """This instance is stopping: the subscription ends here, to be resumed elsewhere."""
+    """This instance is stopping: the subscription ends here, to be resumed elsewhere after
+    `resume_after` (None only when the hub had seen no event since it started)."""
+
+    def __init__(self, subject: str, resume_after: str | None) -> None:
+        super().__init__(subject)
+        self.resume_after = resume_after
 
 
 # Put into a waiting subscription's queue to wake it when the hub ends its subscriptions.
@@ -46,6 +51,10 @@ class Subscription:
     queue: asyncio.Queue[Delivery]
     overflowed: bool = False
     ended: bool = False
+    # The event to resume after: the last one delivered, else the last one the hub had read
+    # when this subscription went live (or its `after`). Whatever it was offered and did not
+    # deliver follows it.
+    resume_after: str | None = None
     seen: deque[str] = field(default_factory=lambda: deque(maxlen=1024))
 
     def offer(self, delivery: Delivery) -> None:
@@ -66,6 +75,7 @@ class Hub:
         self._by_subject: dict[str, set[Subscription]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.position = "0"
+        self.last_event_id: str | None = None  # the event at `position`, once one is read
         self._started = asyncio.Event()
         self._ending = False
 
@@ -106,6 +116,7 @@ class Hub:
                     subscription.offer(delivery)
                     offered += 1
                 self.position = delivery.position
+                self.last_event_id = delivery.event.id
             if offered:
                 tracing.record(
                     "hub.deliver",
@@ -142,8 +153,9 @@ class Hub:
         Raises NotRetainedError (from the bus) when `after_event` is no longer retained.
         """
         if self._ending:
-            raise ShuttingDownError(subject)
+            raise ShuttingDownError(subject, after_event or self.last_event_id)
         subscription = Subscription(subject, wants, asyncio.Queue(self._queue_size))
+        subscription.resume_after = after_event or self.last_event_id
         self._by_subject.setdefault(subject, set()).add(subscription)
         live_from = self.position
         try:
@@ -177,13 +189,14 @@ class Hub:
         last: tuple[int, int] | None = None
         for delivery in replay:
             if subscription.ended:
-                raise ShuttingDownError(subscription.subject)
+                raise ShuttingDownError(subscription.subject, subscription.resume_after)
             subscription.seen.append(delivery.event.id)
+            subscription.resume_after = delivery.event.id
             last = position_key(delivery.position)
             yield delivery
         while True:
             if subscription.ended:
-                raise ShuttingDownError(subscription.subject)
+                raise ShuttingDownError(subscription.subject, subscription.resume_after)
             if subscription.overflowed:
                 raise SlowConsumerError(subscription.subject)
             delivery = await subscription.queue.get()
@@ -195,5 +208,6 @@ class Hub:
             if delivery.event.id in subscription.seen:
                 continue  # at-least-once delivery: the same event published twice
             subscription.seen.append(delivery.event.id)
+            subscription.resume_after = delivery.event.id
             last = key
             yield delivery

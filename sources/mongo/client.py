@@ -32,6 +32,10 @@ _HOUSEKEEPING = frozenset(
 )
 
 
+# Open command spans a client keeps at most (far more than its pool runs at once).
+_OPEN_SPANS = 1000
+
+
 class _TracingListener(CommandListener):
     """A span per command: its name, database and collection (not its document: a filter
     holds what it looks for)."""
@@ -52,6 +56,11 @@ class _TracingListener(CommandListener):
             attributes["db.collection.name"] = collection
         started = tracing.client_span(f"mongo {event.command_name}", attributes)
         if started is not None:
+            if len(self._spans) >= _OPEN_SPANS:
+                # PyMongo tells of no end for a command whose task was cancelled (a loader's
+                # deadline): the oldest open span is ended here rather than kept for ever.
+                oldest = next(iter(self._spans))
+                tracing.ended(self._spans.pop(oldest), "Abandoned")
             self._spans[event.request_id] = started
 
     def succeeded(self, event: CommandSucceededEvent) -> None:

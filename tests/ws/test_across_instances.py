@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,13 @@ from sources.sql.models import OutboxEvent
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
 from tests.waits import until
-from tests.ws.test_subscriptions import change_email, graphql_ws, next_message, subscribe
+from tests.ws.test_subscriptions import (
+    SUBSCRIBE,
+    change_email,
+    graphql_ws,
+    next_message,
+    subscribe,
+)
 
 
 @pytest.fixture
@@ -180,12 +187,25 @@ async def test_a_stopping_instance_tells_each_subscriber_where_to_resume(
             await until(lambda: serving_subscriptions(a), what="the subscription on a")
             await change_email(b, cid, f"before.{cid}@example.com")
             delivered = (await next_message(ws))["payload"]["data"]["customerChanged"]["eventId"]
+            # A second subscription, live from after that event, has delivered nothing yet.
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": "2",
+                        "type": "subscribe",
+                        "payload": {"query": SUBSCRIBE, "variables": {"id": str(cid)}},
+                    }
+                )
+            )
+            await until(lambda: _subscriptions(a, 2), what="the second subscription on a")
 
             pa.send_signal(signal.SIGTERM)
-            told = await next_message(ws)
-            completed = await next_message(ws)
+            last = [await next_message(ws) for _ in range(4)]  # each told, then complete
             with pytest.raises(ConnectionClosed) as closed:
                 await next_message(ws)
+        told = next(m for m in last if m["id"] == "1" and m["type"] == "next")
+        completed = next(m for m in last if m["id"] == "1" and m["type"] == "complete")
+        quiet = next(m for m in last if m["id"] == "2" and m["type"] == "next")
         # Stopped as SIGTERM stops `c360 serve` (`api.cli._exit_on_sigterm`).
         assert pa.wait(timeout=60) == 128 + signal.SIGTERM
 
@@ -204,3 +224,14 @@ async def test_a_stopping_instance_tells_each_subscriber_where_to_resume(
     assert completed == {"id": "1", "type": "complete"}
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
     assert resumed["customer"]["email"] == f"meanwhile.{cid}@example.com"
+    # Told to resume after the last event the hub had read when it went live: the first's.
+    assert quiet["payload"]["errors"][0]["extensions"]["resumeAfter"] == delivered
+
+
+async def _subscriptions(url: str, count: int) -> bool:
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{url}/metrics")).text
+    return any(
+        line.startswith("c360_subscriptions ") and float(line.split()[1]) >= count
+        for line in metrics.splitlines()
+    )

@@ -202,7 +202,8 @@ async def test_a_rolling_restart_under_load_loses_no_request_and_no_event(
         stop.set()
         await asking
         await until(
-            lambda: _delivered(received, load.emails), what="every change at the subscriber"
+            lambda: _delivered(received, load.emails, following),
+            what="every change at the subscriber",
         )
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -250,5 +251,9 @@ async def _asked(load: Load, count: int) -> bool:
     return len(load.answers) >= count
 
 
-async def _delivered(received: list[dict[str, Any]], emails: list[str]) -> bool:
+async def _delivered(
+    received: list[dict[str, Any]], emails: list[str], following: asyncio.Task[None]
+) -> bool:
+    if following.done():
+        following.result()  # the subscriber failed: its error, not a wait's timeout
     return len(received) >= len(emails)
