@@ -32,7 +32,7 @@ from graphql import ExecutionResult, GraphQLError
 from graphql.execution.values import VariableValues
 from graphql.pyutils import Path
 
-from api.engine.compiled import ObjectFunction, compile_object
+from api.engine.compiled import ObjectFunction, compile_object, waits
 from api.engine.plan import FieldPlan, ObjectPlan, OperationPlan
 from api.engine.run import FieldInfo, Run, Slot, _Pending, _Resolving, abandon
 from resolvers.context import Context
@@ -53,7 +53,9 @@ async def run_plan(
     hide_suggestions: bool,
 ) -> ExecutionResult:
     """The operation's result: optimistically when it may be, graphql-core's way otherwise."""
-    if plan.reads_outside_loaders:
+    if plan.reads_outside_loaders or not waits(plan.root):
+        # Nothing waits (`{ __typename }`, fields read off the root): no order to choose,
+        # and no attempt worth a copy of the context.
         return await Run(context, variables, hide_suggestions).execute(plan)
     if not isinstance(context, Context):  # a schema of the tests' own, over no stores
         try:
