@@ -94,12 +94,12 @@ async def ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} never became ready")
 
 
-async def serving_subscriptions(url: str) -> bool:
-    """Whether the server at `url` serves a subscription (its /metrics gauge)."""
+async def serving_subscriptions(url: str, count: int = 1) -> bool:
+    """Whether the server at `url` serves `count` subscriptions or more (its /metrics gauge)."""
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"{url}/metrics")).text
     return any(
-        line.startswith("c360_subscriptions ") and float(line.split()[1]) >= 1
+        line.startswith("c360_subscriptions ") and float(line.split()[1]) >= count
         for line in metrics.splitlines()
     )
 
@@ -197,7 +197,7 @@ async def test_a_stopping_instance_tells_each_subscriber_where_to_resume(
                     }
                 )
             )
-            await until(lambda: _subscriptions(a, 2), what="the second subscription on a")
+            await until(lambda: serving_subscriptions(a, 2), what="the second subscription on a")
 
             pa.send_signal(signal.SIGTERM)
             last = [await next_message(ws) for _ in range(4)]  # each told, then complete
@@ -226,12 +226,3 @@ async def test_a_stopping_instance_tells_each_subscriber_where_to_resume(
     assert resumed["customer"]["email"] == f"meanwhile.{cid}@example.com"
     # Told to resume after the last event the hub had read when it went live: the first's.
     assert quiet["payload"]["errors"][0]["extensions"]["resumeAfter"] == delivered
-
-
-async def _subscriptions(url: str, count: int) -> bool:
-    async with httpx.AsyncClient() as http:
-        metrics = (await http.get(f"{url}/metrics")).text
-    return any(
-        line.startswith("c360_subscriptions ") and float(line.split()[1]) >= count
-        for line in metrics.splitlines()
-    )
