@@ -142,22 +142,19 @@ class Context:
 
     def audit_read(self, customer_id: int, type_name: str, field_name: str) -> None:
         """Record that this request read one PII field of a customer in clear."""
-        name = f"{type_name}.{field_name}"
-        self.audit_reads.append((customer_id, name))
-        if not self.audit_held:
-            self._audit(customer_id, name)
+        self._read(customer_id, f"{type_name}.{field_name}")
 
     def take_audit(self, reads: list[tuple[int, str]]) -> None:
         """Clear-text reads a copy of this context held (`audit_held`): this request's now."""
         for customer_id, name in reads:
-            self.audit_reads.append((customer_id, name))
-            if not self.audit_held:
-                self._audit(customer_id, name)
+            self._read(customer_id, name)
 
-    def _audit(self, customer_id: int, name: str) -> None:
-        self.connections.audit.record(
-            request_id=self.request_id,
-            principal=self.principal,
-            customer_id=customer_id,
-            field_name=name,
-        )
+    def _read(self, customer_id: int, name: str) -> None:
+        self.audit_reads.append((customer_id, name))
+        if not self.audit_held:
+            self.connections.audit.record(
+                request_id=self.request_id,
+                principal=self.principal,
+                customer_id=customer_id,
+                field_name=name,
+            )

@@ -7,8 +7,9 @@ timing is what puts errors and stale marks in graphql-core's order, and it costs
 iteration per level of the document, a scheduled callback per group of fields and a record per
 field that waits. But order shows in nothing else: the data's keys are placed in response order
 by the pass over each object, whenever their values come. So `OptimisticRun` starts what waits
-under an object as soon as the object's pass ends, inline, and answers a loaded field whose
-value is at hand (the loader has it, as in a warm cache) with no record at all.
+under an object as soon as the object's pass ends, inline, and its objects' compiled functions
+(`compile_object(plan, optimistic=True)`) answer a loaded field whose value is at hand (the
+loader has it, as in a warm cache) in the object's own pass, with no record at all.
 
 The moment something whose order would show happens (a field error, a value served stale),
 the attempt stops (`OrderMatters`) and the operation runs again on `Run`, graphql-core's way,
@@ -34,9 +35,8 @@ from graphql.pyutils import Path
 
 from api.engine.compiled import ObjectFunction, compile_object, waits
 from api.engine.plan import FieldPlan, ObjectPlan, OperationPlan
-from api.engine.run import FieldInfo, Run, Slot, _Pending, _Resolving, abandon
+from api.engine.run import Run, _Pending, _Resolving, abandon
 from resolvers.context import Context
-from sources.cache.entity import Stale
 
 
 class OrderMatters(BaseException):
@@ -117,7 +117,7 @@ class OptimisticRun(Run):
             kind = type(item)
             try:
                 if kind is tuple:
-                    self.start_field(*item)
+                    _Resolving(self, *item).begin()  # an async field, as `Run` begins it
                 elif kind is list:
                     self.start_all(item)
                 else:
@@ -125,53 +125,3 @@ class OptimisticRun(Run):
             except BaseException:
                 abandon(pending[index + 1 :])  # never to start: awaitable items are closed
                 raise
-
-    def start_field(
-        self,
-        field: FieldPlan,
-        source: Any,
-        path: Path | None,
-        out: dict[str, Any],
-        slot: Slot | None,
-    ) -> None:
-        """An async field: a loaded one whose value is at hand is completed here, with no
-        record of its own; any other is begun as `Run` begins it."""
-        loaded = field.loaded
-        if loaded is None or field.value_rule is not None:
-            _Resolving(self, field, source, path, out, slot).begin()
-            return
-        own = Path(path, field.key, field.parent_name)
-        try:
-            if field.permissions:
-                self.check(field, source, FieldInfo(self.context, own, field.name), {})
-            key = loaded.key(source)
-            if key is None:
-                value = loaded.convert(source, None)
-            else:
-                future = loaded.loader(self.loaders).load(key)
-                if not future.done():
-                    resolving = _Resolving(self, field, source, path, out, slot)
-                    self.live.add(resolving)
-                    future.add_done_callback(resolving.step)
-                    return
-                value = future.result()
-                if type(value) is Stale:
-                    raise OrderMatters  # its mark's place in the response is graphql-core's
-                value = loaded.convert(source, value)
-        except Exception:
-            raise OrderMatters from None
-        outer = self.collector
-        mine: _Pending = []
-        self.collector = mine
-        try:
-            completed = self.complete(field.completion, value, field, own, out, field.key, slot)
-        except BaseException as failure:
-            abandon(mine)
-            if isinstance(failure, Exception):
-                raise OrderMatters from None
-            raise
-        finally:
-            self.collector = outer
-        out[field.key] = completed
-        if mine:
-            self.start_all(mine)
