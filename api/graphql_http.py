@@ -49,6 +49,7 @@ from api.guard import CallerRefusedError, Guard
 from api.limits import QUERY_TOO_COMPLEX, too_many_tokens
 from api.logs import REQUEST_ID, LogFormat
 from api.settings import Settings
+from api.turns import Turns
 from domain.principal import Principal
 from resolvers.context import Context
 from resolvers.errors import PARSE_FAILED, format_error, request_errors, with_code
@@ -289,8 +290,10 @@ class GraphQLHTTP:
         self.documents = DocumentCache(settings.limit_tokens)
         self.executor = Executor(schema, settings.engine)
         self.answers_version = answers.code_version(schema)
+        self.turns = Turns()
 
     async def __call__(self, request: Request, connections: Connections, guard: Guard) -> Response:
+        await self.turns.take()
         rid = request_id(request.headers.get("x-request-id"))
         # For an answer the middleware has to make (a failure escaping this endpoint).
         request.state.request_id = rid

@@ -16,7 +16,7 @@ dispatched (another request may have filled the cache meanwhile).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 K = TypeVar("K", bound=Hashable)
@@ -70,6 +70,7 @@ class DataLoader(Generic[K, V]):
         "_keys",
         "_loop",
         "_scheduled",
+        "_values",
         "batch",
         "failed",
         "fresh",
@@ -94,11 +95,40 @@ class DataLoader(Generic[K, V]):
         self.fresh = fresh
         self.failed = False  # whether a key failed: an answer built with it has an error
         self._futures: dict[K, asyncio.Future[V]] = {}
+        # Keys answered by `now` and not asked for since: a value, and no future made for it.
+        self._values: dict[K, V] = {}
         # The keys that failed, with their errors (None until one does).
         self._failures: dict[K, Exception] | None = None
         self._keys: list[K] = []
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def now(self, key: K) -> Any:
+        """`key`'s value when it is at hand (asked before and answered, or `peek` has it), else
+        `MISSING`: then `load` it and wait. No future is made for a value at hand, the cheapest
+        way through a warm cache (the engine's optimistic run asks each loaded field this way).
+        A key that would fail is `MISSING` here too: `load` settles it, with its error."""
+        values = self._values
+        value = values.get(key, MISSING)
+        if value is not MISSING:
+            return value
+        future = self._futures.get(key)
+        if future is not None:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return future.result()
+            return MISSING
+        if self.peek is None or key is None:
+            return MISSING
+        try:
+            found = self.peek([key])
+        except Exception:
+            return MISSING  # `load` peeks again, and fails the key
+        if len(found) != 1 or isinstance(found[0], Exception):
+            return MISSING
+        value = found[0]
+        if value is not MISSING:
+            values[key] = value
+        return value
 
     def load(self, key: K) -> asyncio.Future[V]:
         """The future of `key`'s value."""
@@ -111,6 +141,11 @@ class DataLoader(Generic[K, V]):
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future = self._futures[key] = loop.create_future()
+        if self._values:
+            value = self._values.pop(key, MISSING)
+            if value is not MISSING:  # answered by `now`: it holds no future yet
+                future.set_result(value)
+                return future
         if self.peek is not None and self._answered(key, future):
             return future
         self._keys.append(key)
@@ -119,9 +154,15 @@ class DataLoader(Generic[K, V]):
             loop.call_soon(loop.call_soon, self._dispatch)
         return future
 
-    def loaded(self) -> dict[K, asyncio.Future[V]]:
-        """Every key asked of this loader that did not fail, with its future."""
-        return self._futures
+    def answers(self) -> Iterator[tuple[K, Any]]:
+        """Every key asked of this loader that did not fail (as a batch), with its value: an
+        Exception for a key that failed alone, `MISSING` for one still pending."""
+        yield from self._values.items()
+        for key, future in self._futures.items():
+            if not future.done() or future.cancelled():
+                yield key, MISSING
+            else:
+                yield key, future.exception() or future.result()
 
     def hold_failures(self) -> None:
         """Each key that has failed so far fails again at once when asked, instead of going

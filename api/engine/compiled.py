@@ -40,6 +40,7 @@ from api.engine.plan import (
     ObjectPlan,
 )
 from sources.cache.entity import Stale
+from sources.dataloader import MISSING
 
 if TYPE_CHECKING:
     from api.engine.run import Run
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
 # `Run`, a source object, its path and its slot -> the object's completed fields.
 ObjectFunction = Callable[["Run", Any, Path | None, Any], dict[str, Any]]
 
-_ABSENT: Any = object()  # an attribute the source does not have: `Run.field` reports it
+# An attribute the source does not have (`Run.field` reports it), or a loaded value not at hand
+# (the dataloader's own marker, so that `DataLoader.now`'s answer needs no translation).
+_ABSENT: Any = MISSING
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
@@ -166,7 +169,6 @@ class _Writer:
             self.emit(at, f"mine.append(({plan}, source, path, out, slot))")
             self.emit(at, f"out[{key}] = None")
             return
-        completion = field.completion
         if field.kind != ATTRIBUTE or field.value_rule is not None:
             self.emit(at, general)
             return
@@ -174,19 +176,13 @@ class _Writer:
         self.emit(at + 1, f"value = source.{field.attribute}")
         self.emit(at, "except AttributeError:")
         self.emit(at + 1, "value = _ABSENT")
-        if completion.kind == LEAF:
-            self.leaf(at, field, key, general)
-        elif completion.kind == OBJECT:
-            self.object(at, field, plan, key, general)
-        elif completion.item is not None and completion.item.kind == OBJECT:
-            self.object_list(at, field, plan, key, general)
-        else:
-            self.emit(at, general)
+        self.completed(at, field, plan, key, general)
 
     def loaded(self, at: int, field: FieldPlan, plan: str, key: str) -> None:
         """A loaded field in an optimistic pass: its value, when the loader has it at hand,
-        completed here; else the field waits as `Run` makes it wait. Any error (a refusal, a
-        failed key, a value that does not complete) stops the attempt: `OrderMatters`."""
+        completed here as an attribute's value is; else the field waits as `Run` makes it
+        wait. Any error (a refusal, a failed key, a value that does not complete) stops the
+        attempt: `OrderMatters`."""
         assert field.loaded is not None
         loaded = self.bind("L", field.loaded)
         here = f"_new(Path, (path, {key}, {field.parent_name!r}))"
@@ -198,25 +194,32 @@ class _Writer:
         self.emit(at + 1, "if wanted is None:")
         self.emit(at + 2, f"value = {loaded}.convert(source, None)")
         self.emit(at + 1, "else:")
-        self.emit(at + 2, f"future = {loaded}.loader(run.loaders).load(wanted)")
-        self.emit(at + 2, "if future.done():")
-        self.emit(at + 3, "value = future.result()")
+        self.emit(at + 2, f"value = {loaded}.loader(run.loaders).now(wanted)")
+        self.emit(at + 2, "if value is not _ABSENT:")
         self.emit(at + 3, "if type(value) is Stale:")
         self.emit(at + 4, "raise OrderMatters")  # its mark's place is graphql-core's
         self.emit(at + 3, f"value = {loaded}.convert(source, value)")
-        self.emit(at + 2, "else:")
-        self.emit(at + 3, "value = _ABSENT")
         self.emit(at, "except Exception:")
         self.emit(at + 1, "raise OrderMatters from None")
         self.emit(at, "if value is _ABSENT:  # not at hand: it waits for its batch")
         self.emit(at + 1, f"mine.append(({plan}, source, path, out, slot))")
         self.emit(at + 1, f"out[{key}] = None")
         self.emit(at, "else:")
-        self.emit(at + 1, "try:")
-        completed = f"run.complete({plan}.completion, value, {plan}, {here}, out, {key}, None)"
-        self.emit(at + 2, f"out[{key}] = {completed}")
-        self.emit(at + 1, "except Exception:")
-        self.emit(at + 2, "raise OrderMatters from None")
+        # What no fast path below takes: `Run.complete`, any error of it stopping the attempt.
+        general = f"out[{key}] = run.complete_loaded({plan}, value, {here}, out, slot)"
+        self.completed(at + 1, field, plan, key, general)
+
+    def completed(self, at: int, field: FieldPlan, plan: str, key: str, general: str) -> None:
+        """The completion of a field's `value`, by the fast path its completion allows."""
+        completion = field.completion
+        if completion.kind == LEAF:
+            self.leaf(at, field, key, general)
+        elif completion.kind == OBJECT:
+            self.object(at, field, plan, key, general)
+        elif completion.item is not None and completion.item.kind == OBJECT:
+            self.object_list(at, field, plan, key, general)
+        else:
+            self.emit(at, general)
 
     def leaf(self, at: int, field: FieldPlan, key: str, general: str) -> None:
         completion = field.completion

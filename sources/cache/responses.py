@@ -15,6 +15,7 @@ served stale, makes the answer uncacheable.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import orjson
 from sources.cache.backends import CacheUnavailableError
 from sources.cache.codec import owner_of
 from sources.cache.entity import RESPONSE_TAG, EntityCache, Stale
-from sources.dataloader import DataLoader
+from sources.dataloader import MISSING, DataLoader
 
 HIT, MISS, STORED, ERROR = "hit", "miss", "stored", "error"
 
@@ -125,16 +126,17 @@ class ResponseCache:
         for loader in loaders:
             if loader.failed:
                 return None
-            loaded = loader.loaded()
-            if not loaded:
+            answers = loader.answers()
+            first = next(answers, None)
+            if first is None:
                 continue
             if loader.origin is None or loader.fresh is None:
                 return None
             source, name, tagged = loader.origin
-            for key, future in loaded.items():
-                if not future.done() or future.cancelled() or future.exception() is not None:
+            for key, value in itertools.chain((first,), answers):
+                if value is MISSING or isinstance(value, Exception | Stale):
                     return None
-                if isinstance(future.result(), Stale) or key not in loader.fresh:
+                if key not in loader.fresh:
                     return None
                 # As fresh as the least fresh value read: no fresher than the entity cache.
                 fresh_until = min(fresh_until, loader.fresh[key])

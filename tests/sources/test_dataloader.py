@@ -96,6 +96,32 @@ async def test_values_at_hand_are_answered_when_asked_and_the_rest_go_to_the_bat
     assert source.batches == [[5]]
 
 
+async def test_now_answers_a_value_at_hand_once_and_leaves_the_rest_to_load() -> None:
+    source = Source()
+    held: dict[Any, Any] = {1: "held 1", "bad": ValueError("no bad")}
+    peeked: list[list[Any]] = []
+
+    def peek(keys: Sequence[Any]) -> list[Any]:
+        peeked.append(list(keys))
+        return [held.get(k, MISSING) for k in keys]
+
+    loader = DataLoader(source, peek=peek)
+    assert loader.now(1) == "held 1"
+    held[1] = "changed since"  # a request sees one value of a key, whoever asks it later
+    assert loader.now(1) == "held 1" and await loader.load(1) == "held 1"
+    assert peeked == [[1]]
+    # Not at hand, or failing: MISSING, and `load` goes to the source as ever.
+    assert loader.now(2) is MISSING and loader.now("bad") is MISSING
+    with pytest.raises(ValueError, match="no bad"):
+        await loader.load("bad")
+    assert await loader.load(2) == "v2" and loader.now(2) == "v2"
+    assert source.batches == [[2]]
+    # What an answer built on this loader read: every key, a failed one with its error.
+    answers = dict(loader.answers())
+    assert answers.keys() == {1, 2, "bad"} and isinstance(answers.pop("bad"), ValueError)
+    assert answers == {1: "held 1", 2: "v2"}
+
+
 async def test_load_many_answers_in_key_order_and_none_is_no_key() -> None:
     loader = DataLoader(Source())
     assert await loader.load_many([3, 1, 2]) == ["v3", "v1", "v2"]
