@@ -8,19 +8,18 @@ traceback per pass (99 in one Redis outage), burying the one line that says what
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pymongo.errors import PyMongoError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sources.deadline import Deadline
 from sources.errors import SourceError
+from sources.optional_redis import RedisClient, drop_idle_connections
 
 T = TypeVar("T")
 
@@ -99,7 +98,7 @@ class Breaker:
         outage: Outage,
         seconds: float,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
     ) -> None:
         self.outage = outage
         self._seconds = seconds
@@ -134,9 +133,7 @@ class Breaker:
             # request (an unexpected kind is logged with its traceback, once, by Outage).
             self.failed(error)
             if self._redis is not None:
-                # Calls under way keep theirs.
-                with contextlib.suppress(Exception):
-                    await self._redis.connection_pool.disconnect(inuse_connections=False)
+                await drop_idle_connections(self._redis)
             raise UnavailableError(repr(error)) from error
         self.succeeded()
         return result
