@@ -125,21 +125,35 @@ def _cluster_info(port: int) -> dict[str, str]:
         return info if isinstance(info, dict) else {}
 
 
-def masters(ports: list[int]) -> list[int]:
-    """The ports of the masters serving slots, as the first node that answers sees them."""
+def slots_served(ports: list[int]) -> dict[int, list[tuple[int, int]]]:
+    """Each live master's port and the slot ranges it serves, as the first node that answers
+    sees them."""
     from redis import Redis
 
     for port in ports:
         with contextlib.suppress(Exception), Redis(port=port, socket_timeout=2) as node:
             nodes: dict[str, dict[str, Any]] = node.execute_command("CLUSTER NODES")
-            return [
-                int(address.split("@")[0].rsplit(":", 1)[1])
+            return {
+                int(address.split("@")[0].rsplit(":", 1)[1]): [
+                    (int(first), int(last)) for first, last in described["slots"]
+                ]
                 for address, described in nodes.items()
                 if "master" in described["flags"]
                 and "fail" not in described["flags"]
                 and described["slots"]
-            ]
+            }
     raise AssertionError("no node of the cluster answers")
+
+
+def master_of(ports: list[int], key: str) -> int:
+    """The port of the master serving `key`'s slot."""
+    from redis.crc import key_slot
+
+    slot = key_slot(key.encode())
+    for port, ranges in slots_served(ports).items():
+        if any(first <= slot <= last for first, last in ranges):
+            return port
+    raise AssertionError(f"no master serves slot {slot}")
 
 
 def cluster_ready(ports: list[int]) -> bool:
