@@ -18,19 +18,27 @@ import logging
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from api.app import create_app
 from api.connections import Connections
 from api.settings import Settings
 from sources.cache.cluster import RedisClusterBackend
 from sources.cache.entity import HIT
-from sources.sql import models
 from sources.thirdparty.simulator import VendorStore
 from tests.auth import AGENT
 from tests.builders import build_customer
 from tests.conftest import serving
-from tests.http.test_redis_outage import CUSTOMER, READERS, Load, internal_errors, post, read, write
+from tests.http.test_redis_outage import (
+    CUSTOMER,
+    READERS,
+    Load,
+    all_published,
+    internal_errors,
+    outbox_events,
+    post,
+    read,
+    write,
+)
 from tests.services import LocalCluster, master_of, slots_served, wait_for_cluster
 from tests.waits import until
 
@@ -96,19 +104,12 @@ async def test_a_master_killed_under_load_fails_no_request_and_the_cluster_is_us
             await until(lambda: len(load.responses) >= after + 100, "load after the failover", 30)
             load.stop.set()
             await asyncio.gather(*clients)
-
-            async def all_published() -> bool:
-                async with connections.engine.connect() as sql:
-                    unpublished = await sql.scalar(
-                        select(func.count())
-                        .select_from(models.OutboxEvent)
-                        .where(models.OutboxEvent.subject.in_([str(c) for c in customers]))
-                        .where(models.OutboxEvent.published_at.is_(None))
-                    )
-                return unpublished == 0
-
             # What the relay kept while the stream's master was gone reaches its successor.
-            await until(all_published, "the relay to publish what it kept", 30)
+            await until(
+                lambda: all_published(connections, customers),
+                "the relay to publish what it kept",
+                30,
+            )
     finally:
         load.stop.set()
         await asyncio.gather(*clients, return_exceptions=True)
@@ -121,12 +122,7 @@ async def test_a_master_killed_under_load_fails_no_request_and_the_cluster_is_us
         body for _, _, body in load.responses if "errors" in body
     ][:3]
     mutations = [body for kind, _, body in load.responses if kind == "mutation"]
-    async with connections.engine.connect() as sql:
-        committed = await sql.scalar(
-            select(func.count())
-            .select_from(models.OutboxEvent)
-            .where(models.OutboxEvent.subject.in_([str(c) for c in customers]))
-        )
+    committed = await outbox_events(connections, customers, unpublished=False)
     assert committed == load.successes == len(mutations), "each committed change said so"
     ours = [r for r in caplog.records if r.name.split(".")[0] in {"api", "resolvers", "sources"}]
     assert not any(r.exc_info for r in ours), "no tracebacks for a failover"
