@@ -17,7 +17,8 @@ from api.settings import Settings
 from domain.audit import AuditLog
 from domain.changes import Changes
 from domain.merges import StalledMerges
-from sources.cache.backends import CacheBackend, MemoryBackend, RedisBackend
+from sources.cache.backends import CacheBackend, MemoryBackend
+from sources.cache.cluster import redis_backend
 from sources.cache.entity import CachePolicy, EntityCache
 from sources.cache.responses import ResponseCache
 from sources.catalog import VENDORS
@@ -90,7 +91,7 @@ def create_cache(settings: Settings) -> EntityCache | None:
         return None
     backend: CacheBackend
     if settings.redis_url:
-        backend = RedisBackend(
+        backend = redis_backend(
             settings.redis_url,
             timeout=settings.redis_timeout,
             breaker_seconds=settings.redis_breaker_seconds,

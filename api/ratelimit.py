@@ -26,12 +26,19 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from limits import RateLimitItem, WindowStats, parse_many
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from api.settings import Settings
-from sources.optional_redis import redis_client
+from sources.optional_redis import (
+    CLUSTER_OPTIONS,
+    RedisClient,
+    breaker_options,
+    is_cluster,
+    redis_client,
+)
 from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -173,7 +180,13 @@ class RateLimiter:
         self._local = LocalWindows()
         self._timeout = settings.redis_timeout
         shared_url = settings.redis_url if self._enabled else None
-        self._redis: Redis | None = redis_client(shared_url, self._timeout) if shared_url else None
+        self._shared: SharedWindows | None = None
+        self._redis: RedisClient | None = None
+        if shared_url:
+            storage, self._redis = _shared_storage(
+                shared_url, self._timeout, f"{settings.cache_namespace}:ratelimit"
+            )
+            self._shared = SharedWindows(storage)
         self._breaker = Breaker(
             Outage(
                 "rate limits: Redis",
@@ -184,16 +197,6 @@ class RateLimiter:
             settings.redis_breaker_seconds,
             redis=self._redis,
         )
-        self._shared: SharedWindows | None = None
-        if shared_url and self._redis is not None:
-            storage = RedisStorage(
-                _storage_uri(shared_url),
-                implementation="redispy",
-                key_prefix=f"{settings.cache_namespace}:ratelimit",
-                # Documented by limits (handed to redis-py's client), typed narrower there.
-                connection_pool=self._redis.connection_pool,  # type: ignore[arg-type]
-            )
-            self._shared = SharedWindows(storage)
 
     async def hit(self, *, principal: str | None, ip: str | None) -> RateDecision:
         """Count one request against its principal and its address; refused if either is spent."""
@@ -274,8 +277,39 @@ async def _all(calls: Sequence[Awaitable[_T]]) -> list[_T]:
     return results  # type: ignore[return-value]
 
 
+def _shared_storage(url: str, timeout: float, prefix: str) -> tuple[RedisStorage, RedisClient]:
+    """limits' storage of the counts in the Redis, or the Redis Cluster, at `url`, and the
+    client it counts with (whose idle sockets the breaker drops after a failure)."""
+    if not is_cluster(url):
+        redis = redis_client(url, timeout)
+        storage = RedisStorage(
+            _storage_uri(url),
+            implementation="redispy",
+            key_prefix=prefix,
+            # Documented by limits (handed to redis-py's client), typed narrower there.
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type,union-attr]
+        )
+        return storage, redis
+    # limits builds its cluster client itself, from the startup nodes of the URL; its sliding
+    # windows' two keys share a hash tag, so each count is one slot.
+    cluster = RedisClusterStorage(
+        _storage_uri(url),
+        implementation="redispy",
+        key_prefix=prefix,
+        **CLUSTER_OPTIONS,
+        **breaker_options(timeout),
+        **({"ssl": True} if url.startswith("rediss") else {}),
+    )
+    bridge = cluster.bridge
+    client = bridge.get_connection() if isinstance(bridge, RedispyBridge) else None
+    if not isinstance(client, RedisCluster):
+        raise TypeError(f"limits counts with {type(client).__name__}, not redis-py's cluster")
+    return cluster, client
+
+
 def _storage_uri(redis_url: str) -> str:
-    """limits' name for a redis-py URL: `async+redis://…`, `async+redis+unix://…`."""
+    """limits' name for a redis-py URL: `async+redis://…`, `async+redis+unix://…`,
+    `async+redis+cluster://host:port,host:port` (TLS is an option there, not a scheme)."""
     if redis_url.startswith("unix://"):
         return f"async+redis+{redis_url}"
-    return f"async+{redis_url}"
+    return "async+" + redis_url.replace("rediss+cluster://", "redis+cluster://", 1)

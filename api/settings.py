@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from api.logs import LogFormat
 from api.source_settings import SourceSettings, SourceVariables, with_declared_defaults
 from sources.catalog import NAMES, VENDORS
+from sources.optional_redis import cluster_url
 
 
 class Environment(StrEnum):
@@ -50,7 +51,16 @@ class Settings(BaseSettings):
         default=None, description="MongoDB URL; default an embedded SecantusDB process."
     )
     mongo_database: str = "c360"
-    redis_url: str | None = Field(default=None, description="Redis URL (cache and events).")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (cache and events); `redis+cluster://host:port[,host:port...]` "
+        "for a Redis Cluster.",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        description="Take a `redis://` `redis_url` as a node of a Redis Cluster (it becomes "
+        "`redis+cluster://`).",
+    )
 
     per_source: dict[str, SourceSettings] = Field(
         default_factory=dict,
@@ -302,6 +312,14 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _the_url_says_cluster(self) -> Settings:
+        # Every Redis client is built from the URL alone, which says whether it is a cluster
+        # (`sources.optional_redis.is_cluster`); this flag only rewrites it.
+        if self.redis_url and self.redis_cluster:
+            self.redis_url = cluster_url(self.redis_url)
+        return self
 
     @model_validator(mode="after")
     def _outbox_outlives_the_history(self) -> Settings:

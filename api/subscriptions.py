@@ -26,11 +26,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
-from redis.asyncio import Redis
 
 from api.settings import Settings
-from sources.optional_redis import redis_client
+from sources.optional_redis import RedisClient, redis_client
 from sources.outage import Breaker, Outage, UnavailableError
+from sources.redis_slots import run_script
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -72,7 +72,7 @@ class PrincipalSubscriptions:
         self._lease_ms = int(lease_seconds * 1000)
         self._renew_every = lease_seconds / 3
         self._timeout = settings.redis_timeout
-        self._redis: Redis | None = (
+        self._redis: RedisClient | None = (
             redis_client(settings.redis_url, self._timeout) if settings.redis_url else None
         )
         self._breaker = Breaker(
@@ -172,14 +172,17 @@ class PrincipalSubscriptions:
         """`operation()` through the breaker; UnavailableError when Redis is skipped or fails."""
         return await self._breaker.call(operation, within=self._timeout * round_trips)
 
-    async def _renew_held(self, redis: Redis) -> None:
+    async def _renew_held(self, redis: RedisClient) -> None:
         renewing = {principal: set(members) for principal, members in self._held.items()}
-        async with redis.pipeline(transaction=False) as pipe:
-            for principal, members in renewing.items():
-                await self._renew(
-                    keys=[self._prefix + principal], args=[self._lease_ms, *members], client=pipe
-                )
-            await pipe.execute()
+        # One principal's entries are one key: each renewal is one slot on a cluster.
+        await run_script(
+            redis,
+            self._renew,
+            [
+                ([self._prefix + principal], [self._lease_ms, *members])
+                for principal, members in renewing.items()
+            ],
+        )
         # One released while the renewal was under way may have been added back: remove it.
         for principal, members in renewing.items():
             ended = members - self._held.get(principal, set())

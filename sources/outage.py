@@ -8,19 +8,18 @@ traceback per pass (99 in one Redis outage), burying the one line that says what
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pymongo.errors import PyMongoError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sources.deadline import Deadline
 from sources.errors import SourceError
+from sources.optional_redis import RedisClient, drop_idle_connections
 
 T = TypeVar("T")
 
@@ -65,7 +64,7 @@ class Outage:
         if self._since is None:
             self._since = time.monotonic()
             # An error of an unexpected kind is a bug somewhere: its traceback is worth logging.
-            expected = isinstance(error, STORE_FAILURES)
+            expected = isinstance(error, STORE_FAILURES) or _closed_under_redis(error)
             self._log.warning(
                 "%s down: %r%s",
                 self.what,
@@ -81,6 +80,21 @@ class Outage:
         if self._since is not None:
             self._log.warning("%s back up after %.1f s", self.what, time.monotonic() - self._since)
             self._since = None
+
+
+def _closed_under_redis(error: BaseException) -> bool:
+    """Whether redis-py's asyncio client wrote on a connection another task had closed: it
+    raises AttributeError or TypeError from its connection module then, not ConnectionError
+    (redis/redis-py#4287, 8.1). A Redis Cluster client closes every connection while it reads
+    the slot map again after a failover, so it is part of a failover, not a bug of c360's."""
+    if not isinstance(error, AttributeError | TypeError):
+        return False
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__") == "redis.asyncio.connection":
+            return True
+        frame = frame.tb_next
+    return False
 
 
 class UnavailableError(Exception):
@@ -99,7 +113,7 @@ class Breaker:
         outage: Outage,
         seconds: float,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
     ) -> None:
         self.outage = outage
         self._seconds = seconds
@@ -134,9 +148,7 @@ class Breaker:
             # request (an unexpected kind is logged with its traceback, once, by Outage).
             self.failed(error)
             if self._redis is not None:
-                # Calls under way keep theirs.
-                with contextlib.suppress(Exception):
-                    await self._redis.connection_pool.disconnect(inuse_connections=False)
+                await drop_idle_connections(self._redis)
             raise UnavailableError(repr(error)) from error
         self.succeeded()
         return result

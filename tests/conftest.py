@@ -399,19 +399,46 @@ def redis_url() -> str:
     return services.REDIS_URL or ""
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.LocalCluster]:
+    """A Redis Cluster of the session's own: three masters, a replica each, on free ports."""
+    with services.redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+# The real Redis servers a store shared by instances is tested on: the test Redis, and the
+# session's Redis Cluster.
+REDIS_KINDS = ["redis", "redis-cluster"]
+
+
+def redis_url_of(request: pytest.FixtureRequest, kind: str) -> str:
+    """The URL of the test Redis (`redis`) or of the session's cluster (`redis-cluster`)."""
+    if kind == "redis-cluster":
+        cluster: services.LocalCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """The test Redis, then the session's Redis Cluster."""
+    return redis_url_of(request, request.param)
+
+
+@pytest.fixture(params=["memory", *REDIS_KINDS])
 def cached_settings(
     request: pytest.FixtureRequest, settings: Settings, redis_namespace: str
 ) -> Settings:
-    """The test settings with the cache on: in-process, or on the test Redis."""
+    """The test settings with the cache on: in-process, on the test Redis, on the cluster."""
     # A generous Redis timeout: a busy test machine must not trip the breaker.
     update: dict[str, Any] = {
         "cache_enabled": True,
         "cache_namespace": redis_namespace,
         "redis_timeout": 1.0,
     }
-    if request.param == "redis":
-        update["redis_url"] = request.getfixturevalue("redis_url")
+    if request.param != "memory":
+        update["redis_url"] = redis_url_of(request, request.param)
     return settings.model_copy(update=update)
 
 

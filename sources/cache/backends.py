@@ -24,14 +24,12 @@ import functools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
 from sources.cache.codec import TOMBSTONE, CodecError, decode_entry, encode_entry
-from sources.optional_redis import redis_client
+from sources.optional_redis import RedisClient, redis_client
 from sources.outage import Breaker, Outage, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -57,6 +55,9 @@ class CacheUnavailableError(UnavailableError):
 
 
 class CacheBackend(Protocol):
+    # Whether keys must carry hash tags: what one call touches must share a cluster slot.
+    hash_tags: bool
+
     async def get_many(self, keys: list[str]) -> list[Entry | None]: ...
 
     async def put_many(self, puts: list[Put]) -> None: ...
@@ -80,6 +81,8 @@ class CacheBackend(Protocol):
 
 class MemoryBackend:
     """An in-process LRU with TTLs and tags; the default when no Redis is configured."""
+
+    hash_tags = False
 
     def __init__(self, max_entries: int, clock: Any = time.monotonic) -> None:
         # Key -> (an Entry, a blob, or None for a tombstone; when it expires).
@@ -273,6 +276,20 @@ for i = tags + 1, #KEYS do
 end
 """
 
+
+def put_call(puts: Sequence[Put]) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of one `_PUT` call writing `puts`."""
+    keys = [p.key for p in puts] + [p.tag or p.key for p in puts]
+    args: list[Any] = []
+    for put in puts:
+        entry = put.entry
+        args += [
+            encode_entry(entry.value, entry.written_at, entry.fresh_until),
+            max(int(put.expire_in * 1000), 1),
+        ]
+    return keys, args
+
+
 MAX_PENDING = 100_000
 # Kept invalidations replayed in one script call, at most: an outage of many writes is applied
 # in a few round trips, and a read waiting for the replay waits for those only.
@@ -290,8 +307,10 @@ class RedisBackend:
     is not served after it.
     """
 
+    hash_tags = False
+
     def __init__(self, url: str, *, timeout: float, breaker_seconds: float) -> None:
-        self._redis: Redis = redis_client(url, timeout)
+        self._redis: RedisClient = redis_client(url, timeout)
         self._timeout = timeout
         self._breaker = Breaker(
             Outage("redis cache", log, meanwhile="reads go to the sources"),
@@ -306,6 +325,7 @@ class RedisBackend:
         self._get_blob = self._redis.register_script(_GET_BLOB)
         self._put_blob = self._redis.register_script(_PUT_BLOB)
         self._invalidate = self._redis.register_script(_INVALIDATE)
+        self._mget: Callable[[list[str]], Awaitable[list[Any]]] = self._redis.mget
         self.errors = 0
 
     async def _call(self, operation: Any) -> Any:
@@ -343,7 +363,7 @@ class RedisBackend:
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
         await self._flush_pending()
-        raw = await self._call(lambda: self._redis.mget(keys))
+        raw = await self._call(lambda: self._mget(keys))
         found: list[Entry | None] = []
         for data in raw:
             if data is None or data == TOMBSTONE:
@@ -358,14 +378,7 @@ class RedisBackend:
         return found
 
     async def put_many(self, puts: list[Put]) -> None:
-        keys = [p.key for p in puts] + [p.tag or p.key for p in puts]
-        args: list[Any] = []
-        for put in puts:
-            entry = put.entry
-            args += [
-                encode_entry(entry.value, entry.written_at, entry.fresh_until),
-                max(int(put.expire_in * 1000), 1),
-            ]
+        keys, args = put_call(puts)
         await self._call(lambda: self._put(keys=keys, args=args))
 
     async def get_blob(self, key: str) -> tuple[bytes | None, float]:

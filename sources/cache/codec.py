@@ -92,6 +92,9 @@ def decode(data: bytes) -> Any:
 # `<tag>#gone`): never in a key's text, whose parts are escaped (a client names some keys: a
 # product's sku in an `_entities` representation).
 MARK = "#"
+# The response cache files an answer under what it read: the names of the entity cache's
+# entries and owner tags, with this mark (`sources.cache.responses`).
+RESPONSE_TAG = f"{MARK}r"
 
 
 def _text(part: object) -> str:

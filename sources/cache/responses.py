@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from sources.cache.backends import CacheUnavailableError
-from sources.cache.codec import owner_of
-from sources.cache.entity import RESPONSE_TAG, EntityCache, Stale
+from sources.cache.codec import RESPONSE_TAG, owner_of
+from sources.cache.entity import EntityCache, Stale
 from sources.dataloader import MISSING, DataLoader
 
 HIT, MISS, STORED, ERROR = "hit", "miss", "stored", "error"

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
 
 from sources.errors import SourceUnavailableError
 from sources.events.envelope import Event
 from sources.events.journal import Journal
+from sources.optional_redis import RedisClient, redis_connection
 from sources.outage import REDIS_FAILURES
 
 
@@ -172,15 +172,21 @@ class InProcessBus:
 
 
 class RedisStreamBus:
-    """Redis Streams: one stream, trimmed by length and age, with an event-id index."""
+    """Redis Streams: one stream, trimmed by length and age, with an event-id index.
+
+    On a Redis Cluster the stream is one key, so one slot: one master holds the whole log (its
+    replica takes over when it dies), which keeps one order across every customer's events
+    and a position a subscriber can resume from. Each publish's XADDs and XTRIM touch that
+    key only, so they stay one transaction; the index entries spread over the cluster.
+    """
 
     def __init__(
         self, url: str, *, namespace: str, max_length: int, retention_seconds: float
     ) -> None:
-        self._redis: Redis = Redis.from_url(url)
+        self._redis: RedisClient = redis_connection(url)
         # Blocking reads hold a connection: they get a client of their own, whose socket
         # timeout outlasts the longest block (redis-py's default of 5 s would cut them off).
-        self._reader: Redis = Redis.from_url(url, socket_timeout=READ_TIMEOUT)
+        self._reader: RedisClient = redis_connection(url, socket_timeout=READ_TIMEOUT)
         self._stream = f"{namespace}:events"
         self._index = f"{namespace}:event-position:"
         self._max_length = max_length

@@ -1,4 +1,5 @@
-"""Automatic persisted queries while Redis is away: kept in this instance, never an error."""
+"""Automatic persisted queries: shared by instances through Redis (one or a cluster), and
+while Redis is away kept in this instance, never an error."""
 
 from __future__ import annotations
 
@@ -38,3 +39,21 @@ async def test_a_silent_redis_costs_one_try_per_breaker_period_and_one_log_line(
             await persisted.close()
     [line] = [r for r in caplog.records if r.name == "api.persisted"]
     assert "persisted queries: Redis down" in line.getMessage() and not line.exc_info
+
+
+async def test_a_query_registered_through_one_instance_is_known_to_another(
+    any_redis_url: str, redis_namespace: str
+) -> None:
+    one, another = (
+        PersistedQueries(
+            any_redis_url, namespace=redis_namespace, ttl=60, timeout=1.0, breaker_seconds=60
+        )
+        for _ in range(2)
+    )
+    try:
+        assert await another.get(SHA) is None
+        await one.put(SHA, QUERY)
+        assert await another.get(SHA) == QUERY
+    finally:
+        await one.close()
+        await another.close()

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from sources.net import free_port
+from tests.conftest import REDIS_KINDS, redis_url_of
 from tests.services import silent_server
 
 MakeLimiter = Callable[..., RateLimiter]
@@ -43,14 +44,14 @@ async def limiters() -> AsyncIterator[MakeLimiter]:
         await limiter.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *REDIS_KINDS])
 def make_limiter(
     request: pytest.FixtureRequest, limiters: MakeLimiter, redis_namespace: str
 ) -> MakeLimiter:
-    """Limiters counting in this process, then limiters counting in the real Redis."""
+    """Limiters counting in this process, then in the real Redis, then in a Redis Cluster."""
     if request.param == "memory":
         return limiters
-    redis_url: str = request.getfixturevalue("redis_url")
+    redis_url = redis_url_of(request, request.param)
 
     def make(**overrides: Any) -> RateLimiter:
         return limiters(redis_url=redis_url, cache_namespace=redis_namespace, **overrides)

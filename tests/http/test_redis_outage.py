@@ -116,6 +116,26 @@ def internal_errors(load: Load) -> list[tuple[str, int, dict[str, Any]]]:
     ]
 
 
+async def outbox_events(
+    connections: Connections, customers: list[int], *, unpublished: bool
+) -> int:
+    """How many outbox events of `customers` were committed (or are still to be published)."""
+    query = (
+        select(func.count())
+        .select_from(models.OutboxEvent)
+        .where(models.OutboxEvent.subject.in_([str(c) for c in customers]))
+    )
+    if unpublished:
+        query = query.where(models.OutboxEvent.published_at.is_(None))
+    async with connections.engine.connect() as sql:
+        return int(await sql.scalar(query) or 0)
+
+
+async def all_published(connections: Connections, customers: list[int]) -> bool:
+    """Whether the relay has published every committed event of `customers`."""
+    return not await outbox_events(connections, customers, unpublished=True)
+
+
 @pytest.mark.usefixtures("only_these_processes_relay")
 async def test_redis_killed_under_load_fails_no_request_and_leaves_nothing_stale(
     settings: Settings,
@@ -180,18 +200,11 @@ async def test_redis_killed_under_load_fails_no_request_and_leaves_nothing_stale
                             http, load, "query", {"query": CUSTOMER, "variables": {"id": str(cid)}}
                         )
                         assert body["data"]["customer"]["email"] == load.emails[cid], cid
-
-                    async def all_published() -> bool:
-                        async with connections.engine.connect() as sql:
-                            unpublished = await sql.scalar(
-                                select(func.count())
-                                .select_from(models.OutboxEvent)
-                                .where(models.OutboxEvent.subject.in_([str(c) for c in customers]))
-                                .where(models.OutboxEvent.published_at.is_(None))
-                            )
-                        return unpublished == 0
-
-                    await until(all_published, "the relay to publish what it kept", 20)
+                    await until(
+                        lambda: all_published(connections, customers),
+                        "the relay to publish what it kept",
+                        20,
+                    )
             finally:
                 load.stop.set()
                 await asyncio.gather(*clients, return_exceptions=True)
@@ -202,12 +215,7 @@ async def test_redis_killed_under_load_fails_no_request_and_leaves_nothing_stale
         body["data"]["updateCustomerContact"]["__typename"] == "UpdateCustomerContactSuccess"
         for body in mutations
     ), [b for b in mutations if "errors" in b][:3]
-    async with connections.engine.connect() as sql:
-        committed = await sql.scalar(
-            select(func.count())
-            .select_from(models.OutboxEvent)
-            .where(models.OutboxEvent.subject.in_([str(c) for c in customers]))
-        )
+    committed = await outbox_events(connections, customers, unpublished=False)
     assert committed == load.successes == len(mutations), "each committed change said so"
     # One line when the relay lost the bus and one when it was back, not one per pass.
     relay_lines = [r for r in caplog.records if r.name == "sources.events.outbox"]

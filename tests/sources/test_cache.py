@@ -21,6 +21,7 @@ from sources.cache.backends import (
     Put,
     RedisBackend,
 )
+from sources.cache.cluster import redis_backend
 from sources.cache.codec import CodecError, decode, encode, key_text, owner_of, shape_version
 from sources.cache.entity import CachePolicy, EntityCache, Stale
 from sources.cache.responses import ResponseCache
@@ -28,8 +29,10 @@ from sources.dataloader import DataLoader
 from sources.errors import SourceUnavailableError
 from sources.net import free_port
 from sources.paging import PageKey, Position
+from sources.redis_slots import hash_tag
 from sources.thirdparty.simulator import VendorStore
 from tests.builders import build_customer
+from tests.conftest import REDIS_KINDS, redis_url_of
 from tests.services import own_redis, wait_for_redis
 
 POLICY = CachePolicy(
@@ -79,18 +82,16 @@ def test_key_prefix_carries_the_shape_of_the_records() -> None:
     assert cache.key("sql", "customer", 7) == f"ns:{shape_version()}:sql:customer:7"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *REDIS_KINDS])
 async def backend(
     request: pytest.FixtureRequest, redis_namespace: str
 ) -> AsyncIterator[CacheBackend]:
     if request.param == "memory":
         yield MemoryBackend(max_entries=1000)
         return
-    redis_backend = RedisBackend(
-        request.getfixturevalue("redis_url"), timeout=0.5, breaker_seconds=1
-    )
-    yield redis_backend
-    await redis_backend.close()
+    on_redis = redis_backend(redis_url_of(request, request.param), timeout=0.5, breaker_seconds=1)
+    yield on_redis
+    await on_redis.close()
 
 
 def entry(value: Any) -> Entry:
@@ -113,17 +114,19 @@ async def test_invalidation_tombstones_keys_and_tags(
     backend: CacheBackend, redis_namespace: str
 ) -> None:
     ns = redis_namespace
-    tag = f"{ns}:tag:7"
+    # Named as EntityCache names them: a page beside its owner's tag (one slot on a cluster).
+    seven, eight = hash_tag("7"), hash_tag("8")
+    tag = f"{ns}:tag:{seven}"
     await backend.put_many(
         [
             Put(f"{ns}:k", entry(1), 60),
-            Put(f"{ns}:page1", entry(2), 60, tag=tag),
-            Put(f"{ns}:page2", entry(3), 60, tag=tag),
-            Put(f"{ns}:other", entry(4), 60, tag=f"{ns}:tag:8"),
+            Put(f"{ns}:{seven}page1", entry(2), 60, tag=tag),
+            Put(f"{ns}:{seven}page2", entry(3), 60, tag=tag),
+            Put(f"{ns}:{eight}other", entry(4), 60, tag=f"{ns}:tag:{eight}"),
         ]
     )
     await backend.invalidate([f"{ns}:k"], [tag], hold=0.3)
-    keys = [f"{ns}:k", f"{ns}:page1", f"{ns}:page2", f"{ns}:other"]
+    keys = [f"{ns}:k", f"{ns}:{seven}page1", f"{ns}:{seven}page2", f"{ns}:{eight}other"]
     assert await backend.get_many(keys) == [None, None, None, entry(4)]
     # A late write-back of a read that began before the write is refused while held...
     await backend.put_many([Put(f"{ns}:k", entry("old"), 60)])
@@ -140,13 +143,13 @@ async def test_a_page_read_before_its_owner_was_invalidated_is_not_put_back(
     # The page was not cached when its owner's pages were invalidated, so no tombstone of
     # its own stops the late write-back: the owner tag's tombstone does.
     ns = redis_namespace
-    tag = f"{ns}:tag:9"
+    tag, page = f"{ns}:tag:{hash_tag('9')}", f"{ns}:{hash_tag('9')}page"
     await backend.invalidate([], [tag], hold=0.3)
-    await backend.put_many([Put(f"{ns}:page", entry("old"), 60, tag=tag)])
-    assert await backend.get_many([f"{ns}:page"]) == [None]
+    await backend.put_many([Put(page, entry("old"), 60, tag=tag)])
+    assert await backend.get_many([page]) == [None]
     await asyncio.sleep(0.4)
-    await backend.put_many([Put(f"{ns}:page", entry("new"), 60, tag=tag)])
-    assert await backend.get_many([f"{ns}:page"]) == [entry("new")]
+    await backend.put_many([Put(page, entry("new"), 60, tag=tag)])
+    assert await backend.get_many([page]) == [entry("new")]
 
 
 async def test_a_blob_read_before_one_of_its_tags_was_invalidated_is_not_put_back(

@@ -19,17 +19,18 @@ from sources.events.bus import (
 from sources.events.envelope import Event, new_event
 from sources.events.hub import Hub, SlowConsumerError
 from sources.net import free_port
+from tests.conftest import REDIS_KINDS, redis_url_of
 from tests.services import own_redis, wait_for_redis
 from tests.waits import until
 
 
-@pytest.fixture(params=["in-process", "redis"])
+@pytest.fixture(params=["in-process", *REDIS_KINDS])
 async def bus(request: pytest.FixtureRequest, redis_namespace: str) -> AsyncIterator[EventBus]:
     if request.param == "in-process":
         the_bus: EventBus = InProcessBus(max_length=1000, retention_seconds=3600)
     else:
         the_bus = RedisStreamBus(
-            request.getfixturevalue("redis_url"),
+            redis_url_of(request, request.param),
             namespace=redis_namespace,
             max_length=1000,
             retention_seconds=3600,

@@ -177,12 +177,12 @@ async def test_the_cap_holds_across_instances_sharing_redis(
 
 
 async def test_an_instance_that_dies_leaks_no_subscriptions(
-    settings: Settings, redis_url: str, redis_namespace: str
+    settings: Settings, any_redis_url: str, redis_namespace: str
 ) -> None:
     shared = settings.model_copy(
         update={
             "limit_subscriptions_per_principal": 1,
-            "redis_url": redis_url,
+            "redis_url": any_redis_url,
             "cache_namespace": redis_namespace,
             "redis_timeout": 1.0,
         }
@@ -191,11 +191,15 @@ async def test_an_instance_that_dies_leaks_no_subscriptions(
     alive = PrincipalSubscriptions(shared, lease_seconds=lease)
     other = PrincipalSubscriptions(shared, lease_seconds=lease)
     alive.start()
+    # Two principals: two keys, renewed together (in two slots, on a cluster).
+    principals = ["jwt:someone", "jwt:someone-else"]
     try:
-        assert await alive.acquire("jwt:someone") is not None
+        for principal in principals:
+            assert await alive.acquire(principal) is not None
         # Renewed while its instance lives: held past its first lease.
         await asyncio.sleep(lease * 1.5)
-        assert await other.acquire("jwt:someone") is None
+        for principal in principals:
+            assert await other.acquire(principal) is None
         await alive.close()  # dies: stops renewing, removes nothing
         await until(lambda: other.acquire("jwt:someone"), "its entry lapsed", patience=lease * 3)
     finally:
