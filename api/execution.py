@@ -23,7 +23,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from api.engine.optimistic import run_plan
 from api.engine.plan import OperationPlan, UnsupportedError, compile_operation
-from api.engine.replay import Recording, recording_loaders, replaying_loaders
+from api.engine.replay import Recording, Replay, recording_loaders
 from api.settings import Engine
 from resolvers.context import Context
 
@@ -197,9 +197,10 @@ class Executor:
             # Known only once the plan has run (object plans are made as they are reached):
             # the first run of a document with such a field is answered alone too.
             return result
-        again = _Capture(context, replaying_loaders(context.request_loaders, recording), False)
+        replay = Replay(context.request_loaders, recording)
+        again = _Capture(context, replay.loaders(), False)
         repeated = await self._run(plan, again.context, _copy(variables), hide_suggestions)
-        core = _Capture(context, replaying_loaders(context.request_loaders, recording), False)
+        core = _Capture(context, replay.loaders(), False)
         reference = await self.execute_with_graphql_core(
             document,
             core.context,

@@ -55,11 +55,17 @@ def _principal(info: Any) -> Principal:
 
 
 class _Rule(BasePermission):
+    # Whether the rule reads nothing but the principal (not the object, not the arguments):
+    # c360's engine then checks it once per operation, not once per object it is asked of.
+    by_principal = False
+
     def on_unauthorized(self) -> None:
         raise forbidden(self.message or "Not allowed.")
 
 
 class _Readable(_Rule):
+    by_principal = True
+
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.message = f"Not allowed: reading this needs the `{scope.value}` scope."
@@ -99,6 +105,8 @@ class _Changeable(_Rule):
 
 
 class _StaffLookup(_Rule):
+    by_principal = True
+
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.message = (
@@ -113,6 +121,7 @@ class _StaffLookup(_Rule):
 
 class _Admin(_Rule):
     message = "Not allowed: this needs the admin role."
+    by_principal = True
 
     def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         return Role.ADMIN in _principal(info).roles

@@ -188,8 +188,10 @@ class _Writer:
         here = f"_new(Path, (path, {key}, {field.parent_name!r}))"
         self.emit(at, "try:")
         if field.permissions:
-            self.emit(at + 1, f"run.check({plan}, source, FieldInfo(run.context, {here},")
-            self.emit(at + 2, f"{field.name!r}), {{}})")
+            # Its info is made only when the check has to run (`Run.allowed`).
+            self.emit(at + 1, f"if {plan} not in run.allowed:")
+            self.emit(at + 2, f"run.check({plan}, source, FieldInfo(run.context, {here},")
+            self.emit(at + 3, f"{field.name!r}), {{}})")
         self.emit(at + 1, f"wanted = {loaded}.key(source)")
         self.emit(at + 1, "if wanted is None:")
         self.emit(at + 2, f"value = {loaded}.convert(source, None)")

@@ -177,6 +177,7 @@ class FieldPlan:
     __slots__ = (
         "args",
         "attribute",
+        "by_principal",
         "completion",
         "deferred",
         "definition",
@@ -213,6 +214,9 @@ class FieldPlan:
         self.name = self.node.name.value
         self.parent_name = parent.name
         self.permissions: tuple[BasePermission, ...] = ()
+        # Whether its permissions read the principal alone (`by_principal` on each rule): then
+        # one check per operation decides it for every object the field is asked of.
+        self.by_principal = False
         self.value_rule: ValueRule | None = None
         self.resolver: Callable[..., Any] | None = None
         self.attribute = ""
@@ -272,6 +276,9 @@ class FieldPlan:
         for extension in extensions:
             if isinstance(extension, PermissionExtension) and not extension.fail_silently:
                 self.permissions = tuple(extension.permissions)
+                self.by_principal = all(
+                    getattr(rule, "by_principal", False) for rule in self.permissions
+                )
             elif isinstance(extension, ValueRule):
                 self.value_rule = extension
             else:

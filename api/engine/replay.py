@@ -7,7 +7,6 @@ differential check (the same request through the engine and through graphql-core
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,25 +64,54 @@ def recording_loaders(loaders: Loaders, recording: Recording) -> Loaders:
     return loaders
 
 
-def replaying_loaders(template: Loaders, recording: Recording) -> Loaders:
-    """Fresh loaders (as for a new request) that answer every batch from `recording`.
+class Replay:
+    """Loaders that answer every batch from `recording`, made afresh for each operation as a
+    request's are: each loader on its first use. What does not change between operations (the
+    groups' classes, each loader's peek and batch functions) is made once, here, so that an
+    operation pays for the loaders it uses, as a request does, and the bench's engine floor
+    measures the engine rather than this harness.
 
     A key the recording does not hold raises KeyError: the replayed operation asked for
     something the recorded one did not.
     """
-    groups = {}
-    for group_name in GROUPS:
-        group = copy.copy(getattr(template, group_name))
-        for name in _loader_names(group):
-            store = recording.get((group_name, name), {})
 
-            def peek(keys: Sequence[Any], store: Any = store) -> list[Any]:
-                values = [store.get(key, MISSING) for key in keys]
-                return [v.error if isinstance(v, _BatchFailed) else v for v in values]
+    def __init__(self, template: Loaders, recording: Recording) -> None:
+        self._groups: dict[str, tuple[type, dict[str, Any]]] = {}
+        for group_name in GROUPS:
+            group = getattr(template, group_name)
+            names = _loader_names(group)
+            made = {
+                name: loader_property(_replaying(recording.get((group_name, name), {})))
+                for name in names
+            }
+            kind = type(f"Replaying{type(group).__name__}", (type(group),), made)
+            # The group's own state (its connections), without any loader the template made.
+            state = {k: v for k, v in vars(group).items() if k not in names}
+            self._groups[group_name] = (kind, state)
 
-            async def batch(keys: Sequence[Any]) -> list[Any]:
-                raise KeyError(f"the recording holds none of {list(keys)!r}")
+    def loaders(self) -> Loaders:
+        """Fresh loaders, as for a new request."""
+        groups = {}
+        for group_name, (kind, state) in self._groups.items():
+            group: Any = object.__new__(kind)
+            group.__dict__.update(state)
+            groups[group_name] = group
+        return Loaders(**groups)
 
-            group.__dict__[name] = DataLoader(batch, peek=peek)
-        groups[group_name] = group
-    return Loaders(**groups)
+
+def _replaying(store: dict[Hashable, Any]) -> Any:
+    """How a replaying loader is made: its peek reads `store` (as it is when asked: the
+    differential check replays while nothing records any more, the floor likewise)."""
+    get = store.get
+
+    def peek(keys: Sequence[Any]) -> list[Any]:
+        values = [get(key, MISSING) for key in keys]
+        return [v.error if type(v) is _BatchFailed else v for v in values]
+
+    async def batch(keys: Sequence[Any]) -> list[Any]:
+        raise KeyError(f"the recording holds none of {list(keys)!r}")
+
+    def make(group: object) -> DataLoader[Any, Any]:
+        return DataLoader(batch, peek=peek)
+
+    return make

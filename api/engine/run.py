@@ -101,6 +101,7 @@ class Run:
     """One execution of an operation plan for one request."""
 
     __slots__ = (
+        "allowed",
         "arguments",
         "collector",
         "context",
@@ -123,6 +124,8 @@ class Run:
         self.errors: list[GraphQLError] = []
         self.nulled: set[Path | None] = set()
         self.arguments: dict[FieldPlan, dict[str, Any]] = {}
+        # Fields whose rules read the principal alone and let it through: not checked again.
+        self.allowed: set[FieldPlan] = set()
         # Resolver coroutines waiting on a future, and starts scheduled but not yet run.
         self.live: set[_Resolving] = set()
         self.scheduled = 0
@@ -258,11 +261,15 @@ class Run:
 
     def check(self, field: FieldPlan, source: Any, info: FieldInfo, args: dict[str, Any]) -> None:
         """Raise the field's refusal unless each of its permissions allows the caller."""
+        if field in self.allowed:
+            return
         # The rules read only what a FieldInfo holds of Strawberry's Info.
         as_info: Any = info
         for permission in field.permissions:
             if not permission.has_permission(source, as_info, **args):
                 permission.on_unauthorized()
+        if field.by_principal:
+            self.allowed.add(field)
 
     def complete(
         self,

@@ -481,3 +481,48 @@ async def test_a_document_reading_outside_the_loaders_is_never_compared_even_fir
         )
         assert "errors" not in plain.json()
     assert compared == 2  # the plain request's two comparisons only
+
+
+async def test_a_rule_of_the_principal_alone_is_checked_once_per_operation(
+    connections: Connections, vendor_store: VendorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Order.shipment` is `readable(SHIPMENTS)`: the principal decides it, whichever order it
+    is asked of. The engine checks it once for the operation; a refusal is still one error per
+    order, as graphql-core gives it."""
+    from resolvers import access
+
+    customer = await build_customer(connections, vendor_store, orders=3)
+    asked: list[Scope] = []
+    allows = access._Readable.has_permission
+
+    def counted(rule: Any, source: Any, info: Any, **kwargs: Any) -> bool:
+        asked.append(rule.scope)
+        return allows(rule, source, info, **kwargs)
+
+    monkeypatch.setattr(access._Readable, "has_permission", counted)
+    query = """query($id: ID!) {
+      customer(id: $id) { orders { edges { node { shipment { status } } } } }
+    }"""
+    answers = {}
+    for role, principal in (
+        ("agent", _principal(Role.AGENT)),
+        ("service without shipments", _principal(Role.SERVICE, (Scope.CUSTOMERS, Scope.ORDERS))),
+    ):
+        for engine in (Engine.PLAN, Engine.GRAPHQL_CORE):
+            asked.clear()
+            context = create_context(connections, principal=principal)
+            result = await Executor(create_schema(), engine).execute(
+                parse(query), context, variables={"id": str(customer)}
+            )
+            answers[role, engine] = (result, asked.count(Scope.SHIPMENTS))
+    agent, agent_core = answers["agent", Engine.PLAN], answers["agent", Engine.GRAPHQL_CORE]
+    assert agent[0].errors is None and agent[0].data == agent_core[0].data
+    assert (agent[1], agent_core[1]) == (1, 3)
+    refused = answers["service without shipments", Engine.PLAN]
+    refused_core = answers["service without shipments", Engine.GRAPHQL_CORE]
+    assert refused[0].errors and refused_core[0].errors
+    codes = [e.extensions["code"] for e in refused[0].errors if e.extensions]
+    assert codes == ["FORBIDDEN"] * 3 and len(refused_core[0].errors) == 3
+    # A refusal is not remembered: the optimistic attempt stops at the first, and the run in
+    # graphql-core's order checks each order again.
+    assert (refused[1], refused_core[1]) == (1 + 3, 3)
