@@ -384,6 +384,7 @@ class GraphQLHTTP:
         for index, item in enumerate(items):
             try:
                 if index:
+                    await self.turns.take()  # each operation takes its turn, as a request does
                     await guard.count(principal)  # each operation counts, not each POST
                 params = read_params(item)
                 _, payload = await self._one(

@@ -37,6 +37,7 @@ from sources.optional_redis import (
     RedisClient,
     breaker_options,
     is_cluster,
+    query_options,
     redis_client,
 )
 from sources.outage import Breaker, Outage, UnavailableError
@@ -298,6 +299,8 @@ def _shared_storage(url: str, timeout: float, prefix: str) -> tuple[RedisStorage
         key_prefix=prefix,
         **CLUSTER_OPTIONS,
         **breaker_options(timeout),
+        # limits reads the nodes and credentials off the URL, not its query (TLS files...).
+        **query_options(url),
         **({"ssl": True} if url.startswith("rediss") else {}),
     )
     bridge = cluster.bridge

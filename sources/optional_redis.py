@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -76,9 +77,26 @@ def redis_connection(url: str, **options: Any) -> RedisClient:
     )
 
 
+# What redis-py reads off a URL to address a node, rather than to configure the connection.
+_ADDRESSING = {"host", "port", "db", "path", "username", "password", "connection_class"}
+
+
+def query_options(url: str) -> dict[str, Any]:
+    """The connection options a Redis URL's query gives (`ssl_ca_certs`, `protocol`, ...), as
+    redis-py reads them: for a client built from anything but the URL itself."""
+    parts = urlsplit(url)
+    scheme = CLUSTER_SCHEMES.get(parts.scheme, parts.scheme)
+    first = parts.netloc.split(",")[0]
+    parsed = parse_url(urlunsplit(parts._replace(scheme=scheme, netloc=first)))
+    return {name: value for name, value in parsed.items() if name not in _ADDRESSING}
+
+
 def _host_and_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port or 6379)
+    """A node of a cluster URL (`host`, `host:port`, `[::1]:port`): its host and port."""
+    node = urlsplit(f"//{text}")
+    if not node.hostname:
+        raise ValueError(f"a Redis Cluster node needs a host: {text!r}")
+    return node.hostname, node.port or 6379
 
 
 def redis_client(url: str, timeout: float) -> RedisClient:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pymongo.errors import PyMongoError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sources.deadline import Deadline
@@ -23,8 +23,14 @@ from sources.optional_redis import RedisClient, drop_idle_connections
 
 T = TypeVar("T")
 
-# What a failing Redis raises: redis-py's errors, socket errors, and a time limit.
-REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
+# What a failing Redis raises: redis-py's errors (a cluster's own too: a slot no node serves, no
+# node reachable to read the slot map from), socket errors, and a time limit.
+REDIS_FAILURES: tuple[type[Exception], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    TimeoutError,
+)
 # What any store raises when it is down or does not answer.
 STORE_FAILURES: tuple[type[Exception], ...] = (
     *REDIS_FAILURES,
@@ -64,7 +70,7 @@ class Outage:
         if self._since is None:
             self._since = time.monotonic()
             # An error of an unexpected kind is a bug somewhere: its traceback is worth logging.
-            expected = isinstance(error, STORE_FAILURES) or _closed_under_redis(error)
+            expected = isinstance(error, STORE_FAILURES) or closed_under_redis(error)
             self._log.warning(
                 "%s down: %r%s",
                 self.what,
@@ -82,7 +88,7 @@ class Outage:
             self._since = None
 
 
-def _closed_under_redis(error: BaseException) -> bool:
+def closed_under_redis(error: BaseException) -> bool:
     """Whether redis-py's asyncio client wrote on a connection another task had closed: it
     raises AttributeError or TypeError from its connection module then, not ConnectionError
     (redis/redis-py#4287, 8.1). A Redis Cluster client closes every connection while it reads

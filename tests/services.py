@@ -88,6 +88,9 @@ class LocalCluster:
 
     def start(self, port: int) -> None:
         """Start (or start again, with its nodes.conf: it rejoins) the node on `port`."""
+        running = self.processes.get(port)
+        if running is not None and running.poll() is None:
+            raise RuntimeError(f"the cluster node on {port} is running already")
         binary = shutil.which("redis-server") or "redis-server"
         self.processes[port] = subprocess.Popen(
             [
@@ -101,6 +104,8 @@ class LocalCluster:
                 *("--cluster-require-full-coverage", "no"),
                 # A replica takes over however long its master was unheard.
                 *("--cluster-replica-validity-factor", "0"),
+                # What a node that fails a test said, kept beside its nodes.conf.
+                *("--logfile", str(self.directory / f"redis-{port}.log")),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -193,8 +198,13 @@ def redis_cluster(directory: Path, masters: int = 3) -> Iterator[LocalCluster]:
     for tool in ("redis-server", "redis-cli"):
         if shutil.which(tool) is None:
             unavailable(tool, "not on PATH; the Redis Cluster tests start their own cluster")
-    ports = [free_port() for _ in range(2 * masters)]
-    cluster = LocalCluster(directory, ports, {port: free_port() for port in ports})
+    # Distinct ports: a port handed out twice would make one node fail to start.
+    wanted: set[int] = set()
+    while len(wanted) < 4 * masters:
+        wanted.add(free_port())
+    chosen = sorted(wanted)
+    ports = chosen[: 2 * masters]
+    cluster = LocalCluster(directory, ports, dict(zip(ports, chosen[2 * masters :], strict=True)))
     try:
         for port in cluster.ports:
             cluster.start(port)

@@ -25,7 +25,7 @@ from sources.errors import SourceUnavailableError
 from sources.events.envelope import Event
 from sources.events.journal import Journal
 from sources.optional_redis import RedisClient, redis_connection
-from sources.outage import REDIS_FAILURES
+from sources.outage import REDIS_FAILURES, closed_under_redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +50,10 @@ def _unavailable_on_failure() -> Iterator[None]:
     """Whatever a failing Redis raises, as the one error callers handle."""
     try:
         yield
-    except REDIS_FAILURES as error:
-        raise BusUnavailableError(repr(error)) from error
+    except Exception as error:
+        if isinstance(error, REDIS_FAILURES) or closed_under_redis(error):
+            raise BusUnavailableError(repr(error)) from error
+        raise
 
 
 class EventBus(Protocol):

@@ -11,7 +11,7 @@ from redis.exceptions import RedisClusterException
 from api.settings import Settings
 from sources.cache.cluster import SHARDS, RedisClusterBackend
 from sources.cache.entity import CachePolicy, EntityCache
-from sources.optional_redis import redis_connection
+from sources.optional_redis import query_options, redis_connection
 from sources.paging import PageKey
 from sources.redis_slots import hash_tag
 
@@ -40,6 +40,19 @@ async def test_a_cluster_url_names_its_startup_nodes_and_database_0_only() -> No
         redis_connection("redis+cluster://127.0.0.1:7000/1")
 
 
+async def test_a_cluster_node_without_a_port_is_on_redis_default_port() -> None:
+    cluster = redis_connection("redis+cluster://redis1,redis2,[::1]")
+    try:
+        assert isinstance(cluster, RedisCluster)
+        assert {(n.host, n.port) for n in cluster.startup_nodes} == {
+            ("redis1", 6379),
+            ("redis2", 6379),
+            ("::1", 6379),
+        }
+    finally:
+        await cluster.aclose()
+
+
 def test_the_cluster_setting_turns_a_redis_url_into_a_cluster_url() -> None:
     settings = Settings(_env_file=None, redis_url="rediss://h:7000/0", redis_cluster=True)  # type: ignore[call-arg]
     assert settings.redis_url == "rediss+cluster://h:7000/0"
@@ -66,3 +79,10 @@ def test_no_owner_can_end_or_empty_its_hash_tag(owner: str) -> None:
     tag = hash_tag(owner)
     assert tag.startswith("{") and tag.endswith("}") and "}" not in tag[1:-1] and len(tag) > 2
     assert slot(f"a:{tag}x") == slot(f"b:{tag}y")
+
+
+def test_a_cluster_urls_query_configures_clients_built_from_elsewhere() -> None:
+    # The rate limiter's cluster client is built by limits, which reads no query.
+    url = "rediss+cluster://u:p@r1:7000,r2:7001/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required"
+    assert query_options(url) == {"ssl_ca_certs": "/etc/ca.pem", "ssl_cert_reqs": "required"}
+    assert query_options("redis+cluster://r1:7000,r2:7001") == {}
