@@ -61,6 +61,9 @@ def test_every_workload_ran_without_errors(report: tuple[dict[str, object], Path
         assert result["peak_rss_mb"] > 0
         if result["workload"] == "subscriptions":
             assert result["subscribers"] == 40 and result["events_lost"] == 0
+            # Only this run's own changes are timed: the ingest workload's events, dated by
+            # their upstream time weeks ago and still being relayed, once made this p99 days.
+            assert result["latency_p99_ms"] < 60_000
             continue
         if result["workload"] == "ingest":
             assert result["events_per_second"] == result["requests_per_second"] * 100
