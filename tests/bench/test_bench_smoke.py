@@ -22,6 +22,14 @@ from tests import services
 FIELDS = {f.name for f in dataclasses.fields(WorkloadResult)}
 
 
+# Round trips per request a workload may make beyond its design, on a slow run: a "not found"
+# is remembered for 15 s (`C360_CACHE_NEGATIVE_TTL`), so negative entries, and the kept answers
+# they bound, can expire mid-run, and a vendor call that timed out is not kept; either is
+# fetched again (seen in CI: 6 round trips in 5,479 agent360-cached requests, 0.0011 a
+# request). A cache that did not answer would make several a request.
+EXPIRED_REFETCHES = 0.01
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Path]:
     if shutil.which("wrk") is None:
@@ -81,9 +89,14 @@ def test_round_trips_match_the_batching_design(report: tuple[dict[str, object], 
         if promised is None:
             continue
         measured = result["round_trips_per_request"]
-        # Fewer with the cache, or for a customer with no orders; never more than promised.
+        # Fewer with the cache, or for a customer with no orders; never more than promised,
+        # but for the refetches of entries that expired during the run.
         for source, count in promised.items():
-            assert measured[source] <= count, (result["workload"], source, measured)
+            assert measured[source] <= count + EXPIRED_REFETCHES, (
+                result["workload"],
+                source,
+                measured,
+            )
 
 
 def test_the_cache_serves_the_hot_set(report: tuple[dict[str, object], Path]) -> None:
@@ -95,7 +108,7 @@ def test_the_cache_serves_the_hot_set(report: tuple[dict[str, object], Path]) ->
     assert sum(warm["round_trips_per_request"].values()) < 1
     answered = results["agent360-cached"]
     assert answered["cache_hit_ratio"] > 0.9  # the response cache
-    assert sum(answered["round_trips_per_request"].values()) == 0
+    assert sum(answered["round_trips_per_request"].values()) < EXPIRED_REFETCHES
 
 
 def test_every_answer_after_a_change_reflects_it(report: tuple[dict[str, object], Path]) -> None:
