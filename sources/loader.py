@@ -54,6 +54,12 @@ def source_error(source: str, error: BaseException) -> SourceError | None:
         return SourceUnavailableError(source, repr(error))
     if isinstance(error, DBAPIError) and isinstance(error.orig, OSError | ConnectionError):
         return SourceUnavailableError(source, repr(error))
+    if isinstance(error, DBAPIError) and isinstance(
+        getattr(error.orig, "__cause__", None), DRIVER_CONNECTION_ERRORS
+    ):
+        # A connection the server ended (pg_terminate_backend, a restart) while SQLAlchemy
+        # checked it out: not marked invalidated, but the driver's own error says what it is.
+        return SourceUnavailableError(source, repr(error))
     if isinstance(error, DBAPIError) and _sqlite_busy(error.orig):
         # Another writer held SQLite's one write lock (or this process's write turn) past
         # the busy timeout: the store is unavailable for now, as a server that is down is.

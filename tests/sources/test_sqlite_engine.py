@@ -111,3 +111,21 @@ async def test_a_writer_not_given_the_turn_in_time_fails_as_sqlite_busy(tmp_path
             pass  # the turn is free again, and nothing was left waiting for it
     finally:
         await engine.dispose()
+
+
+def test_a_connection_the_server_ended_at_checkout_is_an_outage_not_a_bug() -> None:
+    # As SQLAlchemy raised it in CI while pg_terminate_backend ran: not marked invalidated,
+    # the adapter's error caused by asyncpg's.
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    class AdapterError(Exception):
+        pass
+
+    orig = AdapterError("connection was closed in the middle of operation")
+    orig.__cause__ = asyncpg.ConnectionDoesNotExistError("terminating connection")
+    error = DBAPIError("SELECT 1", None, orig, connection_invalidated=False)
+    assert isinstance(source_error("sql", error), SourceUnavailableError)
+    # The same adapter error with no connection loss behind it stays a bug.
+    plain = DBAPIError("SELECT 1", None, AdapterError("syntax"), connection_invalidated=False)
+    assert source_error("sql", plain) is None
