@@ -152,16 +152,23 @@ def staff_lookup(scope: Scope) -> PermissionExtension:
     return _guard(_StaffLookup(scope))
 
 
+# One rule per scope for the checks below, made once: `_entities` checks each representation.
+_READABLE = {scope: _Readable(scope) for scope in Scope}
+
+
 def check_readable(info: Any, scope: Scope) -> None:
     """Raise FORBIDDEN unless the principal may read data of `scope` (`readable`'s rule), for
     what no field extension guards: a federation `_entities` representation."""
-    _check(info, _Readable(scope))
+    _check(info, _READABLE[scope])
 
 
 def check_entity(info: Any, scope: Scope, customer_id: object) -> None:
     """Raise FORBIDDEN unless the principal may read an entity of `scope` belonging to
     `customer_id` (`own_customer`'s rules), for a federation `_entities` representation."""
-    _check(info, _Readable(scope), _OwnCustomer(lambda _: customer_id))
+    _check(info, _READABLE[scope])
+    principal = _principal(info)
+    if principal.is_customer and str(customer_id) != str(principal.customer_id):
+        raise forbidden(_OwnCustomer.message)
 
 
 def _check(info: Any, *rules: _Rule) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 
 from resolvers.access import admin_only
-from resolvers.common import Info, PageInfo, is_record_id, page_key, parse_id
+from resolvers.common import Info, PageInfo, edge_cursor, is_record_id, page_key, parse_id
 from sources.paging import Page, Position
 from sources.sql.audit import AuditRecord, audit_entries
 
@@ -37,7 +37,8 @@ class AuditEntry:
 
 @strawberry.type(description="An audit entry with the cursor that points at it.")
 class AuditEntryEdge:
-    cursor: str = strawberry.field(description="Opaque cursor of this entry.")
+    position: strawberry.Private[Position]
+    cursor: str = strawberry.field(resolver=edge_cursor, description="Opaque cursor of this entry.")
     node: AuditEntry = strawberry.field(description="The entry.")
 
 
@@ -92,11 +93,10 @@ class AdminQuery:
             has_next=len(records) > key.first,
             positions=[Position(at=r.at, id=str(r.id)) for r in records[: key.first]],
         )
-        page_info, cursors = PageInfo.of(page, key)
         return AuditEntryConnection(
             edges=[
-                AuditEntryEdge(cursor=c, node=AuditEntry.from_record(r))
-                for c, r in zip(cursors, page.items, strict=True)
+                AuditEntryEdge(position=p, node=AuditEntry.from_record(r))
+                for p, r in zip(page.positions, page.items, strict=True)
             ],
-            page_info=page_info,
+            page_info=PageInfo.of(page, key),
         )

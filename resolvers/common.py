@@ -129,26 +129,43 @@ def _money(minor: int, currency: str) -> Money:
 
 @strawberry.type(description="Where a page of a connection sits in the whole list.")
 class PageInfo:
+    """Its cursors are encoded (by `encode`, from the page's `positions`) when asked for."""
+
     has_next_page: bool = strawberry.field(description="Whether more items follow this page.")
     has_previous_page: bool = strawberry.field(
         description="Whether items precede this page (true whenever `after` was given)."
     )
-    start_cursor: str | None = strawberry.field(description="Cursor of the first item on the page.")
-    end_cursor: str | None = strawberry.field(
-        description="Cursor of the last item: pass it as `after` for the next page."
-    )
+    positions: strawberry.Private[Sequence[Any]]
+    encode: strawberry.Private[Callable[[Any], str]]
+
+    @strawberry.field(description="Cursor of the first item on the page.")
+    def start_cursor(self) -> str | None:
+        return self.encode(self.positions[0]) if self.positions else None
+
+    @strawberry.field(description="Cursor of the last item: pass it as `after` for the next page.")
+    def end_cursor(self) -> str | None:
+        return self.encode(self.positions[-1]) if self.positions else None
 
     @classmethod
-    def of(cls, page: Page[Any], key: PageKey) -> tuple[PageInfo, list[str]]:
-        """The page info of a loaded page, with the cursor of each of its items."""
-        cursors = [encode_cursor(p) for p in page.positions]
-        info = cls(
+    def of(cls, page: Page[Any], key: PageKey) -> PageInfo:
+        """The page info of a loaded page."""
+        return cls(
             has_next_page=page.has_next,
             has_previous_page=key.after is not None,
-            start_cursor=cursors[0] if cursors else None,
-            end_cursor=cursors[-1] if cursors else None,
+            positions=page.positions,
+            encode=cursor_of,
         )
-        return info, cursors
+
+
+def cursor_of(position: Position) -> str:
+    """The cursor of an item at this position of a connection. Edges and page infos encode
+    theirs only when asked: the agent's timeline page never asks for its twenty."""
+    return encode_cursor(position)
+
+
+def edge_cursor(self: Any) -> str:
+    """The `cursor` field of an edge, from the `position` it keeps."""
+    return cursor_of(self.position)
 
 
 def page_size(info: Info, first: int | None) -> int:
@@ -221,6 +238,8 @@ __all__ = [
     "Money",
     "PageInfo",
     "UserInputError",
+    "cursor_of",
+    "edge_cursor",
     "is_record_id",
     "load",
     "load_many",

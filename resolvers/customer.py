@@ -41,35 +41,51 @@ AfterArg = Annotated[
 
 @strawberry.type(description="A postal address of the customer.")
 class Address:
-    customer_id: strawberry.Private[int]
-    kind: AddressKind = strawberry.field(description="What the address is used for.")
-    line1: str | None = strawberry.field(
+    # Record-backed, as `Customer` is.
+    record: strawberry.Private[AddressRecord]
+    customer_id: strawberry.Private[int]  # the `Pii` rules' owner
+
+    @strawberry.field(description="What the address is used for.")
+    def kind(self) -> AddressKind:
+        return AddressKind.of(self.record.kind)
+
+    @strawberry.field(
         description="First street line (personal data: masked for analysts).",
         extensions=[Pii(mask_street)],
     )
-    line2: str | None = strawberry.field(
+    def line1(self) -> str | None:
+        return self.record.line1
+
+    @strawberry.field(
         description="Second street line (personal data: masked for analysts).",
         extensions=[Pii(mask_street)],
     )
-    city: str = strawberry.field(description="City or town.")
-    region: str | None = strawberry.field(description="State, county or province.")
-    postal_code: str = strawberry.field(description="Postal code.")
-    country: str = strawberry.field(description="ISO 3166-1 alpha-2 country code.")
-    updated_at: dt.datetime = strawberry.field(description="When the address last changed.")
+    def line2(self) -> str | None:
+        return self.record.line2
+
+    @strawberry.field(description="City or town.")
+    def city(self) -> str:
+        return self.record.city
+
+    @strawberry.field(description="State, county or province.")
+    def region(self) -> str | None:
+        return self.record.region
+
+    @strawberry.field(description="Postal code.")
+    def postal_code(self) -> str:
+        return self.record.postal_code
+
+    @strawberry.field(description="ISO 3166-1 alpha-2 country code.")
+    def country(self) -> str:
+        return self.record.country
+
+    @strawberry.field(description="When the address last changed.")
+    def updated_at(self) -> dt.datetime:
+        return self.record.updated_at
 
     @classmethod
     def from_record(cls, record: AddressRecord) -> Address:
-        return cls(
-            customer_id=record.customer_id,
-            kind=AddressKind.of(record.kind),
-            line1=record.line1,
-            line2=record.line2,
-            city=record.city,
-            region=record.region,
-            postal_code=record.postal_code,
-            country=record.country,
-            updated_at=record.updated_at,
-        )
+        return cls(record=record, customer_id=record.customer_id)
 
 
 @strawberry.federation.type(
@@ -79,32 +95,62 @@ class Address:
     keys=["id", "email"],
 )
 class Customer:
+    """Record-backed: each field is read from the record when it is asked for, so a batch of
+    a hundred customers asked for their names converts nothing else."""
+
     record: strawberry.Private[CustomerRecord]
-    customer_id: strawberry.Private[int]
-    id: strawberry.ID = strawberry.field(description="Customer id.")
-    first_name: str = strawberry.field(description="Given name.")
-    last_name: str = strawberry.field(description="Family name.")
-    email: str | None = strawberry.field(
+    customer_id: strawberry.Private[int]  # the `Pii` rules' owner
+
+    @strawberry.field(description="Customer id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.record.id))
+
+    @strawberry.field(description="Given name.")
+    def first_name(self) -> str:
+        return self.record.first_name
+
+    @strawberry.field(description="Family name.")
+    def last_name(self) -> str:
+        return self.record.last_name
+
+    @strawberry.field(
         description="Email address, normalised to lower case (personal data: masked for "
         "analysts, e.g. `j***@example.com`).",
         extensions=[Pii(mask_email)],
     )
-    phone: str | None = strawberry.field(
+    def email(self) -> str | None:
+        return self.record.email
+
+    @strawberry.field(
         description="Phone number in E.164 form (personal data: masked for analysts, e.g. "
         "`+44*******321`).",
         extensions=[Pii(mask_phone)],
     )
-    birth_date: dt.date | None = strawberry.field(
+    def phone(self) -> str | None:
+        return self.record.phone
+
+    @strawberry.field(
         description="Date of birth, when known (personal data: null for analysts).",
         extensions=[Pii(withhold)],
     )
-    status: CustomerStatus = strawberry.field(description="ACTIVE, or MERGED into another.")
-    created_at: dt.datetime = strawberry.field(description="When the record was created.")
-    updated_at: dt.datetime = strawberry.field(description="When the record last changed.")
+    def birth_date(self) -> dt.date | None:
+        return self.record.birth_date
+
+    @strawberry.field(description="ACTIVE, or MERGED into another.")
+    def status(self) -> CustomerStatus:
+        return CustomerStatus.of(self.record.status)
+
+    @strawberry.field(description="When the record was created.")
+    def created_at(self) -> dt.datetime:
+        return self.record.created_at
+
+    @strawberry.field(description="When the record last changed.")
+    def updated_at(self) -> dt.datetime:
+        return self.record.updated_at
 
     @strawberry.field(description="Full name: given name then family name.")
     def name(self) -> str:
-        return f"{self.first_name} {self.last_name}"
+        return f"{self.record.first_name} {self.record.last_name}"
 
     @strawberry.field(
         description="The customer this record was merged into (status MERGED); null for an "
@@ -219,24 +265,12 @@ class Customer:
         customer = await surviving_customer(info, record)
         if id is None:
             # A customer principal learns nothing of an email not its own, held or not.
-            check_entity(info, Scope.CUSTOMERS, customer.id if customer else None)
+            check_entity(info, Scope.CUSTOMERS, customer.customer_id if customer else None)
         return customer
 
     @classmethod
     def from_record(cls, record: CustomerRecord) -> Customer:
-        return cls(
-            record=record,
-            customer_id=record.id,
-            id=strawberry.ID(str(record.id)),
-            first_name=record.first_name,
-            last_name=record.last_name,
-            email=record.email,
-            phone=record.phone,
-            birth_date=record.birth_date,
-            status=CustomerStatus.of(record.status),
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        return cls(record=record, customer_id=record.id)
 
 
 async def surviving_customer(info: Info, record: CustomerRecord | None) -> Customer | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Mapping, Sequence
 
 import strawberry
 
 from domain import vocabulary
 from resolvers.access import MarketingData, Pii
-from resolvers.common import Money, PageInfo
+from resolvers.common import Money, PageInfo, edge_cursor
 from resolvers.enums import Channel, IdentityType, InteractionType, TicketPriority, TicketStatus
 from resolvers.masking import mask_identifier
 from sources.mongo.records import (
@@ -18,7 +19,7 @@ from sources.mongo.records import (
     TicketEventRecord,
     TicketRecord,
 )
-from sources.paging import Page, PageKey
+from sources.paging import Page, PageKey, Position
 
 
 @strawberry.type(description="A named value: a profile trait or an interaction attribute.")
@@ -61,23 +62,61 @@ MARKETING_CHANNELS = frozenset(vocabulary.CONSENT_CHANNELS)
 
 @strawberry.type(description="The customer's engagement profile (CDP document).")
 class Profile:
-    marketing_allowed: strawberry.Private[bool]
-    traits: list[KeyValue] = strawberry.field(
+    """Each field is worked out from the record when it is asked for: a batch of a hundred
+    profiles asked only their segments built every consent, identity and trait of each."""
+
+    record: strawberry.Private[ProfileRecord]
+
+    @property
+    def marketing_allowed(self) -> bool:
+        """Whether marketing is allowed (`MarketingData`): withdrawn means no marketing
+        channel is granted any more."""
+        return any(c.granted for c in self.record.consents if c.channel in MARKETING_CHANNELS)
+
+    @strawberry.field(
         description="Free-form traits, by name; empty while marketing consent is withdrawn.",
         extensions=[MarketingData()],
     )
-    segments: list[str] = strawberry.field(
+    def traits(self) -> list[KeyValue]:
+        return [KeyValue(key=k, value=v) for k, v in sorted(self.record.traits.items())]
+
+    @strawberry.field(
         description="Marketing and service segments; only service segments while marketing "
         "consent is withdrawn.",
         extensions=[MarketingData()],
     )
-    preferences: Preferences = strawberry.field(description="Contact preferences.")
-    consents: list[Consent] = strawberry.field(description="Consent per channel.")
-    identities: list[Identity] = strawberry.field(description="Known identifiers elsewhere.")
-    lifetime_value: Money = strawberry.field(description="Computed lifetime value.")
-    last_seen_at: dt.datetime | None = strawberry.field(
-        description="When the customer was last seen on any channel."
-    )
+    def segments(self) -> list[str]:
+        return self.record.segments
+
+    @strawberry.field(description="Contact preferences.")
+    def preferences(self) -> Preferences:
+        return Preferences(
+            channels=[Channel.of(c) for c in self.record.preferred_channels],
+            language=self.record.language,
+        )
+
+    @strawberry.field(description="Consent per channel.")
+    def consents(self) -> list[Consent]:
+        return [
+            Consent(channel=Channel.of(c.channel), granted=c.granted, updated_at=c.updated_at)
+            for c in self.record.consents
+        ]
+
+    @strawberry.field(description="Known identifiers elsewhere.")
+    def identities(self) -> list[Identity]:
+        customer_id = self.record.customer_id
+        return [
+            Identity(customer_id=customer_id, type=IdentityType.of(i.type), value=i.value)
+            for i in self.record.identities
+        ]
+
+    @strawberry.field(description="Computed lifetime value.")
+    def lifetime_value(self) -> Money:
+        return Money.from_minor(self.record.lifetime_value_minor, self.record.currency)
+
+    @strawberry.field(description="When the customer was last seen on any channel.")
+    def last_seen_at(self) -> dt.datetime | None:
+        return self.record.last_seen_at
 
     def without_marketing(self, field_name: str, value: list[object]) -> list[object]:
         """What a field shows while marketing consent is withdrawn."""
@@ -85,30 +124,28 @@ class Profile:
 
     @classmethod
     def from_record(cls, record: ProfileRecord) -> Profile:
-        return cls(
-            # Withdrawn means no marketing channel is granted any more.
-            marketing_allowed=any(
-                c.granted for c in record.consents if c.channel in MARKETING_CHANNELS
-            ),
-            traits=[KeyValue(key=k, value=v) for k, v in sorted(record.traits.items())],
-            segments=record.segments,
-            preferences=Preferences(
-                channels=[Channel.of(c) for c in record.preferred_channels],
-                language=record.language,
-            ),
-            consents=[
-                Consent(channel=Channel.of(c.channel), granted=c.granted, updated_at=c.updated_at)
-                for c in record.consents
-            ],
-            identities=[
-                Identity(
-                    customer_id=record.customer_id, type=IdentityType.of(i.type), value=i.value
-                )
-                for i in record.identities
-            ],
-            lifetime_value=Money.from_minor(record.lifetime_value_minor, record.currency),
-            last_seen_at=record.last_seen_at,
-        )
+        _check_names(record)
+        return cls(record=record)
+
+
+def _check_names(record: ProfileRecord) -> None:
+    """Raise the ValueError of the first stored value the graph has no name for: such a
+    document is a bug, reported at `profile` whichever of its fields were asked for, as when
+    every field was converted up front. Set checks: the members are made only when asked."""
+    if not (
+        _CHANNELS.issuperset(record.preferred_channels)
+        and _CHANNELS.issuperset(map(_channel, record.consents))
+        and _IDENTITY_TYPES.issuperset(map(_type, record.identities))
+    ):
+        for channel in [*record.preferred_channels, *map(_channel, record.consents)]:
+            Channel.of(channel)
+        for type_ in map(_type, record.identities):
+            IdentityType.of(type_)
+
+
+_channel, _type = operator.attrgetter("channel"), operator.attrgetter("type")
+_CHANNELS = frozenset(member.value for member in Channel)
+_IDENTITY_TYPES = frozenset(member.value for member in IdentityType)
 
 
 @strawberry.type(description="One entry of the customer's interaction timeline.")
@@ -138,7 +175,8 @@ class Interaction:
 
 @strawberry.type(description="An interaction with the cursor that points at it.")
 class InteractionEdge:
-    cursor: str = strawberry.field(description="Opaque cursor of this entry.")
+    position: strawberry.Private[Position]
+    cursor: str = strawberry.field(resolver=edge_cursor, description="Opaque cursor of this entry.")
     node: Interaction = strawberry.field(description="The interaction.")
 
 
@@ -149,13 +187,12 @@ class InteractionConnection:
 
     @classmethod
     def from_page(cls, page: Page[InteractionRecord], key: PageKey) -> InteractionConnection:
-        page_info, cursors = PageInfo.of(page, key)
         return cls(
             edges=[
-                InteractionEdge(cursor=c, node=Interaction.from_record(r))
-                for c, r in zip(cursors, page.items, strict=True)
+                InteractionEdge(position=p, node=Interaction.from_record(r))
+                for p, r in zip(page.positions, page.items, strict=True)
             ],
-            page_info=page_info,
+            page_info=PageInfo.of(page, key),
         )
 
 

@@ -266,7 +266,8 @@ class IdentityQuery:
         key = SearchKey(terms=terms, first=size, after=position)
         page = await load(info, info.context.loaders.sql.customer_search_page, key)
         assert page is not None
-        cursors = [encode_search_cursor(p) for p in page.positions]
+        positions = page.positions
+        cursors = [encode_search_cursor(p) for p in positions]
         return CustomerSearchConnection(
             edges=[
                 CustomerSearchEdge(cursor=cursor, node=Customer.from_record(record))
@@ -275,7 +276,7 @@ class IdentityQuery:
             page_info=PageInfo(
                 has_next_page=page.has_next,
                 has_previous_page=after is not None,
-                start_cursor=cursors[0] if cursors else None,
-                end_cursor=cursors[-1] if cursors else None,
+                positions=positions,
+                encode=encode_search_cursor,
             ),
         )

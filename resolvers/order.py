@@ -9,10 +9,10 @@ import strawberry
 
 from domain.principal import Scope
 from resolvers.access import check_entity, check_readable, readable
-from resolvers.common import Info, Money, PageInfo, load, loaded, parse_id
+from resolvers.common import Info, Money, PageInfo, edge_cursor, load, loaded, parse_id
 from resolvers.enums import Channel, OrderStatus
 from resolvers.vendor import Shipment
-from sources.paging import Page, PageKey
+from sources.paging import Page, PageKey, Position
 from sources.sql.records import OrderLineRecord, OrderRecord, ProductRecord
 from sources.thirdparty.tracking import ShipmentRecord
 
@@ -22,11 +22,28 @@ if TYPE_CHECKING:
 
 @strawberry.federation.type(description="An item of the product catalogue.", keys=["sku"])
 class Product:
-    sku: str = strawberry.field(description="Stock keeping unit, the product's key.")
-    name: str = strawberry.field(description="Display name.")
-    category: str = strawberry.field(description="Catalogue category.")
-    price: Money = strawberry.field(description="Current list price.")
-    stock: int = strawberry.field(description="Units on hand now.")
+    # Record-backed, as `Order` is.
+    record: strawberry.Private[ProductRecord]
+
+    @strawberry.field(description="Stock keeping unit, the product's key.")
+    def sku(self) -> str:
+        return self.record.sku
+
+    @strawberry.field(description="Display name.")
+    def name(self) -> str:
+        return self.record.name
+
+    @strawberry.field(description="Catalogue category.")
+    def category(self) -> str:
+        return self.record.category
+
+    @strawberry.field(description="Current list price.")
+    def price(self) -> Money:
+        return Money.from_minor(self.record.price_minor, self.record.currency)
+
+    @strawberry.field(description="Units on hand now.")
+    def stock(self) -> int:
+        return self.record.stock
 
     @classmethod
     async def resolve_reference(cls, info: Info, sku: str) -> Product | None:
@@ -38,22 +55,26 @@ class Product:
 
     @classmethod
     def from_record(cls, record: ProductRecord) -> Product:
-        return cls(
-            sku=record.sku,
-            name=record.name,
-            category=record.category,
-            price=Money.from_minor(record.price_minor, record.currency),
-            stock=record.stock,
-        )
+        return cls(record=record)
 
 
 @strawberry.type(description="One line of an order: a product, a quantity and its price.")
 class OrderLine:
+    # Record-backed, as `Order` is.
     record: strawberry.Private[OrderLineRecord]
     currency: strawberry.Private[str]
-    line_number: int = strawberry.field(description="Position of the line in the order, from 1.")
-    quantity: int = strawberry.field(description="Units ordered.")
-    unit_price: Money = strawberry.field(description="Price of one unit when ordered.")
+
+    @strawberry.field(description="Position of the line in the order, from 1.")
+    def line_number(self) -> int:
+        return self.record.line_number
+
+    @strawberry.field(description="Units ordered.")
+    def quantity(self) -> int:
+        return self.record.quantity
+
+    @strawberry.field(description="Price of one unit when ordered.")
+    def unit_price(self) -> Money:
+        return Money.from_minor(self.record.unit_price_minor, self.currency)
 
     @loaded(
         lambda loaders: loaders.sql.product_by_sku,
@@ -69,30 +90,49 @@ class OrderLine:
 
     @classmethod
     def from_record(cls, record: OrderLineRecord, currency: str) -> OrderLine:
-        return cls(
-            record=record,
-            currency=currency,
-            line_number=record.line_number,
-            quantity=record.quantity,
-            unit_price=Money.from_minor(record.unit_price_minor, currency),
-        )
+        return cls(record=record, currency=currency)
 
 
 @strawberry.federation.type(
     description="A customer's order, from the system of record.", keys=["id"]
 )
 class Order:
+    """Record-backed: each field is read from the record when it is asked for (an agent's
+    view of an order asks for five of its eleven)."""
+
     record: strawberry.Private[OrderRecord]
-    id: strawberry.ID = strawberry.field(description="Order id.")
-    number: str = strawberry.field(description="The order number the customer sees.")
-    status: OrderStatus = strawberry.field(description="Where the order is in its life.")
-    channel: Channel = strawberry.field(description="Where the order was placed.")
-    total: Money = strawberry.field(description="Order total, taxes included.")
-    tracking_number: str | None = strawberry.field(
-        description="The carrier's tracking number once shipped."
-    )
-    placed_at: dt.datetime = strawberry.field(description="When the order was placed.")
-    updated_at: dt.datetime = strawberry.field(description="When the order last changed.")
+
+    @strawberry.field(description="Order id.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.record.id))
+
+    @strawberry.field(description="The order number the customer sees.")
+    def number(self) -> str:
+        return self.record.number
+
+    @strawberry.field(description="Where the order is in its life.")
+    def status(self) -> OrderStatus:
+        return OrderStatus.of(self.record.status)
+
+    @strawberry.field(description="Where the order was placed.")
+    def channel(self) -> Channel:
+        return Channel.of(self.record.channel)
+
+    @strawberry.field(description="Order total, taxes included.")
+    def total(self) -> Money:
+        return Money.from_minor(self.record.total_minor, self.record.currency)
+
+    @strawberry.field(description="The carrier's tracking number once shipped.")
+    def tracking_number(self) -> str | None:
+        return self.record.tracking_number
+
+    @strawberry.field(description="When the order was placed.")
+    def placed_at(self) -> dt.datetime:
+        return self.record.placed_at
+
+    @strawberry.field(description="When the order last changed.")
+    def updated_at(self) -> dt.datetime:
+        return self.record.updated_at
 
     @loaded(
         lambda loaders: loaders.sql.lines_by_order_id,
@@ -136,22 +176,13 @@ class Order:
 
     @classmethod
     def from_record(cls, record: OrderRecord) -> Order:
-        return cls(
-            record=record,
-            id=strawberry.ID(str(record.id)),
-            number=record.number,
-            status=OrderStatus.of(record.status),
-            channel=Channel.of(record.channel),
-            total=Money.from_minor(record.total_minor, record.currency),
-            tracking_number=record.tracking_number,
-            placed_at=record.placed_at,
-            updated_at=record.updated_at,
-        )
+        return cls(record=record)
 
 
 @strawberry.type(description="An order with the cursor that points at it.")
 class OrderEdge:
-    cursor: str = strawberry.field(description="Opaque cursor of this order.")
+    position: strawberry.Private[Position]
+    cursor: str = strawberry.field(resolver=edge_cursor, description="Opaque cursor of this order.")
     node: Order = strawberry.field(description="The order.")
 
 
@@ -165,12 +196,11 @@ class OrderConnection:
 
     @classmethod
     def from_page(cls, page: Page[OrderRecord], key: PageKey) -> OrderConnection:
-        page_info, cursors = PageInfo.of(page, key)
         return cls(
             edges=[
-                OrderEdge(cursor=c, node=Order.from_record(r))
-                for c, r in zip(cursors, page.items, strict=True)
+                OrderEdge(position=p, node=Order.from_record(r))
+                for p, r in zip(page.positions, page.items, strict=True)
             ],
-            page_info=page_info,
+            page_info=PageInfo.of(page, key),
             total_count=page.total_count or 0,
         )

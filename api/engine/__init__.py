@@ -5,8 +5,9 @@ graphql-core interprets every field of every request the same generic way: it lo
 up, builds a resolve info, wraps the resolver in Strawberry's extension chain and completes the
 value by inspecting its type, and it gives every asynchronous field a task of its own. Most of
 c360's fields only read an attribute. `plan` works out once per document and operation what
-each selected field is (an attribute read, a resolver call, its rules, how its value is
-completed); `run` executes a plan with plain calls, and runs each resolver coroutine itself,
+each selected field is (an attribute read, a resolver call, a sync method of its object alone
+called inline as an attribute is read, its rules, how its value is completed); `run` executes
+a plan with plain calls, and runs each resolver coroutine itself,
 resuming it from the future it waits on instead of wrapping it in a task; `optimistic` runs
 a plan in the cheapest order first and in graphql-core's (`run`'s) only when an error or a
 stale value would show the difference. A union's value

@@ -7,6 +7,8 @@ fields need, in response order:
 
 - `__typename` is a constant;
 - an async resolver goes to the run's collector, as `Run.fields` puts it there;
+- a derived field (a sync method of its object alone) is called inline, its value completed
+  as an attribute's is;
 - an attribute whose value is its own serialization (a str, a bool, an int within 32 bits)
   is stored as it is read, an enum member as its name, a date or time as its `isoformat`;
 - an attribute holding an object, or a list of objects, is completed by the compiled function
@@ -29,6 +31,7 @@ from graphql.pyutils import Path
 
 from api.engine.plan import (
     ATTRIBUTE,
+    DERIVED,
     INT_NAME,
     LEAF,
     LIST,
@@ -96,7 +99,8 @@ class _Writer:
         self.optimistic = optimistic
         self.names: dict[str, Any] = {
             "Path": Path,
-            # `Path(...)` goes through namedtuple's Python `__new__`; this is the C call it makes.
+            # `Path(...)` goes through namedtuple's Python `__new__`; this is the C call it makes
+            # (and makes a `Slot`, also a named tuple).
             "_new": tuple.__new__,
             "located_error": located_error,
             "_ABSENT": _ABSENT,
@@ -169,6 +173,9 @@ class _Writer:
             self.emit(at, f"mine.append(({plan}, source, path, out, slot))")
             self.emit(at, f"out[{key}] = None")
             return
+        if field.kind == DERIVED:
+            self.derived(at, field, plan, key)
+            return
         if field.kind != ATTRIBUTE or field.value_rule is not None:
             self.emit(at, general)
             return
@@ -177,6 +184,19 @@ class _Writer:
         self.emit(at, "except AttributeError:")
         self.emit(at + 1, "value = _ABSENT")
         self.completed(at, field, plan, key, general)
+
+    def derived(self, at: int, field: FieldPlan, plan: str, key: str) -> None:
+        """A field computed from its object alone: its method called here, its error located
+        on its path as `Run.field` locates it, its value completed by the fast paths."""
+        method = self.bind("R", field.resolver)
+        here = f"_new(Path, (path, {key}, {field.parent_name!r}))"
+        self.emit(at, "try:")
+        self.emit(at + 1, f"value = {method}(source)")
+        self.emit(at, "except Exception as raw:")
+        self.emit(at + 1, f"out[{key}] = run.failed({plan}, raw, {here})")
+        self.emit(at, "else:")
+        general = f"out[{key}] = run.complete_at({plan}, value, {here}, out, slot)"
+        self.completed(at + 1, field, plan, key, general)
 
     def loaded(self, at: int, field: FieldPlan, plan: str, key: str) -> None:
         """A loaded field in an optimistic pass: its value, when the loader has it at hand,
@@ -208,7 +228,7 @@ class _Writer:
         self.emit(at + 1, f"out[{key}] = None")
         self.emit(at, "else:")
         # What no fast path below takes: `Run.complete`, any error of it stopping the attempt.
-        general = f"out[{key}] = run.complete_loaded({plan}, value, {here}, out, slot)"
+        general = f"out[{key}] = run.complete_at({plan}, value, {here}, out, slot)"
         self.completed(at + 1, field, plan, key, general)
 
     def completed(self, at: int, field: FieldPlan, plan: str, key: str, general: str) -> None:
@@ -254,7 +274,7 @@ class _Writer:
         function = self.bind("C", compile_object(child, optimistic=self.optimistic))
         self.emit(at, f"if {self.usable(child)}:")
         self.emit(at + 1, f"here = _new(Path, (path, {key}, {field.parent_name!r}))")
-        slot = f"Slot(slot, out, {key}, here, {field.completion.non_null})"
+        slot = f"_new(Slot, (slot, out, {key}, here, {field.completion.non_null}))"
         self.emit(at + 1, "try:")
         self.emit(at + 2, f"out[{key}] = {function}(run, value, here, {self.slot(child, slot)})")
         self.emit(at + 1, "except Exception as raw:")
@@ -271,14 +291,16 @@ class _Writer:
         child = item.object
         function = self.bind("C", compile_object(child, optimistic=self.optimistic))
         completion = self.bind("I", item)
-        item_slot = f"Slot(own, items, index, at, {item.non_null})"
+        item_slot = f"_new(Slot, (own, items, index, at, {item.non_null}))"
         self.emit(at, "if type(value) is list:")
         self.emit(at + 1, f"here = _new(Path, (path, {key}, {field.parent_name!r}))")
         self.emit(at + 1, "items = []")
         self.emit(at + 1, "try:")
         waiting = waits(child)
         if waiting:
-            self.emit(at + 2, f"own = Slot(slot, out, {key}, here, {field.completion.non_null})")
+            self.emit(
+                at + 2, f"own = _new(Slot, (slot, out, {key}, here, {field.completion.non_null}))"
+            )
             self.emit(at + 2, "list_outer = run.collector")
             self.emit(at + 2, "list_mine = run.collector = []")
             self.emit(at + 2, "try:")

@@ -35,7 +35,7 @@ from graphql.pyutils import Path
 
 from api.engine.compiled import ObjectFunction, compile_object, waits
 from api.engine.plan import FieldPlan, ObjectPlan, OperationPlan
-from api.engine.run import Run, Slot, _Pending, _Resolving, abandon
+from api.engine.run import Run, _Pending, _Resolving, abandon
 from resolvers.context import Context
 
 
@@ -109,16 +109,6 @@ class OptimisticRun(Run):
 
     def fail(self, resolving: _Resolving, raw: Exception) -> None:
         raise OrderMatters
-
-    def complete_loaded(
-        self, field: FieldPlan, value: Any, path: Path, out: dict[str, Any], slot: Slot | None
-    ) -> Any:
-        """A loaded field's value at hand, completed as `Run` completes it (the compiled
-        function's way when no fast path of its own takes the value)."""
-        try:
-            return self.complete(field.completion, value, field, path, out, field.key, slot)
-        except Exception:
-            raise OrderMatters from None
 
     # Starting: inline, in the order collected (any order gives the same data).
 

@@ -61,8 +61,9 @@ _NO_VARIABLES = VariableValues({}, {})
 # Root fields the engine leaves to graphql-core: introspection and federation's SDL.
 _DELEGATED_ROOT_FIELDS = frozenset({"__schema", "__type", "_service"})
 
-# How a field gets its value.
-TYPENAME, ATTRIBUTE, RESOLVER = 0, 1, 2
+# How a field gets its value. DERIVED: a sync resolver of its object alone (no arguments, no
+# info, no rules), which the compiled functions call inline, as they read an attribute.
+TYPENAME, ATTRIBUTE, RESOLVER, DERIVED = 0, 1, 2, 3
 # How a value is completed.
 LEAF, OBJECT, LIST, ABSTRACT = 0, 1, 2, 3
 
@@ -268,6 +269,16 @@ class FieldPlan:
             # An async resolver starts when graphql-core would start its task, after the sync
             # pass of its object (`api.engine.run`), so that errors come in graphql-core's order.
             self.deferred = definition.is_async
+            if (
+                not self.deferred
+                and self.self_positional
+                and self.info_name is None
+                and not self.source_names
+                and not definition.arguments
+                and not self.permissions
+                and self.value_rule is None
+            ):
+                self.kind = DERIVED
         self.completion = Completion(field_def.type, self.nodes, plans)
 
     def _rules(self, extensions: list[FieldExtension]) -> None:

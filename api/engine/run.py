@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import CoroutineType
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import ExecutionResult, GraphQLError, GraphQLObjectType, located_error
 from graphql.execution.values import VariableValues, get_argument_values
@@ -69,25 +69,18 @@ class FieldInfo:
         self.field_name = field_name
 
 
-class Slot:
+class Slot(NamedTuple):
     """Where a completed object or list sits: its container and key, its path, whether the
-    position is non-null, and the slot of the object or list that holds it."""
+    position is non-null, and the slot of the object or list that holds it.
 
-    __slots__ = ("container", "key", "non_null", "parent", "path")
+    A tuple, as graphql-core's `Path` is, so that the compiled functions make one per object
+    of a list with `tuple.__new__` (a C call) rather than a Python `__init__`."""
 
-    def __init__(
-        self,
-        parent: Slot | None,
-        container: dict[str, Any] | list[Any],
-        key: str | int,
-        path: Path,
-        non_null: bool,
-    ) -> None:
-        self.parent = parent
-        self.container = container
-        self.key = key
-        self.path = path
-        self.non_null = non_null
+    parent: Slot | None
+    container: dict[str, Any] | list[Any]
+    key: str | int
+    path: Path
+    non_null: bool
 
 
 # Work waiting to start, in graphql-core's awaitable structure: an async field of an object
@@ -237,6 +230,17 @@ class Run:
         if field.completion.non_null:
             raise error from None
         self.add_error(error, path)
+
+    def complete_at(
+        self, field: FieldPlan, value: Any, path: Path, out: dict[str, Any], slot: Slot | None
+    ) -> Any:
+        """A field's value in hand, completed as `field` completes it: the compiled functions'
+        way for a value that none of their fast paths takes (a derived field's, a loaded
+        one's at hand), since calling the field again would compute it twice."""
+        try:
+            return self.complete(field.completion, value, field, path, out, field.key, slot)
+        except Exception as raw:
+            return self.failed(field, raw, path)
 
     def call(self, field: FieldPlan, source: Any, info: FieldInfo) -> Any:
         """Check the field's permissions and call its resolver."""

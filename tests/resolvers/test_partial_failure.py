@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from api.connections import Connections
 from api.settings import Settings
 from sources.net import free_port
 from sources.thirdparty.simulator import VendorStore
-from tests.builders import build_customer
+from tests.builders import T0, build_customer
 from tests.conftest import Simulator, running_app
-from tests.queries import agent_view
+from tests.queries import agent_view, graphql
 
 
 def assert_no_internals(body: dict[str, Any]) -> None:
@@ -133,3 +134,31 @@ async def test_unexpected_errors_are_masked_and_logged(
     assert body["data"]["customer"]["profile"] is None
     assert_no_internals(body)
     assert "CARRIER_PIGEON" in caplog.text  # the full error is in the log
+
+
+@pytest.mark.parametrize(
+    "unreadable",
+    [
+        {"preferences": {"channels": ["CARRIER_PIGEON"]}},
+        {"consents": [{"channel": "CARRIER_PIGEON", "granted": True, "updated_at": T0}]},
+        {"identities": [{"type": "CARRIER_PIGEON", "value": "x"}]},
+    ],
+    ids=["preference", "consent", "identity"],
+)
+async def test_a_profile_with_an_unknown_value_fails_whole_whatever_is_asked(
+    client: httpx.AsyncClient,
+    connections: Connections,
+    vendor_store: VendorStore,
+    unreadable: dict[str, Any],
+) -> None:
+    # A profile converts its fields when they are asked for; a document the graph cannot
+    # name a value of is still reported at `profile`, not only when that field is asked.
+    cid = await build_customer(connections, vendor_store, profile=unreadable)
+    body = await graphql(
+        client, "query($id: ID!) { customer(id: $id) { profile { segments } } }", {"id": cid}
+    )
+
+    [error] = body["errors"]
+    assert error["path"] == ["customer", "profile"]
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert body["data"]["customer"]["profile"] is None
