@@ -278,6 +278,7 @@ class Relay:
         self._poll = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         # A pass every `poll_seconds` while a store is down: one line when it goes, one when back.
         self._outage = Outage(
             "outbox relay: a store", log, meanwhile="events wait in the outbox until it is back"
@@ -304,7 +305,7 @@ class Relay:
                 return total
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.drain()
             except Exception as error:
@@ -320,6 +321,8 @@ class Relay:
                 self._outage.succeeded()
             # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that lands as a
             # wake does, and `stop` would wait for this loop forever.
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll):
                     await self._wake.wait()
@@ -334,15 +337,30 @@ class Relay:
         not when another instance next polls (or this one starts again)."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        task, self._task = self._task, None
+        deadline = time.monotonic() + last_pass_seconds
+        # The pass under way is let finish, not cancelled: cancelled between its publish and
+        # its mark, it would leave events published but unmarked, to be published again (a
+        # subscriber resuming on another instance would then receive them twice).
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(last_pass_seconds):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this stop was cancelled, not the relay
+        except Exception:
+            log.warning("outbox relay: its last pass failed", exc_info=True)
         try:
             # The deadline is checked between passes too: a client library that swallows a
             # cancellation and retries must not keep a stopping process publishing.
-            async with asyncio.timeout(last_pass_seconds):
-                await self.drain(until=time.monotonic() + last_pass_seconds)
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.1)):
+                await self.drain(until=deadline)
         except Exception:
             log.warning(
                 "outbox relay: events still pending at shutdown wait for the next relay",

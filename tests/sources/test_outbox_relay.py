@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import insert, select
@@ -159,3 +160,44 @@ async def test_a_relay_never_started_publishes_nothing_when_stopped(
     # An instance with C360_RELAY_ENABLED=false leaves publishing to the relaying ones.
     await Relay(engine=own_sqlite, db=own_mongo, bus=bus, poll_seconds=60).stop()
     assert await bus.read("0", count=10, block=0) == []
+
+
+class _HeldBus(InProcessBus):
+    """An in-process bus whose publish waits until the test lets it go on: a relay pass held
+    between its publish and its mark."""
+
+    def __init__(self) -> None:
+        super().__init__(max_length=100, retention_seconds=60)
+        self.publishing = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def publish(self, events: Sequence[Event]) -> list[str]:
+        positions = await super().publish(events)
+        self.publishing.set()
+        await self.go_on.wait()
+        return positions
+
+
+async def test_a_stop_lets_the_pass_under_way_finish_so_nothing_is_published_twice(
+    own_sqlite: AsyncEngine, own_mongo: Database
+) -> None:
+    """Cancelled between its publish and its mark, a pass left its rows published but
+    unmarked, and the stop's last pass (or the next relay) published them again: a
+    subscriber resuming on another instance received them twice."""
+    bus = _HeldBus()
+    relay = Relay(engine=own_sqlite, db=own_mongo, bus=bus, poll_seconds=60)
+    event = await _pending(own_sqlite, "once@x.io")
+    relay.start()
+    async with asyncio.timeout(10):
+        await bus.publishing.wait()  # published, not yet marked
+    stopping = asyncio.create_task(relay.stop())
+    await asyncio.sleep(0)  # the stop runs to its first wait (it must not cancel the pass)
+    bus.go_on.set()
+    async with asyncio.timeout(10):
+        await stopping
+    assert [d.event.id for d in await bus.read("0", count=10, block=0)] == [event.id]
+    async with own_sqlite.connect() as connection:
+        unpublished = await connection.execute(
+            select(OUTBOX.c.id).where(OUTBOX.c.published_at.is_(None))
+        )
+        assert unpublished.all() == []
