@@ -8,8 +8,8 @@ run on the resolved value, a cached entity is never served with another principa
   profile, ...). Every human role may; a `service` key only with the area's scope.
 - `own_customer(...)`: a `customer` principal may only reach its own customer.
 - `staff_lookup(scope)`: lookups of many customers at once, for staff and `service` keys with
-  `scope`, never for the `customer` role. `check_readable` and `check_entity` apply the same
-  rules to a federation `_entities` representation, which no field extension guards.
+  `scope`, never for the `customer` role. `check_readable`, `check_entity` and `refusals` apply
+  the same rules to federation `_entities` representations, which no field extension guards.
 - `changeable(...)`: who may run a mutation; a `customer` only its own contact and consent.
 - `Pii(mask)`: personal data. In clear for `agent`, `admin`, the customer itself and a `service`
   with `pii:read`, and then recorded in the audit log; masked for `analyst`; refused otherwise.
@@ -160,6 +160,15 @@ def check_readable(info: Any, scope: Scope) -> None:
     """Raise FORBIDDEN unless the principal may read data of `scope` (`readable`'s rule), for
     what no field extension guards: a federation `_entities` representation."""
     _check(info, _READABLE[scope])
+
+
+def refusals(info: Any, scope: Scope, count: int) -> list[GraphQLError]:
+    """For `count` federation representations of `scope`: none when the principal may read
+    it (`check_readable`), else a FORBIDDEN error for each, each to be located at its index."""
+    rule = _READABLE[scope]
+    if rule.has_permission(None, info):
+        return []
+    return [forbidden(rule.message or "Not allowed.") for _ in range(count)]
 
 
 def check_entity(info: Any, scope: Scope, customer_id: object) -> None:

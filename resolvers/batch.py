@@ -8,7 +8,6 @@ statement, one MongoDB command and one loyalty batch request, by id or by email.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -18,8 +17,7 @@ from domain.customers import normalise_email
 from domain.principal import Scope
 from resolvers.access import staff_lookup
 from resolvers.common import Info, UserInputError, load_many, parse_id
-from resolvers.customer import Customer, surviving_customer
-from sources.sql.records import CustomerRecord
+from resolvers.customer import Customer, survivors
 
 
 def _check_size(info: Info, name: str, keys: Sequence[object]) -> None:
@@ -31,18 +29,15 @@ def _check_size(info: Info, name: str, keys: Sequence[object]) -> None:
         )
 
 
-async def _survivors(info: Info, records: Sequence[CustomerRecord | None]) -> list[Customer | None]:
-    """The customer each record stands for; merged records, rare, follow their merges."""
-    customers = [
-        Customer.from_record(r) if r is not None and r.merged_into is None else None
-        for r in records
-    ]
-    merged = [i for i, r in enumerate(records) if r is not None and r.merged_into is not None]
-    if merged:
-        survivors = await asyncio.gather(*(surviving_customer(info, records[i]) for i in merged))
-        for index, survivor in zip(merged, survivors, strict=True):
-            customers[index] = survivor
-    return customers
+def _raised(customers: list[Customer | Exception | None]) -> list[Customer | None]:
+    """The customers, or the first failure among them raised: a list of customers fails
+    whole (`customers` and `customersByEmails` are one answer, not one per key)."""
+    answers: list[Customer | None] = []
+    for customer in customers:
+        if isinstance(customer, Exception):
+            raise customer
+        answers.append(customer)
+    return answers
 
 
 async def customers_by_ids(info: Info, numbers: Sequence[int | None]) -> list[Customer | None]:
@@ -50,7 +45,9 @@ async def customers_by_ids(info: Info, numbers: Sequence[int | None]) -> list[Cu
     wanted = sorted({n for n in numbers if n is not None})
     records = await load_many(info, info.context.loaders.sql.customer_by_id, wanted)
     found = dict(zip(wanted, records, strict=True))
-    return await _survivors(info, [found.get(n) if n is not None else None for n in numbers])
+    return _raised(
+        await survivors(info, [found.get(n) if n is not None else None for n in numbers])
+    )
 
 
 async def customers_by_emails(info: Info, emails: Sequence[str]) -> list[Customer | None]:
@@ -59,7 +56,7 @@ async def customers_by_emails(info: Info, emails: Sequence[str]) -> list[Custome
     wanted = sorted({e for e in normalised if e})
     records = await load_many(info, info.context.loaders.sql.customer_by_email, wanted)
     found = dict(zip(wanted, records, strict=True))
-    return await _survivors(info, [found.get(e) for e in normalised])
+    return _raised(await survivors(info, [found.get(e) for e in normalised]))
 
 
 @strawberry.type

@@ -3,6 +3,7 @@ mutation refusals."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,22 @@ async def load(info: Info, loader: DataLoader[K, V], key: K) -> V:
 async def load_many(info: Info, loader: DataLoader[K, V], keys: Sequence[K]) -> list[V]:
     """`loader.load_many(keys)`, in key order: many keys of one field, in one batch."""
     return [_fresh(info, value) for value in await loader.load_many(keys)]
+
+
+async def load_each(info: Info, loader: DataLoader[K, V], keys: Sequence[K]) -> list[V | Exception]:
+    """`load_many`, with each key's failure in its place instead of raised: for a list of
+    independent answers (federation's representations), where one failed key must not fail
+    the others."""
+    values = await asyncio.gather(*[loader.load(key) for key in keys], return_exceptions=True)
+    answers: list[V | Exception] = []
+    for value in values:
+        if isinstance(value, Exception):
+            answers.append(value)
+        elif isinstance(value, BaseException):  # cancelled: not a key's failure
+            raise value
+        else:
+            answers.append(_fresh(info, value))
+    return answers
 
 
 # The metadata key under which a `loaded` field keeps its `Loaded`.
@@ -242,6 +259,7 @@ __all__ = [
     "edge_cursor",
     "is_record_id",
     "load",
+    "load_each",
     "load_many",
     "page_key",
     "page_size",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from typing import Annotated
+from collections.abc import Awaitable, Sequence
+from typing import Annotated, Any
 
 import strawberry
 from bson import ObjectId
+from graphql import GraphQLError
 
 from domain.customers import normalise_email
 from domain.principal import Scope
@@ -16,6 +19,7 @@ from resolvers.common import (
     UserInputError,
     is_record_id,
     load,
+    load_each,
     loaded,
     page_key,
     parse_id,
@@ -85,6 +89,7 @@ class Address:
 
     @classmethod
     def from_record(cls, record: AddressRecord) -> Address:
+        AddressKind.check(record.kind)
         return cls(record=record, customer_id=record.customer_id)
 
 
@@ -246,31 +251,99 @@ class Customer:
         return LoyaltyMembership.from_record(record) if record else None
 
     @classmethod
-    async def resolve_reference(
-        cls, info: Info, id: strawberry.ID | None = None, email: str | None = None
-    ) -> Customer | None:
-        """The customer of a federation representation, `{id}` or `{email}`, with the rules of
-        `Query.customer`. Through the loaders: the gateway's representations, resolved side
-        by side, cost one batch per source together."""
-        loaders = info.context.loaders.sql
-        if id is not None:
-            check_entity(info, Scope.CUSTOMERS, id)
-            number = parse_id(id)
-            record = await load(info, loaders.customer_by_id, number) if number else None
-        elif email is not None:
-            check_readable(info, Scope.CUSTOMERS)
-            record = await load(info, loaders.customer_by_email, normalise_email(email))
-        else:
-            raise UserInputError("A Customer representation needs its `id` or its `email`.")
-        customer = await surviving_customer(info, record)
-        if id is None:
-            # A customer principal learns nothing of an email not its own, held or not.
-            check_entity(info, Scope.CUSTOMERS, customer.customer_id if customer else None)
-        return customer
+    async def resolve_references(
+        cls, info: Info, representations: list[dict[str, Any]]
+    ) -> list[Customer | Exception | None]:
+        """The customers of federation representations, `{id}` or `{email}`, in order, each
+        with the rules of `Query.customer`, and a refusal or a failed lookup in its own place:
+        one batch per loader for all of them, as a gateway's hundred representations need."""
+        found: list[Customer | Exception | None] = [None] * len(representations)
+        ids: dict[int, int] = {}  # by index: the id asked, or the email
+        emails: dict[int, str] = {}
+        for index, representation in enumerate(representations):
+            id, email = representation.get("id"), representation.get("email")
+            try:
+                if id is not None:
+                    check_entity(info, Scope.CUSTOMERS, id)
+                    number = parse_id(id)
+                    if number is not None:
+                        ids[index] = number
+                elif email is not None:
+                    check_readable(info, Scope.CUSTOMERS)
+                    emails[index] = normalise_email(email)
+                else:  # `Subgraph` lets no such representation through
+                    raise UserInputError("A Customer representation needs its `id` or `email`.")
+            except GraphQLError as error:
+                found[index] = error
+        records = await _records_by_index(info, ids, emails)
+        customers = await survivors(info, list(records.values()))
+        for index, customer in zip(records, customers, strict=True):
+            try:
+                if index in emails and not isinstance(customer, Exception):
+                    # A customer principal learns nothing of an email not its own, held or not.
+                    check_entity(info, Scope.CUSTOMERS, customer.customer_id if customer else None)
+            except GraphQLError as error:
+                found[index] = error
+            else:
+                found[index] = customer
+        return found
 
     @classmethod
     def from_record(cls, record: CustomerRecord) -> Customer:
+        CustomerStatus.check(record.status)
         return cls(record=record, customer_id=record.id)
+
+
+async def _records_by_index(
+    info: Info, ids: dict[int, int], emails: dict[int, str]
+) -> dict[int, CustomerRecord | Exception | None]:
+    """The records of the ids and emails asked, by index, a failed lookup in its place: each
+    kind in one loader batch, the two side by side when both are asked."""
+    loaders = info.context.loaders.sql
+    asked: list[dict[int, Any]] = []
+    lookups: list[Awaitable[list[CustomerRecord | Exception | None]]] = []
+    if ids:
+        asked.append(ids)
+        lookups.append(load_each(info, loaders.customer_by_id, list(ids.values())))
+    if emails:
+        asked.append(emails)
+        lookups.append(load_each(info, loaders.customer_by_email, list(emails.values())))
+    if len(lookups) > 1:
+        loaded = await asyncio.gather(*lookups)
+    else:  # one kind, as a gateway sends: no task
+        loaded = [await lookup for lookup in lookups]
+    records: dict[int, CustomerRecord | Exception | None] = {}
+    for keys, values in zip(asked, loaded, strict=True):
+        records.update(zip(keys, values, strict=True))
+    return records
+
+
+async def survivors(
+    info: Info, records: Sequence[CustomerRecord | Exception | None]
+) -> list[Customer | Exception | None]:
+    """The customer each record stands for (`surviving_customer`), a failure in its place;
+    merged records, rare, follow their merges side by side, and the others take no
+    coroutine."""
+    customers: list[Customer | Exception | None] = []
+    merged: list[int] = []
+    for index, record in enumerate(records):
+        if record is None or isinstance(record, Exception):
+            customers.append(record)
+        elif record.merged_into is None:
+            customers.append(Customer.from_record(record))
+        else:
+            customers.append(None)
+            merged.append(index)
+    if merged:
+        found = await asyncio.gather(
+            *(surviving_customer(info, records[i]) for i in merged),  # type: ignore[arg-type]
+            return_exceptions=True,
+        )
+        for index, survivor in zip(merged, found, strict=True):
+            if isinstance(survivor, BaseException) and not isinstance(survivor, Exception):
+                raise survivor  # cancelled
+            customers[index] = survivor
+    return customers
 
 
 async def surviving_customer(info: Info, record: CustomerRecord | None) -> Customer | None:

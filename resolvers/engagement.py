@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import operator
 from collections.abc import Mapping, Sequence
 
 import strawberry
@@ -131,19 +130,19 @@ class Profile:
 def _check_names(record: ProfileRecord) -> None:
     """Raise the ValueError of the first stored value the graph has no name for: such a
     document is a bug, reported at `profile` whichever of its fields were asked for, as when
-    every field was converted up front. Set checks: the members are made only when asked."""
-    if not (
-        _CHANNELS.issuperset(record.preferred_channels)
-        and _CHANNELS.issuperset(map(_channel, record.consents))
-        and _IDENTITY_TYPES.issuperset(map(_type, record.identities))
-    ):
-        for channel in [*record.preferred_channels, *map(_channel, record.consents)]:
-            Channel.of(channel)
-        for type_ in map(_type, record.identities):
-            IdentityType.of(type_)
+    every field was converted up front (`Stored.check`, called only for such a value: a
+    profile holds a dozen of them)."""
+    for channel in record.preferred_channels:
+        if channel not in _CHANNELS:
+            Channel.check(channel)
+    for consent in record.consents:
+        if consent.channel not in _CHANNELS:
+            Channel.check(consent.channel)
+    for identity in record.identities:
+        if identity.type not in _IDENTITY_TYPES:
+            IdentityType.check(identity.type)
 
 
-_channel, _type = operator.attrgetter("channel"), operator.attrgetter("type")
 _CHANNELS = frozenset(member.value for member in Channel)
 _IDENTITY_TYPES = frozenset(member.value for member in IdentityType)
 

@@ -19,6 +19,14 @@ class Stored(Enum):
         member = cls._value2member_map_.get(value)
         return cls(value) if member is None else member  # type: ignore[return-value]
 
+    @classmethod
+    def check(cls, value: str) -> None:
+        """Raise `cls(value)`'s ValueError for a stored value of no member, and make nothing:
+        a type built from a record refuses a record the graph cannot name whole, when it is
+        made, and converts each value only when it is asked for."""
+        if value not in cls._value2member_map_:
+            cls(value)
+
 
 @strawberry.enum(description="Whether a customer record is live or merged into another.")
 class CustomerStatus(Stored):

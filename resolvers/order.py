@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
 
 from domain.principal import Scope
-from resolvers.access import check_entity, check_readable, readable
-from resolvers.common import Info, Money, PageInfo, edge_cursor, load, loaded, parse_id
+from resolvers.access import check_entity, readable, refusals
+from resolvers.common import (
+    Info,
+    Money,
+    PageInfo,
+    edge_cursor,
+    load,
+    load_each,
+    loaded,
+    parse_id,
+)
 from resolvers.enums import Channel, OrderStatus
 from resolvers.vendor import Shipment
 from sources.paging import Page, PageKey, Position
@@ -46,12 +56,20 @@ class Product:
         return self.record.stock
 
     @classmethod
-    async def resolve_reference(cls, info: Info, sku: str) -> Product | None:
-        """The product of a federation representation `{sku}`, for whoever may read orders
-        (products are reached through orders), through the loader."""
-        check_readable(info, Scope.ORDERS)
-        record = await load(info, info.context.loaders.sql.product_by_sku, sku)
-        return Product.from_record(record) if record else None
+    async def resolve_references(
+        cls, info: Info, representations: list[dict[str, Any]]
+    ) -> list[Product | Exception | None]:
+        """The products of federation representations `{sku}`, in order, for whoever may read
+        orders (products are reached through orders): one loader batch for all of them."""
+        if refused := refusals(info, Scope.ORDERS, len(representations)):
+            return [*refused]
+        records = await load_each(
+            info, info.context.loaders.sql.product_by_sku, [r["sku"] for r in representations]
+        )
+        return [
+            r if isinstance(r, Exception) else Product.from_record(r) if r else None
+            for r in records
+        ]
 
     @classmethod
     def from_record(cls, record: ProductRecord) -> Product:
@@ -165,17 +183,35 @@ class Order:
         return Customer.from_record(record) if record else None
 
     @classmethod
-    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Order | None:
-        """The order of a federation representation `{id}`, through the loader; a customer
-        principal only reaches its own orders."""
-        check_readable(info, Scope.ORDERS)
-        number = parse_id(id)
-        record = await load(info, info.context.loaders.sql.order_by_id, number) if number else None
-        check_entity(info, Scope.ORDERS, record.customer_id if record else None)
-        return Order.from_record(record) if record else None
+    async def resolve_references(
+        cls, info: Info, representations: list[dict[str, Any]]
+    ) -> list[Order | Exception | None]:
+        """The orders of federation representations `{id}`, in order, through one loader
+        batch; a customer principal only reaches its own orders."""
+        if refused := refusals(info, Scope.ORDERS, len(representations)):
+            return [*refused]
+        numbers = [parse_id(r["id"]) for r in representations]
+        wanted = [n for n in numbers if n is not None]
+        records = await load_each(info, info.context.loaders.sql.order_by_id, wanted)
+        loaded = dict(zip(wanted, records, strict=True))
+        orders: list[Order | Exception | None] = []
+        for number in numbers:
+            record = loaded.get(number) if number is not None else None
+            if isinstance(record, Exception):
+                orders.append(record)
+                continue
+            try:
+                check_entity(info, Scope.ORDERS, record.customer_id if record else None)
+            except GraphQLError as error:
+                orders.append(error)
+            else:
+                orders.append(Order.from_record(record) if record else None)
+        return orders
 
     @classmethod
     def from_record(cls, record: OrderRecord) -> Order:
+        OrderStatus.check(record.status)
+        Channel.check(record.channel)
         return cls(record=record)
 
 

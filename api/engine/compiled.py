@@ -13,8 +13,9 @@ fields need, in response order:
   is stored as it is read, an enum member as its name, a date or time as its `isoformat`;
 - an attribute holding an object, or a list of objects, is completed by the compiled function
   of that object's plan, with its path, and with a `Slot` only where something below it waits;
-- anything else (a sync resolver, a value rule, a null, an error, a value of an unexpected
-  type) takes `Run.field`, the general path, which holds every rule.
+- anything else (a sync resolver with arguments, info or rules, or whose value is a list; a
+  value rule, a null, an error, a value of an unexpected type) takes `Run.field`, the general
+  path, which holds every rule.
 
 The semantics stay `Run`'s, which the differential test holds to graphql-core: the fast paths
 only skip checks whose outcome the value's exact type already decides, and an error found in
@@ -59,7 +60,7 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 def waits(plan: ObjectPlan) -> bool:
     """Whether anything under an object of this plan may wait (an async resolver, or an
-    awaitable item of a list a resolver returns, as federation's `_entities` gives): only then
+    awaitable item of a list a resolver returns, as Strawberry's own `_entities` gives): only then
     do its positions need slots, for a null found later to reach its nearest nullable parent."""
     cached = plan.waits
     if cached is None:

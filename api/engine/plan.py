@@ -62,7 +62,8 @@ _NO_VARIABLES = VariableValues({}, {})
 _DELEGATED_ROOT_FIELDS = frozenset({"__schema", "__type", "_service"})
 
 # How a field gets its value. DERIVED: a sync resolver of its object alone (no arguments, no
-# info, no rules), which the compiled functions call inline, as they read an attribute.
+# info, no rules) whose value is not a list, which the compiled functions call inline, as they
+# read an attribute.
 TYPENAME, ATTRIBUTE, RESOLVER, DERIVED = 0, 1, 2, 3
 # How a value is completed.
 LEAF, OBJECT, LIST, ABSTRACT = 0, 1, 2, 3
@@ -154,6 +155,10 @@ _PASSTHROUGH: dict[str, type] = {
 _ISO_TYPES: dict[str, type] = {"DateTime": dt.datetime, "Date": dt.date, "Time": dt.time}
 # Int's output coercion also returns an int unchanged, within 32 bits.
 INT_NAME = GraphQLInt.name
+
+
+def _is_list(type_: GraphQLOutputType) -> bool:
+    return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)
 
 
 def _memoized(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -277,6 +282,8 @@ class FieldPlan:
                 and not definition.arguments
                 and not self.permissions
                 and self.value_rule is None
+                # A list may hold awaitable items, which `Run.complete` awaits.
+                and not _is_list(field_def.type)
             ):
                 self.kind = DERIVED
         self.completion = Completion(field_def.type, self.nodes, plans)

@@ -334,7 +334,7 @@ class Run:
                     continue
                 item_path = Path(path, index, None)
                 if type(element) is CoroutineType:
-                    # An awaitable item (each of `_entities`' representations is a coroutine):
+                    # An awaitable item (Strawberry's own `_entities` gives a coroutine each):
                     # graphql-core awaits it in a task gathered with the list's other pending
                     # work, then completes it there.
                     mine.append(

@@ -176,7 +176,8 @@ Shape = Annotated[Leaf | Box, strawberry.union("Shape")]
 
 
 def _shapes(last: Any) -> list[Any]:
-    # What federation's `_entities` gives: values, awaitables and errors, side by side.
+    # What a resolver may give (Strawberry's own `_entities` does): values, awaitables and
+    # errors, side by side.
     return [
         Leaf(n=1),
         _later(Leaf(n=2)),
@@ -385,8 +386,7 @@ async def test_the_engines_let_go_of_the_request_once_they_have_answered(
 ) -> None:
     """graphql-core's execution context sits in a reference cycle: holding the request's
     context, it kept its loaders and every record they fetched for the collector to find.
-    The engine's groups of pending work hold their resolvers, which hold the run: two
-    representations are two awaitable items of one list, started as one group."""
+    The engine's groups of pending work hold their resolvers, which hold the run."""
     customers = [await build_customer(connections, vendor_store, orders=2) for _ in range(2)]
     executor = Executor(create_schema(), engine)
     variables = {"representations": [{"__typename": "Customer", "id": str(c)} for c in customers]}
@@ -526,3 +526,51 @@ async def test_a_rule_of_the_principal_alone_is_checked_once_per_operation(
     # A refusal is not remembered: the optimistic attempt stops at the first, and the run in
     # graphql-core's order checks each order again.
     assert (refused[1], refused_core[1]) == (1 + 3, 3)
+
+
+CALLED: list[str] = []
+
+
+@strawberry.type
+class Derived:
+    """Sync methods of their object alone, whose values no fast path takes."""
+
+    @strawberry.field
+    def wide(self) -> int:  # beyond Int's 32 bits: an error where it is completed
+        CALLED.append("wide")
+        return 2**40
+
+    @strawberry.field
+    def absent(self) -> str | None:
+        CALLED.append("absent")
+        return None
+
+    @strawberry.field
+    def required(self) -> str:  # null where non-null: its parent is nulled
+        CALLED.append("required")
+        return None  # type: ignore[return-value]
+
+
+@strawberry.type
+class DerivedQuery:
+    @strawberry.field
+    def derived(self) -> Derived | None:
+        return Derived()
+
+
+@pytest.mark.parametrize("selection", ["wide absent", "absent", "absent required"])
+async def test_a_derived_field_is_called_once_and_answers_as_graphql_core(selection: str) -> None:
+    """The engine calls a method of its object alone inline; a value none of its fast paths
+    takes is completed from the value in hand, not by calling the method again."""
+    executor = Executor(strawberry.Schema(query=DerivedQuery))
+    document = parse(f"{{ derived {{ {selection} }} }}")
+    CALLED.clear()
+    ours = await executor.execute(document, None)
+    called, CALLED[:] = list(CALLED), []
+    theirs = await executor.execute_with_graphql_core(document, None)
+    assert called == CALLED  # once each, and those graphql-core calls
+    assert len(called) == len(set(called)) and called
+    assert ours.data == theirs.data
+    assert [(e.message, e.path) for e in ours.errors or []] == [
+        (e.message, e.path) for e in theirs.errors or []
+    ]

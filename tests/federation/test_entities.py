@@ -1,24 +1,28 @@
 """Federation's `_entities` over POST /graphql: batched through the loaders, with the access rules.
 
-A gateway sends every representation of one type in one `_entities` call; Strawberry resolves
-them one by one, but c360's `resolve_reference` coroutines run side by side, so the counters
-must show one round trip per source per level whatever the number of representations.
+A gateway sends every representation of one type in one `_entities` call; c360 gives them to the
+type's `resolve_references` together, so the counters must show one round trip per source per
+level whatever the number of representations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import pytest
+from graphql import parse
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from api.connections import Connections
-from api.settings import Environment, Settings
+from api.context import create_context, create_loaders
+from api.execution import Executor
+from api.settings import Engine, Environment, Settings
 from api.tokens import mint_token
 from domain.merges import merge_customers
-from domain.principal import Role, Scope
+from domain.principal import Principal, Role, Scope
 from resolvers.federation import subgraph_sdl
 from resolvers.schema import create_schema
 from sources.thirdparty.simulator import VendorStore
@@ -101,6 +105,29 @@ async def test_customer_representations_are_batched(
     # One statement for the customers, by id or by email, then one call per other source,
     # however many representations.
     assert spent == trips(sql=1, mongo=1, loyalty=1)
+
+
+async def test_mixed_types_and_keys_are_batched_per_loader_and_answered_in_order(
+    client: httpx.AsyncClient, connections: Connections, customers: list[int]
+) -> None:
+    """Customers by id and by email, orders and products, interleaved in one call: each kind
+    of key is one batch of its loader, all asked side by side, and the answers keep the
+    order given."""
+    representations: list[dict[str, str]] = []
+    for index, cid in enumerate(customers[:40]):
+        representations.append(_by_id(cid) if index % 2 else _by_email(cid))
+        representations.append(_order(cid))
+        representations.append({"__typename": "Product", "sku": f"SKU-{index + 1:05d}"})
+    body, spent = await _entities(client, connections, representations)
+    assert "errors" not in body, body["errors"]
+    found = body["data"]["_entities"]
+    assert [e["__typename"] for e in found] == [r["__typename"] for r in representations]
+    assert [e.get("id") or e.get("sku") for e in found] == [
+        r.get("id") or r.get("sku") or str(customers[i // 3]) for i, r in enumerate(representations)
+    ]
+    # Customers by id, by email, orders and products: four SQL statements; then one call per
+    # other source for the customers' fields.
+    assert spent == trips(sql=4, mongo=1, loyalty=1)
 
 
 async def test_order_and_product_representations_are_batched(
@@ -369,3 +396,43 @@ async def test_the_subgraph_sdl_is_open_where_introspection_is(
         assert "`_service`" in response.json()["errors"][0]["message"]
         allowed = await http.post("/graphql", json=service_sdl, headers=as_role(Role.SERVICE))
         assert allowed.json()["data"]["_service"]["sdl"].startswith("schema @link(")
+
+
+@pytest.mark.parametrize("engine", [Engine.PLAN, Engine.GRAPHQL_CORE])
+async def test_a_failed_lookup_fails_only_the_representations_it_was_for(
+    connections: Connections, customers: list[int], engine: Engine
+) -> None:
+    """The representations of one type are looked up together, but a key whose lookup fails
+    is an error on its own index: the other representations, of that type and others, still
+    answer, as each did when it was looked up alone."""
+    broken = customers[1]
+    loaders = create_loaders(connections)
+    lookup = loaders.sql.customer_by_id.batch
+
+    async def one_key_fails(keys: Sequence[Any]) -> list[Any]:
+        values = await lookup(keys)
+        return [
+            RuntimeError("a bug in one lookup") if key == broken else value
+            for key, value in zip(keys, values, strict=True)
+        ]
+
+    loaders.sql.customer_by_id.batch = one_key_fails
+    representations = [_by_id(customers[0]), _by_id(broken), _order(customers[2])]
+    representations.append(_by_id(customers[3]))
+    principal = Principal(kind="jwt", name="test-agent", roles=frozenset({Role.AGENT}))
+    context = create_context(connections, principal=principal, loaders=loaders)
+    result = await Executor(create_schema(), engine).execute(
+        parse(ENTITIES), context, variables={"representations": representations}
+    )
+
+    assert result.data is not None
+    found = result.data["_entities"]
+    assert [e and e.get("id") for e in found] == [
+        str(customers[0]),
+        None,
+        _order(customers[2])["id"],
+        str(customers[3]),
+    ]
+    assert [(e.path, e.message) for e in result.errors or []] == [
+        (["_entities", 1], "a bug in one lookup")
+    ]
