@@ -150,27 +150,33 @@ async def in_mongo_outbox(*, db: Database, event_ids: Sequence[str]) -> set[str]
 
 
 async def relay_sql(*, engine: AsyncEngine, bus: EventBus) -> int:
-    """Publish the oldest unpublished SQL outbox rows, in order; returns how many."""
+    """Publish the oldest unpublished SQL outbox rows, in order; returns how many.
+
+    The rows are claimed (marked) first and published in the same transaction, which a
+    failed publish rolls back: two instances' relays never publish the same rows. Read
+    first, as SQLite reads (it has no `FOR UPDATE`), both could take them, and a subscriber
+    resuming on another instance then received an event twice."""
     table = models.table(models.OutboxEvent)
+    pending = (
+        select(table.c.id)
+        .where(table.c.published_at.is_(None))
+        .order_by(table.c.id)
+        .limit(BATCH)
+        # Several instances may relay: each row is taken by one of them.
+        .with_for_update(skip_locked=True)
+    )
     async with begin_write(engine) as connection:
-        rows = (
-            await connection.execute(
-                select(table.c.id, table.c.payload)
-                .where(table.c.published_at.is_(None))
-                .order_by(table.c.id)
-                .limit(BATCH)
-                # Several instances may relay: each row is taken by one of them.
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        claimed = await connection.execute(
+            update(table)
+            .where(table.c.id.in_(pending.scalar_subquery()))
+            .values(published_at=dt.datetime.now(dt.UTC))
+            .returning(table.c.id, table.c.payload)
+        )
+        rows = sorted(claimed.all(), key=lambda row: row[0])  # RETURNING keeps no order
         if not rows:
             return 0
-        await bus.publish(_events("SQL outbox row", rows))
-        await connection.execute(
-            update(table)
-            .where(table.c.id.in_([row_id for row_id, _ in rows]))
-            .values(published_at=dt.datetime.now(dt.UTC))
-        )
+        items = [(row_id, payload) for row_id, payload in rows]
+        await bus.publish(_events("SQL outbox row", items))
     return len(rows)
 
 
@@ -329,6 +335,7 @@ class Relay:
             self._wake.clear()
 
     def start(self) -> None:
+        self._stopping = False  # a relay stopped may be started again
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self, last_pass_seconds: float = LAST_PASS_SECONDS) -> None:

@@ -201,3 +201,22 @@ async def test_a_stop_lets_the_pass_under_way_finish_so_nothing_is_published_twi
             select(OUTBOX.c.id).where(OUTBOX.c.published_at.is_(None))
         )
         assert unpublished.all() == []
+
+
+async def test_a_relay_stopped_and_started_again_publishes(
+    own_sqlite: AsyncEngine, own_mongo: Database
+) -> None:
+    bus = InProcessBus(max_length=100, retention_seconds=60)
+    relay = Relay(engine=own_sqlite, db=own_mongo, bus=bus, poll_seconds=60)
+    relay.start()
+    async with asyncio.timeout(10):
+        await relay.stop()
+    relay.start()
+    event = await _pending(own_sqlite, "again@x.io")
+    relay.wake()
+    try:
+        await until(lambda: relay.published == 1, "the restarted relay to publish", 10)
+    finally:
+        async with asyncio.timeout(10):
+            await relay.stop()
+    assert [d.event.id for d in await bus.read("0", count=10, block=0)] == [event.id]
