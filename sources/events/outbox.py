@@ -89,38 +89,55 @@ async def in_sql_outbox(*, connection: AsyncConnection, event_id: str) -> bool:
 async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Event]) -> None:
     """Queue events for publication, inside the caller's MongoDB transaction, in one write.
 
-    One event's document has the event's id as its own (`payload`); the events of a group
-    share documents of up to GROUP_EVENTS (`payloads`, in order), so that a batch of a hundred
-    costs the relay one read and one mark instead of a hundred of each. Every document lists
-    its events' ids in `event_ids`, unique across the outbox (`sources.mongo.queries.INDEXES`):
-    a transaction writing an id already written fails, which the caller reports as a
-    duplicate. A group's documents rely on that index (their `_id` is not an event id): the
-    caller writes groups only where `outbox_ids_unique` says it is in place.
+    One event's document has the event's id as its own (`payload`) and lists it in
+    `event_ids`. A group's events share documents of up to GROUP_EVENTS (`payloads`, in
+    order), so that a batch of a hundred costs the relay one read and one mark instead of a
+    hundred of each; their ids go in one more document of the group, written published (the
+    relay never reads it). `event_ids` is unique across the outbox
+    (`sources.mongo.queries.INDEXES`): a transaction writing an id already written fails,
+    which the caller reports as a duplicate. Kept apart from the payloads, the ids are
+    indexed once and never again: marking a document published rewrites all of its index
+    entries, a hundred of them for a document listing a hundred ids. A group relies on that
+    index (no `_id` of it is an event id): the caller writes groups only where
+    `outbox_ids_unique` says it is in place.
 
-    `created_at` is when the document was written, not the events' own times: it orders the
-    relay and starts the retention window, which an upstream event's time (a backfill of last
-    month's interactions, say) must not do."""
+    `created_at` is when the documents were written, not the events' own times: it orders
+    the relay and starts the retention window, which an upstream event's time (a backfill of
+    last month's interactions, say) must not do."""
     if not events:
         return
     written = _write_time()
-    # One group's documents share a time: their ids, in order, keep them in order.
-    group = f"group:{uuid.uuid4()}"
-    documents: list[dict[str, Any]] = []
-    for start in range(0, len(events), GROUP_EVENTS):
-        chunk = events[start : start + GROUP_EVENTS]
-        document: dict[str, Any] = {
-            "_id": chunk[0].id if len(events) == 1 else f"{group}:{start // GROUP_EVENTS:05d}"
-        }
-        if len(events) == 1:
-            document["payload"] = chunk[0].to_json()
-        else:
-            document["payloads"] = [e.to_json() for e in chunk]
-        document.update(
-            event_ids=[e.id for e in chunk],
-            created_at=written,
-            published=False,
+    if len(events) == 1:
+        [event] = events
+        documents = [
+            {
+                "_id": event.id,
+                "payload": event.to_json(),
+                "event_ids": [event.id],
+                "created_at": written,
+                "published": False,
+            }
+        ]
+    else:
+        # One group's documents share a time: their ids, in order, keep them in order.
+        group = f"group:{uuid.uuid4()}"
+        documents = [
+            {
+                "_id": f"{group}:{start // GROUP_EVENTS:05d}",
+                "payloads": [e.to_json() for e in events[start : start + GROUP_EVENTS]],
+                "created_at": written,
+                "published": False,
+            }
+            for start in range(0, len(events), GROUP_EVENTS)
+        ]
+        documents.append(
+            {
+                "_id": f"{group}:ids",
+                "event_ids": [e.id for e in events],
+                "created_at": written,
+                "published": True,
+            }
         )
-        documents.append(document)
     await db.outbox.insert_many(documents, session=session)
 
 

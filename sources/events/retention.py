@@ -4,7 +4,9 @@
   (7 days). They are also the record of which upstream event ids were applied, so this is the
   deduplication window of `POST /events` (an event sent again later is applied again), and
   the horizon past which `after:` cannot tell an aged-out event id from one never issued.
-  Unpublished events are never pruned.
+  Unpublished events are never pruned, nor, in MongoDB, anything written after the oldest
+  of them: a group's event ids are written apart from its events, already published
+  (`sources.events.outbox.add_to_mongo_outbox`), and must outlast them.
 - Dead letters, after `retention_dead_letters_seconds` (30 days).
 
 Expired idempotency keys are forgotten where they are claimed (`sources.sql.idempotency`).
@@ -55,8 +57,15 @@ async def prune(
             dead.c.received_at < now - dt.timedelta(seconds=windows.dead_letters_seconds),
         ),
     }
+    oldest_pending = await db.outbox.find_one(
+        {"published": False}, {"created_at": 1}, sort=[("created_at", 1)]
+    )
+    pending_since = (oldest_pending or {}).get("created_at")
+    mongo_horizon = outbox_horizon
+    if isinstance(pending_since, dt.datetime):
+        mongo_horizon = min(mongo_horizon, pending_since)
     documents = await db.outbox.delete_many(
-        {"published": True, "created_at": {"$lt": outbox_horizon}}
+        {"published": True, "created_at": {"$lt": mongo_horizon}}
     )
     gone["mongo_outbox"] = documents.deleted_count
     if any(gone.values()):

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sources.events.envelope import new_event
+from sources.events.outbox import add_to_mongo_outbox, in_mongo_outbox
 from sources.events.retention import Retention, Windows, prune
 from sources.mongo.queries import Database
 from sources.sql import models
@@ -90,13 +91,44 @@ async def _kept(stores: Stores, ids: list[str]) -> list[str]:
 async def test_what_is_past_its_window_is_pruned_and_nothing_else(stores: Stores) -> None:
     old_sent = await _outbox(stores, 8, published=True)
     recent_sent = await _outbox(stores, 6, published=True)
-    old_unsent = await _outbox(stores, 8, published=False)  # never lost
+    old_unsent = await _outbox(stores, 7.5, published=False)  # never lost
     old_dead = await _dead_letter(stores, 31)
     recent_dead = await _dead_letter(stores, 29)
     ids = [old_sent, recent_sent, old_unsent, old_dead, recent_dead]
     gone = await prune(engine=stores.engine, db=stores.db, windows=WINDOWS)
     assert gone == {"sql_outbox": 1, "dead_letters": 1, "mongo_outbox": 1}
     assert await _kept(stores, ids) == [recent_sent, old_unsent, recent_dead]
+
+
+async def test_a_groups_event_ids_outlast_its_unpublished_events(stores: Stores) -> None:
+    """A group's ids are written apart from its events, already published: past the window,
+    they stay while the events wait for the relay, or the events could be applied again."""
+    db = stores.db
+    older_sent = await _outbox(stores, 9, published=True)
+    group = [new_event("interaction.recorded", "1", {"n": n}) for n in range(3)]
+    async with db.client.start_session() as session:
+
+        async def write(session: object) -> None:
+            await add_to_mongo_outbox(db=db, session=session, events=group)
+
+        await session.with_transaction(write)
+    eight_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=8)
+    await db.outbox.update_many(
+        {"_id": {"$regex": "^group:"}}, {"$set": {"created_at": eight_days_ago}}
+    )
+    ids = [e.id for e in group]
+
+    gone = await prune(engine=stores.engine, db=db, windows=WINDOWS)
+    # Only what was written before the oldest pending event.
+    assert gone["mongo_outbox"] == 1
+    assert await _kept(stores, [older_sent]) == []
+    assert await in_mongo_outbox(db=db, event_ids=ids) == set(ids)
+
+    await db.outbox.update_many({"published": False}, {"$set": {"published": True}})
+    gone = await prune(engine=stores.engine, db=db, windows=WINDOWS)
+    # Published, the group's documents go, its ids with them.
+    assert gone["mongo_outbox"] == 2
+    assert await in_mongo_outbox(db=db, event_ids=ids) == set()
 
 
 async def test_the_task_prunes_on_its_schedule(stores: Stores) -> None:
