@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from domain import vocabulary
 from domain.changes import (
     Changes,
     change_event,
+    duplicate_key,
     mongo_transaction,
     require_customer,
     survivors,
@@ -21,7 +22,9 @@ from domain.errors import ChangeRejectedError
 from sources.events.envelope import Event
 from sources.events.outbox import add_to_mongo_outbox, in_mongo_outbox
 from sources.mongo import loaders as mongo_loaders
+from sources.mongo.queries import Database
 from sources.mongo.source import MONGO
+from sources.sql.records import CustomerRecord
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +119,60 @@ async def record_interactions(
     or the transaction failed (a concurrent delivery of the same id, say), in which case
     every run is left. So a run is recorded whole or not at all, and one subject's events
     keep their order either way.
+
+    Ids applied before are looked for only when the write finds one (the outbox's unique
+    index refuses it): a batch delivered once, the usual case, costs no lookup.
     """
     subjects = {int(event.subject) for run in runs for event, _ in run}
     customers = await survivors(changes, sorted(subjects))
-    ids = [event.id for run in runs for event, _ in run]
     db = changes.db
-    try:
-        applied = await in_mongo_outbox(db=db, event_ids=ids)
-    except PyMongoError:
-        log.warning("could not look for applied event ids: recording one by one", exc_info=True)
-        return [None] * len(runs)
+    applied: set[str] = set()
+    for looked in (False, True):
+        answers, interactions, events = _fresh(runs, customers, applied)
+        if not events:
+            return answers
+
+        try:
+            await _write_together(db, interactions, events)
+            break
+        except (DuplicateKeyError, BulkWriteError) as error:
+            if looked or not duplicate_key(error):
+                return _one_by_one(runs, len(events), error)
+        except PyMongoError as error:
+            return _one_by_one(runs, len(events), error)
+        try:
+            applied = await in_mongo_outbox(db=db, event_ids=[e.id for e in events])
+        except PyMongoError as error:
+            return _one_by_one(runs, len(events), error)
+    owners = sorted({int(event.subject) for event in events})
+    await changes.invalidate(MONGO, mongo_loaders.TIMELINE_PAGE, owners=owners)
+    changes.published()
+    return answers
+
+
+async def _write_together(
+    db: Database, interactions: list[dict[str, Any]], events: list[Event]
+) -> None:
+    """The interactions and their outbox documents, in one transaction."""
+
+    async def write(session: Any) -> None:
+        # The outbox first: an id applied before fails the write before the events are sent.
+        await add_to_mongo_outbox(db=db, session=session, events=events)
+        await db.interactions.insert_many(interactions, session=session)
+
+    async with db.client.start_session() as session:
+        # with_transaction runs `write` again on a transient conflict.
+        await session.with_transaction(write)
+
+
+def _fresh(
+    runs: Sequence[Sequence[Recording]],
+    customers: Mapping[int, CustomerRecord | None],
+    applied: set[str],
+) -> tuple[list[list[bool] | None], list[dict[str, Any]], list[Event]]:
+    """Each run's answer, and the interactions and change events of the events to record:
+    those of runs whose subject takes changes, but for ids in `applied` or seen earlier."""
+    seen = set(applied)
     answers: list[list[bool] | None] = []
     interactions: list[dict[str, Any]] = []
     events: list[Event] = []
@@ -136,33 +183,23 @@ async def record_interactions(
             continue
         fates: list[bool] = []
         for origin, interaction in run:
-            fresh = origin.id not in applied
+            fresh = origin.id not in seen
             fates.append(fresh)
             if fresh:
-                applied.add(origin.id)
+                seen.add(origin.id)
                 recorded, event = _recorded(interaction, customer.id, origin)
                 interactions.append(recorded)
                 events.append(event)
         answers.append(fates)
-    if not events:
-        return answers
+    return answers, interactions, events
 
-    async def write(session: Any) -> None:
-        await db.interactions.insert_many(interactions, session=session)
-        await add_to_mongo_outbox(db=db, session=session, events=events)
 
-    try:
-        async with db.client.start_session() as session:
-            # with_transaction runs `write` again on a transient conflict.
-            await session.with_transaction(write)
-    except PyMongoError:
-        log.warning(
-            "recording %d interactions at once failed: recording them one by one",
-            len(events),
-            exc_info=True,
-        )
-        return [None] * len(runs)
-    owners = sorted({int(event.subject) for event in events})
-    await changes.invalidate(MONGO, mongo_loaders.TIMELINE_PAGE, owners=owners)
-    changes.published()
-    return answers
+def _one_by_one(
+    runs: Sequence[Sequence[Recording]], count: int, error: Exception
+) -> list[list[bool] | None]:
+    log.warning(
+        "recording %d interactions at once failed: recording them one by one",
+        count,
+        exc_info=error,
+    )
+    return [None] * len(runs)

@@ -121,7 +121,16 @@ async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Ev
     else:
         # One group's documents share a time: their ids, in order, keep them in order.
         group = f"group:{uuid.uuid4()}"
+        # The ids first: an id written before fails the write before the events are sent.
         documents = [
+            {
+                "_id": f"{group}:ids",
+                "event_ids": [e.id for e in events],
+                "created_at": written,
+                "published": True,
+            }
+        ]
+        documents += [
             {
                 "_id": f"{group}:{start // GROUP_EVENTS:05d}",
                 "payloads": [e.to_json() for e in events[start : start + GROUP_EVENTS]],
@@ -130,14 +139,6 @@ async def add_to_mongo_outbox(*, db: Database, session: Any, events: Sequence[Ev
             }
             for start in range(0, len(events), GROUP_EVENTS)
         ]
-        documents.append(
-            {
-                "_id": f"{group}:ids",
-                "event_ids": [e.id for e in events],
-                "created_at": written,
-                "published": True,
-            }
-        )
     await db.outbox.insert_many(documents, session=session)
 
 
