@@ -46,8 +46,9 @@ class Connections:
 
     settings: Settings
     round_trips: RoundTrips
-    # Writes (mutations, event appliers), and the loaders' reads: the same engine on SQLite,
-    # an autocommit one on PostgreSQL (`sources.sql.engine.create_engine`).
+    # Writes (mutations, event appliers), and the loaders' reads: an autocommit engine on
+    # PostgreSQL, a read-only one calling SQLite on the event loop's thread
+    # (`sources.sql.engine.create_engine`).
     engine: AsyncEngine
     reads: AsyncEngine
     mongo: AsyncMongoClient[dict[str, Any]]
@@ -136,7 +137,8 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         engine = create_engine(url, round_trips=round_trips, pool_size=10, max_overflow=5)
         reads = create_engine(url, round_trips=round_trips, reads=True, max_overflow=5)
     else:
-        engine = reads = create_engine(url, round_trips=round_trips)
+        engine = create_engine(url, round_trips=round_trips)
+        reads = create_engine(url, round_trips=round_trips, reads=True)
     mongo_timeout = settings.source_timeout(MONGO.name)
     mongo = create_mongo_client(settings.mongo_url, timeout=mongo_timeout, round_trips=round_trips)
     vendors = {

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 
 from sources import tracing
 from sources.roundtrips import RoundTrips
+from sources.sql.inline_sqlite import inline_creator
 from sources.sql.source import SQL
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,13 @@ def create_engine(
 ) -> AsyncEngine:
     """An engine for SQLite (aiosqlite) or PostgreSQL (asyncpg), counting each statement.
 
-    `reads`: an engine for the loaders' batches on PostgreSQL, in autocommit. In a transaction
-    a batch cost six round trips: the pool's pre-ping (BEGIN, `;`, ROLLBACK, as SQLAlchemy
-    pings asyncpg outside autocommit), then BEGIN, the query and the ROLLBACK of the return to
-    the pool; in autocommit it costs two (`;` and the query). Nothing is lost: PostgreSQL's
-    READ COMMITTED takes a snapshot per statement, inside a transaction or not.
+    `reads`: an engine for the loaders' batches. On PostgreSQL, in autocommit: in a
+    transaction a batch cost six round trips: the pool's pre-ping (BEGIN, `;`, ROLLBACK, as
+    SQLAlchemy pings asyncpg outside autocommit), then BEGIN, the query and the ROLLBACK of the
+    return to the pool; in autocommit it costs two (`;` and the query). Nothing is lost:
+    PostgreSQL's READ COMMITTED takes a snapshot per statement, inside a transaction or not.
+    On SQLite, read only, each call made on the event loop's thread
+    (`sources.sql.inline_sqlite`, which says why).
     """
     url = make_url(url)
     # Enough pooled connections for the batches of many concurrent requests: a connection
@@ -73,6 +76,8 @@ def create_engine(
         kwargs["pool_pre_ping"] = True
         if reads:
             kwargs["isolation_level"] = "AUTOCOMMIT"
+    elif reads:
+        kwargs["async_creator"] = inline_creator(url, timeout=SQLITE_BUSY_SECONDS)
     else:
         # This process's writers take turns (`one_writer`); the busy timeout is for another
         # process's (a CLI command, a second worker), whose transactions are as short.
@@ -94,6 +99,9 @@ def create_engine(
                 log.debug("SQLite WAL not switched on by this connection: %s", error)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if reads:
+                # Run on the event loop's thread: never a writer, which could wait for a lock.
+                cursor.execute("PRAGMA query_only=ON")
             cursor.close()
 
     if round_trips is not None:

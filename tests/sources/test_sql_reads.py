@@ -1,4 +1,5 @@
-"""The loaders' reads: on PostgreSQL a batch is its query, with no transaction around it."""
+"""The loaders' reads: on PostgreSQL a batch is its query, with no transaction around it; on
+SQLite, an engine of their own."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ async def test_a_loader_batch_sends_its_query_and_the_pool_s_ping_alone(
 ) -> None:
     cid = await build_customer(connections, vendor_store, orders=1)
     if connections.engine.dialect.name != "postgresql":
-        # SQLite's BEGIN is a call into the library, not a round trip: one engine does both.
-        assert connections.reads is connections.engine
+        # SQLite's BEGIN is a call into the library, not a round trip; the loaders' engine is
+        # apart for another reason: it reads on the event loop's thread (test_sqlite_engine).
+        assert connections.reads is not connections.engine
+        assert (await create_loaders(connections).sql.customer_by_id.load(cid)) is not None
         return
     # asyncpg logs what it sends outside prepared statements: BEGIN, ROLLBACK, the ping.
     simple: list[str] = []

@@ -4,12 +4,14 @@ turns instead of failing "database is locked"."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sources.errors import SourceUnavailableError
 from sources.loader import source_error
@@ -129,3 +131,47 @@ def test_a_connection_the_server_ended_at_checkout_is_an_outage_not_a_bug() -> N
     # The same adapter error with no connection loss behind it stays a bug.
     plain = DBAPIError("SELECT 1", None, AdapterError("syntax"), connection_invalidated=False)
     assert source_error("sql", plain) is None
+
+
+async def test_the_loaders_engine_reads_on_the_loops_thread_and_never_writes(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/reads.sqlite"
+    engine, reads = create_engine(url), create_engine(url, reads=True)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (n INTEGER)"))
+            await connection.execute(text("INSERT INTO t VALUES (1)"))
+
+        def thread_of(connection: AsyncConnection) -> Any:
+            def sql_thread(raw: Any) -> None:
+                # The sqlite3 connection under aiosqlite's (or the inline) adapter.
+                raw.driver_connection._conn.create_function(
+                    "thread", 0, threading.get_ident, deterministic=False
+                )
+
+            return connection.run_sync(lambda sync: sql_thread(sync.connection.dbapi_connection))
+
+        async with reads.connect() as connection:
+            await thread_of(connection)
+            [(n, thread)] = (await connection.execute(text("SELECT n, thread() FROM t"))).all()
+        assert (n, thread) == (1, threading.get_ident())
+        async with engine.connect() as connection:
+            await thread_of(connection)
+            [(writer_thread,)] = (await connection.execute(text("SELECT thread()"))).all()
+        assert writer_thread != threading.get_ident()  # writes stay on aiosqlite's thread
+
+        # Read only: a write through it would take the lock, and wait for it, on the loop.
+        async with reads.connect() as connection:
+            with pytest.raises(OperationalError, match="readonly"):
+                await connection.execute(text("INSERT INTO t VALUES (2)"))
+
+        # Many batches at once share nothing that would block (each has its connection).
+        async def read() -> int:
+            async with reads.connect() as connection:
+                return int((await connection.execute(text("SELECT count(*) FROM t"))).scalar_one())
+
+        assert await asyncio.gather(*(read() for _ in range(30))) == [1] * 30
+    finally:
+        await reads.dispose()
+        await engine.dispose()
