@@ -24,13 +24,14 @@ from sources.cache.responses import ResponseCache
 from sources.catalog import VENDORS
 from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
 from sources.events.hub import Hub
-from sources.events.outbox import Relay
+from sources.events.outbox import Relay, list_legacy_ids
 from sources.events.retention import Retention, Windows
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database, ensure_indexes
 from sources.mongo.source import MONGO
 from sources.roundtrips import RoundTrips
 from sources.sql.engine import create_engine
+from sources.sql.source import SQL
 from sources.thirdparty.client import VendorClient
 from sources.thirdparty.client import create_client as create_vendor_client
 
@@ -137,8 +138,14 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         engine = create_engine(url, round_trips=round_trips, pool_size=10, max_overflow=5)
         reads = create_engine(url, round_trips=round_trips, reads=True, max_overflow=5)
     else:
-        engine = create_engine(url, round_trips=round_trips)
-        reads = create_engine(url, round_trips=round_trips, reads=True)
+        engine = reads = create_engine(url, round_trips=round_trips)
+        if make_url(url).database not in (None, "", ":memory:"):  # a file both can open
+            reads = create_engine(
+                url,
+                round_trips=round_trips,
+                reads=True,
+                statement_seconds=settings.source_timeout(SQL.name),
+            )
     mongo_timeout = settings.source_timeout(MONGO.name)
     mongo = create_mongo_client(settings.mongo_url, timeout=mongo_timeout, round_trips=round_trips)
     vendors = {
@@ -186,6 +193,7 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     # Idempotent: a store seeded before an index was added to `INDEXES` gets it here.
     try:
         await ensure_indexes(db=relay_mongo[settings.mongo_database])
+        await list_legacy_ids(db=relay_mongo[settings.mongo_database])
     except PyMongoError:
         log.warning("could not ensure MongoDB's indexes; queries may scan", exc_info=True)
     await hub.start()

@@ -116,9 +116,10 @@ async def record_interactions(
     Answers per run: per event True (recorded) or False (its id was applied before, or
     earlier in these runs), or None for a run left to `record_interaction`, event by event:
     its subject is not a customer that takes changes (that call refuses it with the reason),
-    or the transaction failed (a concurrent delivery of the same id, say), in which case
-    every run is left. So a run is recorded whole or not at all, and one subject's events
-    keep their order either way.
+    or the transaction failed otherwise than on ids applied before, or was refused twice (a
+    delivery of the same ids at that very moment, say), in which case every run is left.
+    So a run is recorded whole or not at all, and one subject's events keep their order
+    either way.
 
     Ids applied before are looked for only when the write finds one (the outbox's unique
     index refuses it): a batch delivered once, the usual case, costs no lookup.
@@ -136,6 +137,11 @@ async def record_interactions(
             await _write_together(db, interactions, events)
             break
         except (DuplicateKeyError, BulkWriteError) as error:
+            if looked and duplicate_key(error):
+                # Another delivery of these ids committed between the look and this write:
+                # an ordinary race, which one by one settles.
+                log.info("a group of interactions met another delivery: recording one by one")
+                return [None] * len(runs)
             if looked or not duplicate_key(error):
                 return _one_by_one(runs, len(events), error)
         except PyMongoError as error:

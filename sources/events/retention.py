@@ -57,8 +57,11 @@ async def prune(
             dead.c.received_at < now - dt.timedelta(seconds=windows.dead_letters_seconds),
         ),
     }
+    # A pending document without a time (a hand edit) sorts first: it does not end the search.
     oldest_pending = await db.outbox.find_one(
-        {"published": False}, {"created_at": 1}, sort=[("created_at", 1)]
+        {"published": False, "created_at": {"$type": "date"}},
+        {"created_at": 1},
+        sort=[("created_at", 1)],
     )
     pending_since = (oldest_pending or {}).get("created_at")
     mongo_horizon = outbox_horizon

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator
@@ -49,6 +50,7 @@ def create_engine(
     *,
     round_trips: RoundTrips | None = None,
     reads: bool = False,
+    statement_seconds: float = math.inf,
     pool_size: int = 20,
     max_overflow: int = 10,
 ) -> AsyncEngine:
@@ -60,7 +62,7 @@ def create_engine(
     return to the pool; in autocommit it costs two (`;` and the query). Nothing is lost:
     PostgreSQL's READ COMMITTED takes a snapshot per statement, inside a transaction or not.
     On SQLite, read only, each call made on the event loop's thread
-    (`sources.sql.inline_sqlite`, which says why).
+    (`sources.sql.inline_sqlite`, which says why) and interrupted past `statement_seconds`.
     """
     url = make_url(url)
     # Enough pooled connections for the batches of many concurrent requests: a connection
@@ -77,7 +79,9 @@ def create_engine(
         if reads:
             kwargs["isolation_level"] = "AUTOCOMMIT"
     elif reads:
-        kwargs["async_creator"] = inline_creator(url, timeout=SQLITE_BUSY_SECONDS)
+        kwargs["async_creator"] = inline_creator(
+            url, timeout=READ_BUSY_SECONDS, limit=statement_seconds
+        )
     else:
         # This process's writers take turns (`one_writer`); the busy timeout is for another
         # process's (a CLI command, a second worker), whose transactions are as short.
@@ -91,17 +95,29 @@ def create_engine(
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # WAL lets readers run while the seeder or a mutation writes.
             cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as error:
-                # A new file another connection is switching (or writing) at this moment: the
-                # mode is the file's, so that connection's switch, or the next one's, sets it.
-                log.debug("SQLite WAL not switched on by this connection: %s", error)
+            if reads:
+                # On the event loop's thread: never a writer, which could wait for the lock
+                # there (switching a new file to WAL is a write too: the writers do it).
+                cursor.execute("PRAGMA query_only=ON")
+                cursor.execute("PRAGMA journal_mode")
+                [mode] = cursor.fetchone()
+                if mode != "wal":
+                    log.warning(
+                        "SQLite file not in WAL mode (%s): the loaders' reads may wait for "
+                        "writers, on the event loop, up to %g s",
+                        mode,
+                        READ_BUSY_SECONDS,
+                    )
+            else:
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                except sqlite3.OperationalError as error:
+                    # A new file another connection is switching (or writing) at this moment:
+                    # the mode is the file's, so that connection's switch, or the next one's,
+                    # sets it.
+                    log.debug("SQLite WAL not switched on by this connection: %s", error)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            if reads:
-                # Run on the event loop's thread: never a writer, which could wait for a lock.
-                cursor.execute("PRAGMA query_only=ON")
             cursor.close()
 
     if round_trips is not None:
@@ -156,6 +172,9 @@ _MAX_STATEMENT = 2000
 
 
 SQLITE_BUSY_SECONDS = 30.0
+# The loaders' reads, on the event loop's thread, wait this long at most for a lock (in WAL
+# mode they wait for none but in rare moments of the log's own upkeep).
+READ_BUSY_SECONDS = 0.25
 # The turns of each event loop, by database: engines differ (the relay and the audit log have
 # their own) where the database, and SQLite's one writer, is the same.
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (

@@ -15,20 +15,28 @@ trades: a read holds the loop for its duration, so a slow one (a search over a l
 delays the other requests as long, where on a thread it would overlap them; and a read that
 had to wait for a lock would wait on the loop. In WAL mode (`sources.sql.engine`) readers do
 not wait for writers, and these connections are `query_only`, so nothing here takes the
-write lock. Writes stay on aiosqlite's thread: a commit may wait for another process's write
-lock (the busy timeout) or for the disk. PostgreSQL is unaffected: asyncpg has no thread.
+write lock; their busy timeout is short all the same (`READ_BUSY_SECONDS`), and a call is
+interrupted past the SQL source's timeout, which on the loop `asyncio.timeout` cannot do.
+Writes stay on aiosqlite's thread: a commit may wait for another process's write lock (the
+busy timeout) or for the disk. PostgreSQL is unaffected: asyncpg has no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL
+
+# SQLite calls the progress handler every this many virtual machine steps: tens of
+# microseconds apart, so a call stops soon after its limit, and a lookup never calls it.
+PROGRESS_STEPS = 10_000
 
 
 class _Inline:
@@ -48,20 +56,37 @@ class _Inline:
 
 
 class InlineConnection(aiosqlite.Connection):
-    """aiosqlite's connection, its calls run inline: no thread is started."""
+    """aiosqlite's connection, its calls run inline: no thread is started. A call running
+    past `limit` seconds is interrupted and raises TimeoutError: on the loop, the source
+    timeout's `asyncio.timeout` cannot end it."""
 
-    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connector: Callable[[], sqlite3.Connection], *, limit: float) -> None:
         super().__init__(connector, iter_chunk_size=64)
         self._tx = _Inline()  # type: ignore[assignment]
+        self._limit = limit
+        self._deadline = math.inf
+
+    def _past_deadline(self) -> bool:
+        return time.monotonic() > self._deadline  # true: SQLite ends the statement
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+        self._deadline = time.monotonic() + self._limit
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if "interrupted" in str(error) and time.monotonic() > self._deadline:
+                raise TimeoutError(f"an SQLite read ran past {self._limit:g} s") from error
+            raise
+        finally:
+            self._deadline = math.inf
 
     async def _connect(self) -> InlineConnection:
         if self._connection is None:
-            self._connection = self._connector()
+            connection = self._connector()
+            connection.set_progress_handler(self._past_deadline, PROGRESS_STEPS)
+            self._connection = connection
         return self
 
     def __await__(self) -> Any:
@@ -77,9 +102,12 @@ class InlineConnection(aiosqlite.Connection):
         self.stop()
 
 
-def inline_creator(url: URL, *, timeout: float) -> Callable[[], Awaitable[InlineConnection]]:
+def inline_creator(
+    url: URL, *, timeout: float, limit: float = math.inf
+) -> Callable[[], Awaitable[InlineConnection]]:
     """`create_async_engine`'s `async_creator` for the SQLite database of `url`, connecting as
-    SQLAlchemy's aiosqlite dialect would (its arguments, and `timeout`)."""
+    SQLAlchemy's aiosqlite dialect would (its arguments, and the busy `timeout`); each call
+    is interrupted past `limit` seconds."""
     [database], kwargs = SQLiteDialect_aiosqlite().create_connect_args(url)
     options: dict[str, Any] = {**kwargs, "timeout": timeout}
 
@@ -88,6 +116,6 @@ def inline_creator(url: URL, *, timeout: float) -> Callable[[], Awaitable[Inline
         return connection
 
     async def create() -> InlineConnection:
-        return await InlineConnection(connect)  # type: ignore[no-any-return]
+        return await InlineConnection(connect, limit=limit)  # type: ignore[no-any-return]
 
     return create

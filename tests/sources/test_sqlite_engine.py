@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sources.errors import SourceUnavailableError
+from sources.errors import SourceTimeoutError, SourceUnavailableError
 from sources.loader import source_error
 from sources.sql import engine as sql_engine
 from sources.sql.engine import begin_write, create_engine
@@ -172,6 +172,29 @@ async def test_the_loaders_engine_reads_on_the_loops_thread_and_never_writes(
                 return int((await connection.execute(text("SELECT count(*) FROM t"))).scalar_one())
 
         assert await asyncio.gather(*(read() for _ in range(30))) == [1] * 30
+    finally:
+        await reads.dispose()
+        await engine.dispose()
+
+
+async def test_a_read_past_the_source_timeout_is_interrupted_on_the_loop(tmp_path: Path) -> None:
+    # On the loop, asyncio.timeout cannot end a call that never yields: SQLite stops it.
+    url = f"sqlite+aiosqlite:///{tmp_path}/slow.sqlite"
+    engine = create_engine(url)
+    reads = create_engine(url, reads=True, statement_seconds=0.05)
+    endless = text(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    )
+    try:
+        async with engine.connect():  # the writers' engine makes the file (in WAL mode)
+            pass
+        with pytest.raises(TimeoutError) as raised:
+            async with reads.connect() as connection:
+                await connection.execute(endless)
+        assert isinstance(source_error("sql", raised.value), SourceTimeoutError)
+        # The engine reads on (SQLAlchemy gives up the interrupted connection).
+        async with reads.connect() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
     finally:
         await reads.dispose()
         await engine.dispose()
