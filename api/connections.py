@@ -24,7 +24,8 @@ from sources.cache.responses import ResponseCache
 from sources.catalog import VENDORS
 from sources.events.bus import EventBus, InProcessBus, RedisStreamBus
 from sources.events.hub import Hub
-from sources.events.outbox import Relay, list_legacy_ids
+from sources.events.outbox import Relay
+from sources.events.outbox_upgrade import list_legacy_ids
 from sources.events.retention import Retention, Windows
 from sources.mongo.client import create_client as create_mongo_client
 from sources.mongo.queries import Database, ensure_indexes

@@ -17,13 +17,8 @@ from domain.appliers import apply_interactions
 from domain.errors import ChangeRejectedError
 from domain.ingestion import Grouped, Ingestion
 from sources.events.envelope import Event
-from sources.events.outbox import (
-    IDS_LISTED_SINCE,
-    UniqueIds,
-    in_mongo_outbox,
-    list_legacy_ids,
-    was_issued,
-)
+from sources.events.outbox import UniqueIds, in_mongo_outbox, was_issued
+from sources.events.outbox_upgrade import IDS_LISTED_SINCE, list_legacy_ids
 from sources.events.registry import SchemaRegistry
 from sources.mongo.queries import Database, ensure_indexes
 from sources.thirdparty.simulator import VendorStore
