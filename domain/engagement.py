@@ -137,13 +137,13 @@ async def record_interactions(
             await _write_together(db, interactions, events)
             break
         except (DuplicateKeyError, BulkWriteError) as error:
-            if looked and duplicate_key(error):
+            if not duplicate_key(error):
+                return _one_by_one(runs, len(events), error)
+            if looked:
                 # Another delivery of these ids committed between the look and this write:
                 # an ordinary race, which one by one settles.
                 log.info("a group of interactions met another delivery: recording one by one")
                 return [None] * len(runs)
-            if looked or not duplicate_key(error):
-                return _one_by_one(runs, len(events), error)
         except PyMongoError as error:
             return _one_by_one(runs, len(events), error)
         try:
